@@ -1,0 +1,165 @@
+"""In-memory remote tier (config type ``local``): hash records and logs in dicts."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..clock import Clock
+from ..interfaces import RemoteRepository, SingleValue
+from ..models import HashRecord, LogEntry
+from ..paths import join_child, parent_and_name
+from ..validation import LogQuery
+from .memory_store import LogTable, MemoryStore
+
+__all__ = ["MemoryRemoteRepository"]
+
+
+@dataclass
+class RemoteState:
+    records: dict[str, HashRecord] = field(default_factory=dict)
+    logs: LogTable = field(default_factory=LogTable)
+
+    def copy(self) -> RemoteState:
+        return RemoteState(dict(self.records), self.logs.copy())
+
+
+def _fresh(record: HashRecord) -> HashRecord:
+    # Stored models are never mutated; callers get lists of their own.
+    return record.model_copy(
+        update={"dirs": list(record.dirs), "files": list(record.files), "links": list(record.links)}
+    )
+
+
+def sort_key(value: Any) -> tuple[bool, Any]:
+    """SQL order: NULLs sort before every value."""
+    return (value is not None, value)
+
+
+class MemoryRemoteRepository(RemoteRepository):
+    """The remote tier in memory; same contracts as the SQL backends, safe across tasks."""
+
+    def __init__(
+        self, *, clock: Clock | None = None, store: MemoryStore[RemoteState] | None = None
+    ) -> None:
+        super().__init__(clock=clock)
+        self._store = store or MemoryStore(RemoteState(), RemoteState.copy)
+
+    def __repr__(self) -> str:
+        return f"MemoryRemoteRepository(records={len(self._store.state.records)})"
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[MemoryRemoteRepository]:
+        async with self._store.transaction() as child:
+            yield MemoryRemoteRepository(clock=self.clock, store=child)
+
+    async def _ping(self) -> None:
+        _ = self._store.state
+
+    async def _fetch_record(self, path: str) -> HashRecord | None:
+        record = self._store.state.records.get(path)
+        return None if record is None else _fresh(record)
+
+    async def _upsert(self, records: Sequence[HashRecord], now: int) -> None:
+        async with self._store.writing() as state:
+            for new in records:
+                old = state.records.get(new.path)
+                values: dict[str, Any] = {
+                    "path": new.path,
+                    "current_hash": new.current_hash,
+                    "current_dtg_latest": now,
+                    "dirs": list(new.dirs),
+                    "files": list(new.files),
+                    "links": list(new.links),
+                    "target_hash": new.target_hash,
+                    "session_id": new.session_id,
+                }
+                if old is None:
+                    values.update(current_dtg_first=now, prev_hash=None, prev_dtg_latest=None)
+                elif old.current_hash != new.current_hash:
+                    values.update(
+                        current_dtg_first=now,
+                        prev_hash=old.current_hash,
+                        prev_dtg_latest=old.current_dtg_latest,
+                    )
+                else:
+                    values.update(
+                        current_dtg_first=old.current_dtg_first,
+                        prev_hash=old.prev_hash,
+                        prev_dtg_latest=old.prev_dtg_latest,
+                    )
+                if old is not None:
+                    if new.target_hash is None:
+                        values["target_hash"] = old.target_hash
+                    if new.session_id is None:
+                        values["session_id"] = old.session_id
+                state.records[new.path] = HashRecord.model_construct(**values)
+
+    async def _fetch_field(self, path: str, field: str) -> SingleValue:
+        record = self._store.state.records.get(path)
+        value: SingleValue = None if record is None else getattr(record, field)
+        return value
+
+    async def _set_target(self, path: str, target_hash: str | None) -> bool:
+        async with self._store.writing() as state:
+            record = state.records.get(path)
+            if record is None:
+                return False
+            state.records[path] = record.model_copy(update={"target_hash": target_hash})
+            return True
+
+    async def _priority_paths(self) -> list[str]:
+        return sorted(
+            r.path
+            for r in self._store.state.records.values()
+            if r.target_hash is not None and r.target_hash != r.current_hash
+        )
+
+    async def _insert_log(self, entry: LogEntry, key: str) -> int:
+        async with self._store.writing() as state:
+            return state.logs.insert(entry, key)
+
+    async def _select_logs(self, query: LogQuery) -> list[LogEntry]:
+        entries = list(self._store.state.logs.entries.values())
+        if query.session_id is not None:
+            entries = [e for e in entries if e.session_id == query.session_id]
+        if query.older_than is not None:
+            cutoff = query.older_than
+            entries = [e for e in entries if e.timestamp is not None and e.timestamp < cutoff]
+        entries.sort(
+            key=lambda e: (sort_key(getattr(e, query.order_by)), e.log_id),
+            reverse=query.descending,
+        )
+        end = None if query.limit is None else query.offset + query.limit
+        return entries[query.offset : end]
+
+    async def _delete_logs(self, ids: list[int]) -> list[int]:
+        async with self._store.writing() as state:
+            return state.logs.delete(ids)
+
+    async def _orphans(self) -> list[str]:
+        records = self._store.state.records
+        orphans = []
+        for record in records.values():
+            parent_name = parent_and_name(record.path)
+            if parent_name is None:
+                continue
+            parent = records.get(parent_name[0])
+            name = parent_name[1]
+            if parent is not None and not (
+                name in parent.dirs or name in parent.files or name in parent.links
+            ):
+                orphans.append(record.path)
+        return sorted(orphans)
+
+    async def _untracked(self) -> list[str]:
+        records = self._store.state.records
+        children = {pn for pn in map(parent_and_name, records) if pn is not None}
+        return sorted(
+            join_child(record.path, name)
+            for record in records.values()
+            for name in set(record.dirs)
+            if (record.path, name) not in children
+        )

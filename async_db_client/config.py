@@ -1,0 +1,310 @@
+"""Configuration: the predecessor's ``{'database': {...}}`` dict, validated.
+
+``ClientConfig.model_validate(config_dict)`` (or :func:`parse_config`, which raises this
+library's :class:`~async_db_client.errors.ConfigurationError`) accepts the seed's shape
+unchanged::
+
+    {'database': {
+        'remote_type': 'mysql' | 'mssql' | 'local',   'remote_config': {...},
+        'core_type': 'mysql' | 'local',               'core_config': {...},
+        'pipeline_type': 'mssql' | 'local',           'pipeline_config': {...},
+    }}
+
+Any tier may be left out. Keys other than ``database`` at the top level are ignored (they
+belong to the application); inside ``database`` and each tier config, unknown keys are
+errors, so a typo never silently falls back to a default.
+
+Passwords are :class:`pydantic.SecretStr`: they never appear in a repr, str, log line or
+error message.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal
+
+import pydantic
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+
+from .errors import ConfigurationError
+
+__all__ = [
+    "ClientConfig",
+    "DatabaseConfig",
+    "LocalConfig",
+    "MSSQLConfig",
+    "MySQLConfig",
+    "PoolSettings",
+    "TLSConfig",
+    "TierConfig",
+    "parse_config",
+]
+
+TIERS = ("remote", "core", "pipeline")
+ENGINES_BY_TIER: dict[str, tuple[str, ...]] = {
+    "remote": ("mysql", "mssql", "local"),
+    "core": ("mysql", "local"),
+    "pipeline": ("mssql", "local"),
+}
+
+PositiveSeconds = Annotated[float, Field(gt=0)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PoolSettings(_Strict):
+    """Connection-pool settings, shared by every engine (key ``pool`` of a tier config).
+
+    Times are in seconds. ``max_lifetime`` is the age since the connection was opened
+    (jittered by up to -10 % so connections do not all expire together); ``max_idle`` is
+    how long an idle connection above ``min_size`` is kept; a connection that sat idle for
+    ``check_after_idle`` is pinged before it is handed out.
+    """
+
+    min_size: Annotated[int, Field(ge=0, le=1000)] = 1
+    max_size: Annotated[int, Field(ge=1, le=1000)] = 10
+    acquire_timeout: PositiveSeconds = 30.0
+    max_waiting: Annotated[int, Field(ge=0)] = 0
+    connect_timeout: PositiveSeconds = 10.0
+    query_timeout: PositiveSeconds | None = 300.0
+    max_lifetime: PositiveSeconds = 3600.0
+    max_idle: PositiveSeconds = 600.0
+    check_after_idle: Annotated[float, Field(ge=0)] = 5.0
+    reconnect_backoff_initial: PositiveSeconds = 0.05
+    reconnect_backoff_max: PositiveSeconds = 5.0
+    retry_attempts: Annotated[int, Field(ge=0, le=20)] = 3
+    close_timeout: PositiveSeconds = 5.0
+
+    @model_validator(mode="after")
+    def _sizes(self) -> PoolSettings:
+        if self.min_size > self.max_size:
+            raise ValueError(f"min_size ({self.min_size}) exceeds max_size ({self.max_size})")
+        return self
+
+
+class TLSConfig(_Strict):
+    """TLS for MySQL/MariaDB: file paths of the CA, client certificate and key."""
+
+    ca: str | None = None
+    cert: str | None = None
+    key: str | None = None
+    verify_cert: bool = True
+    verify_identity: bool = True
+
+    @model_validator(mode="after")
+    def _pair(self) -> TLSConfig:
+        if (self.cert is None) != (self.key is None):
+            raise ValueError("cert and key must be given together")
+        return self
+
+
+class _ServerConfig(_Strict):
+    auto_migrate: bool = True
+    pool: PoolSettings = Field(default_factory=PoolSettings)
+
+
+class MySQLConfig(_ServerConfig):
+    """MySQL/MariaDB: the predecessor's keys ``host, port, database, user, password``."""
+
+    type: Literal["mysql"] = "mysql"
+    host: Annotated[str, Field(min_length=1)]
+    port: Annotated[int, Field(ge=1, le=65535)] = 3306
+    database: Annotated[str, Field(min_length=1, max_length=64)]
+    user: Annotated[str, Field(min_length=1)]
+    password: SecretStr = SecretStr("")
+    ssl: TLSConfig | None = None
+
+    def describe(self) -> str:
+        """Where this points, for logs and errors (never the password)."""
+        return f"mysql://{self.user}@{self.host}:{self.port}/{self.database}"
+
+    def pool_key(self) -> tuple[Any, ...]:
+        """Identity of the server and credentials: equal keys share one pool."""
+        return (
+            "mysql",
+            self.host,
+            self.port,
+            self.database,
+            self.user,
+            _digest(self.password),
+            self.ssl,
+            self.pool,
+        )
+
+
+class MSSQLConfig(_ServerConfig):
+    """SQL Server: the predecessor's keys ``server, database, username, password``.
+
+    ``odbc_connect`` may give a complete ODBC connection string instead; it is treated as
+    secret because it usually holds the password.
+    """
+
+    type: Literal["mssql"] = "mssql"
+    server: str | None = None
+    port: Annotated[int, Field(ge=1, le=65535)] | None = None
+    database: str | None = None
+    username: str | None = None
+    password: SecretStr = SecretStr("")
+    driver: Annotated[str, Field(min_length=1)] = "ODBC Driver 18 for SQL Server"
+    encrypt: bool | Literal["strict"] = True
+    trust_server_certificate: bool = False
+    odbc_attributes: dict[str, str] = Field(default_factory=dict)
+    odbc_connect: SecretStr | None = None
+
+    @model_validator(mode="after")
+    def _target(self) -> MSSQLConfig:
+        if self.odbc_connect is None:
+            missing = [k for k in ("server", "database", "username") if not getattr(self, k)]
+            if missing:
+                raise ValueError(
+                    f"{', '.join(missing)} required (or give a full odbc_connect string)"
+                )
+        return self
+
+    def describe(self) -> str:
+        if self.odbc_connect is not None and not self.server:
+            return "mssql://(odbc_connect)"
+        port = f":{self.port}" if self.port else ""
+        return f"mssql://{self.username}@{self.server}{port}/{self.database}"
+
+    def pool_key(self) -> tuple[Any, ...]:
+        return (
+            "mssql",
+            self.server,
+            self.port,
+            self.database,
+            self.username,
+            _digest(self.password),
+            self.driver,
+            self.encrypt,
+            self.trust_server_certificate,
+            tuple(sorted(self.odbc_attributes.items())),
+            _digest(self.odbc_connect) if self.odbc_connect else None,
+            self.pool,
+        )
+
+
+class LocalConfig(_Strict):
+    """The in-memory backend (``local``): no keys."""
+
+    type: Literal["local"] = "local"
+
+    def describe(self) -> str:
+        return "memory://"
+
+
+TierConfig = Annotated[MySQLConfig | MSSQLConfig | LocalConfig, Field(discriminator="type")]
+
+
+class DatabaseConfig(_Strict):
+    """The ``database`` section: a type and a config per tier, each optional."""
+
+    remote_type: Literal["mysql", "mssql", "local"] | None = None
+    remote_config: TierConfig | None = None
+    core_type: Literal["mysql", "local"] | None = None
+    core_config: TierConfig | None = None
+    pipeline_type: Literal["mssql", "local"] | None = None
+    pipeline_config: TierConfig | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _tag_configs(cls, data: Any) -> Any:
+        # Each tier's config dict is validated by the model its *_type names; copying the
+        # type into the dict lets pydantic pick that model (and report errors inside it).
+        if not isinstance(data, Mapping):
+            return data
+        data = dict(data)
+        for tier in TIERS:
+            kind = data.get(f"{tier}_type")
+            raw = data.get(f"{tier}_config")
+            if kind is None:
+                if raw is not None:
+                    raise ValueError(f"{tier}_type: required when {tier}_config is given")
+                continue
+            if not isinstance(kind, str) or kind not in ENGINES_BY_TIER[tier]:
+                data.pop(f"{tier}_config", None)  # only report the type (the Literal check)
+                continue
+            if raw is None:
+                if kind == "local":
+                    data[f"{tier}_config"] = {"type": "local"}
+                continue
+            if isinstance(raw, Mapping):
+                if "type" in raw:
+                    raise ValueError(f"{tier}_config.type: not a key; use {tier}_type")
+                data[f"{tier}_config"] = {**raw, "type": kind}
+        return data
+
+    @model_validator(mode="after")
+    def _consistent(self) -> DatabaseConfig:
+        for tier in TIERS:
+            kind = getattr(self, f"{tier}_type")
+            config = getattr(self, f"{tier}_config")
+            if kind is None and config is not None:
+                raise ValueError(f"{tier}_type: required when {tier}_config is given")
+            if kind is not None and config is None:
+                raise ValueError(f"{tier}_config: required for {tier}_type {kind!r}")
+        return self
+
+    def tier(self, name: str) -> MySQLConfig | MSSQLConfig | LocalConfig | None:
+        """The validated config of tier ``name`` ('remote', 'core', 'pipeline'), or None."""
+        if name not in TIERS:
+            raise ValueError(f"unknown tier {name!r}; expected one of {', '.join(TIERS)}")
+        config: MySQLConfig | MSSQLConfig | LocalConfig | None = getattr(self, f"{name}_config")
+        return config
+
+
+class ClientConfig(BaseModel):
+    """The whole configuration. Only the ``database`` section is read."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    database: DatabaseConfig = Field(default_factory=DatabaseConfig)
+
+
+def parse_config(config: Mapping[str, Any] | ClientConfig | None) -> ClientConfig:
+    """Validate a configuration dict, raising :class:`ConfigurationError` on any problem.
+
+    The error names the offending key as a dotted path (``database.remote_config.host``)
+    and never includes a configured value.
+    """
+    if config is None:
+        return ClientConfig()
+    if isinstance(config, ClientConfig):
+        return config
+    if not isinstance(config, Mapping):
+        raise ConfigurationError(
+            f"configuration must be a mapping, not {type(config).__name__}", key=None
+        )
+    try:
+        return ClientConfig.model_validate(config)
+    except pydantic.ValidationError as exc:
+        problems = [
+            _problem(error["loc"], error["msg"])
+            for error in exc.errors(include_input=False, include_url=False)
+        ]
+        text = "; ".join(f"{key}: {message}" if key else message for key, message in problems)
+        raise ConfigurationError(
+            f"invalid configuration: {text}", key=problems[0][0] or None
+        ) from None
+
+
+def _problem(loc: tuple[int | str, ...], message: str) -> tuple[str, str]:
+    parts = [str(part) for part in loc]
+    # Drop the discriminator tag pydantic inserts after 'remote_config' and friends.
+    if len(parts) >= 3 and parts[1].endswith("_config") and parts[2] in ("mysql", "mssql", "local"):
+        del parts[2]
+    message = message.removeprefix("Value error, ")
+    # Model-level checks phrase their message as "key: reason"; fold the key into the path.
+    head, sep, rest = message.partition(": ")
+    if sep and head.replace("_", "").replace(".", "").isalnum() and " " not in head:
+        parts.extend(head.split("."))
+        message = rest
+    return ".".join(parts), message
+
+
+def _digest(secret: SecretStr | None) -> str:
+    value = secret.get_secret_value() if secret is not None else ""
+    return hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()

@@ -1,0 +1,130 @@
+"""The library's exception hierarchy.
+
+Every exception the library raises on purpose derives from :class:`AsyncDBClientError`,
+and also from the built-in class a caller would naturally catch::
+
+    AsyncDBClientError
+    ├── ConfigurationError (ValueError)        bad configuration; names the key
+    ├── InvalidInputError (ValueError)         bad argument or record; names the field
+    ├── DriverNotInstalledError (ImportError)  optional driver missing; names the extra
+    ├── DBConnectionError (ConnectionError)    the database cannot be reached or was lost
+    │   ├── ConnectionLostError                lost in the middle of an operation
+    │   └── PoolTimeout (TimeoutError)         no connection within the acquire timeout
+    │       └── TooManyWaitersError            the pool's queue of waiting tasks is full
+    ├── PoolClosedError (RuntimeError)         the pool or client was closed
+    ├── WrongEventLoopError (RuntimeError)     a pool used from another event loop
+    ├── QueryError                             the server rejected or failed a statement
+    │   ├── IntegrityError                     a constraint was violated
+    │   ├── TransientQueryError                deadlock or lock wait timeout (retryable)
+    │   └── QueryTimeoutError (TimeoutError)   the statement exceeded the query timeout
+    ├── MigrationError                         the schema could not be brought up to date
+    └── SyncUsageError (RuntimeError)          the sync facade misused (e.g. inside a loop)
+
+Messages never contain a password: configuration errors are built from field locations
+only, and connection errors from a redacted description of the target.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AsyncDBClientError",
+    "ConfigurationError",
+    "ConnectionLostError",
+    "DBConnectionError",
+    "DriverNotInstalledError",
+    "IntegrityError",
+    "InvalidInputError",
+    "MigrationError",
+    "PoolClosedError",
+    "PoolTimeout",
+    "QueryError",
+    "QueryTimeoutError",
+    "SyncUsageError",
+    "TooManyWaitersError",
+    "TransientQueryError",
+    "WrongEventLoopError",
+]
+
+
+class AsyncDBClientError(Exception):
+    """Base class of every error raised by ``async_db_client``."""
+
+
+class ConfigurationError(AsyncDBClientError, ValueError):
+    """The configuration is malformed. ``key`` is the dotted path of the offending key."""
+
+    def __init__(self, message: str, *, key: str | None = None) -> None:
+        super().__init__(message)
+        self.key = key
+
+
+class InvalidInputError(AsyncDBClientError, ValueError):
+    """An argument or record is invalid. ``field`` names it; ``reason`` says why."""
+
+    def __init__(self, message: str, *, field: str | None = None, reason: str | None = None):
+        super().__init__(message)
+        self.field = field
+        self.reason = reason or message
+
+
+class DriverNotInstalledError(AsyncDBClientError, ImportError):
+    """A backend's optional driver is not installed; the message names the extra."""
+
+    def __init__(self, driver: str, extra: str) -> None:
+        super().__init__(
+            f"the {driver!r} driver is not installed: pip install 'async_db_client[{extra}]'"
+        )
+        self.driver = driver
+        self.extra = extra
+
+
+class DBConnectionError(AsyncDBClientError, ConnectionError):
+    """The database could not be reached, refused the login, or the connection broke."""
+
+
+class ConnectionLostError(DBConnectionError):
+    """The connection broke in the middle of an operation (server restart, network cut)."""
+
+
+class PoolTimeout(DBConnectionError, TimeoutError):
+    """No connection could be handed out before the acquire deadline."""
+
+
+class TooManyWaitersError(PoolTimeout):
+    """The pool already has ``max_waiting`` tasks queued; the request was refused at once."""
+
+
+class PoolClosedError(AsyncDBClientError, RuntimeError):
+    """The pool (or the client that owns it) has been closed."""
+
+
+class WrongEventLoopError(AsyncDBClientError, RuntimeError):
+    """A pool was used from an event loop other than the one it was opened in."""
+
+
+class QueryError(AsyncDBClientError):
+    """The server rejected or failed a statement. ``code`` is the driver's error code."""
+
+    def __init__(self, message: str, *, code: int | str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class IntegrityError(QueryError):
+    """A constraint (unique key, not null, foreign key) was violated."""
+
+
+class TransientQueryError(QueryError):
+    """A deadlock or lock wait timeout: the statement may succeed if run again."""
+
+
+class QueryTimeoutError(QueryError, TimeoutError):
+    """A statement did not finish within the configured query timeout."""
+
+
+class MigrationError(AsyncDBClientError):
+    """The schema could not be migrated (or is newer than this library knows)."""
+
+
+class SyncUsageError(AsyncDBClientError, RuntimeError):
+    """The sync facade was used where it cannot work, such as inside a running event loop."""

@@ -1,0 +1,314 @@
+"""Validated records exchanged with every tier.
+
+Models returned by the library also answer dict-style reads (``record['files']``,
+``record.get('current_hash')``, ``'path' in record``, ``dict(record)``), so code written
+for the synchronous predecessor, which returned dicts, keeps working unchanged. Returned
+models are frozen; their lists are fresh copies owned by the caller.
+
+Validation rules (each failure names the field):
+
+* ``path``: non-empty, at most 4096 bytes of UTF-8, no NUL.
+* hashes (``current_hash``, ``prev_hash``, ``target_hash``): non-empty, at most 128
+  characters, no whitespace or control characters.
+* child names (``dirs``, ``files``, ``links``): non-empty, no ``/``, no NUL.
+* ``session_id`` and ``site_id``: at most 64 characters, no NUL.
+* timestamps given as epoch seconds are non-negative integers; datetimes are UTC (a naive
+  datetime is taken as UTC, an aware one is converted).
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Annotated, Any, TypeVar
+
+import pydantic
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
+
+from .errors import InvalidInputError
+
+__all__ = [
+    "MAX_HASH_CHARS",
+    "MAX_PATH_BYTES",
+    "MAX_SESSION_ID_CHARS",
+    "BulkResult",
+    "DashboardMetrics",
+    "HashRecord",
+    "LogEntry",
+    "LogLevel",
+    "PipelineUpdate",
+    "RejectedRecord",
+    "SiteCompletion",
+    "SiteStatus",
+    "describe_validation_error",
+    "parse_model",
+]
+
+MAX_PATH_BYTES = 4096
+MAX_HASH_CHARS = 128
+MAX_SESSION_ID_CHARS = 64
+MAX_SITE_ID_CHARS = 64
+MAX_SUMMARY_CHARS = 4000
+MAX_DETAIL_CHARS = 1_000_000
+MAX_EPOCH = 2**53  # beyond any real clock; keeps values exact in JSON and doubles
+
+
+def _utf8_len(value: str, what: str) -> int:
+    try:
+        return len(value.encode("utf-8"))
+    except UnicodeEncodeError:
+        # Lone surrogates (e.g. os.fsdecode of undecodable bytes) cannot be stored anywhere.
+        raise ValueError(f"{what} is not valid Unicode (contains a lone surrogate)") from None
+
+
+def _check_path(value: str) -> str:
+    if not value:
+        raise ValueError("path must not be empty")
+    if "\x00" in value:
+        raise ValueError("path must not contain NUL")
+    size = _utf8_len(value, "path")
+    if size > MAX_PATH_BYTES:
+        raise ValueError(f"path is {size} bytes of UTF-8, the limit is {MAX_PATH_BYTES}")
+    return value
+
+
+def _check_hash(value: str) -> str:
+    if not value:
+        raise ValueError("hash must not be empty")
+    if len(value) > MAX_HASH_CHARS:
+        raise ValueError(f"hash is {len(value)} characters, the limit is {MAX_HASH_CHARS}")
+    if not value.isprintable() or any(c.isspace() for c in value):
+        raise ValueError("hash must not contain whitespace or control characters")
+    _utf8_len(value, "hash")
+    return value
+
+
+def _check_names(values: list[str]) -> list[str]:
+    for index, name in enumerate(values):
+        if not name:
+            raise ValueError(f"name #{index} is empty")
+        if "/" in name:
+            raise ValueError(f"name #{index} contains '/'")
+        if "\x00" in name:
+            raise ValueError(f"name #{index} contains NUL")
+    for index, name in enumerate(values):
+        _utf8_len(name, f"name #{index}")
+    return values
+
+
+def _check_text(limit: int) -> Any:
+    def check(value: str) -> str:
+        if "\x00" in value:
+            raise ValueError("must not contain NUL")
+        if len(value) > limit:
+            raise ValueError(f"is {len(value)} characters, the limit is {limit}")
+        _utf8_len(value, "text")
+        return value
+
+    return check
+
+
+def _check_non_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be empty")
+    return value
+
+
+def _as_utc(value: datetime) -> datetime:
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
+
+
+def _upper(value: Any) -> Any:
+    return value.upper() if isinstance(value, str) else value
+
+
+Path = Annotated[str, pydantic.Strict(), AfterValidator(_check_path)]
+HashValue = Annotated[str, pydantic.Strict(), AfterValidator(_check_hash)]
+Names = Annotated[list[Annotated[str, pydantic.Strict()]], AfterValidator(_check_names)]
+Epoch = Annotated[int, pydantic.Strict(), Field(ge=0, le=MAX_EPOCH)]
+SessionId = Annotated[str, pydantic.Strict(), AfterValidator(_check_text(MAX_SESSION_ID_CHARS))]
+SiteId = Annotated[str, pydantic.Strict(), AfterValidator(_check_text(MAX_SITE_ID_CHARS))]
+UTCDateTime = Annotated[datetime, AfterValidator(_as_utc)]
+
+
+class RecordModel(BaseModel):
+    """Base of the returned models: frozen, strict about unknown keys, dict-style reads."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=False)
+
+    def __getitem__(self, key: str) -> Any:
+        if key in type(self).model_fields:
+            return getattr(self, key)
+        raise KeyError(key)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """Return field ``key``, or ``default`` when the model has no such field."""
+        if key in type(self).model_fields:
+            return getattr(self, key)
+        return default
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str) and key in type(self).model_fields
+
+    def keys(self) -> list[str]:
+        return list(type(self).model_fields)
+
+    def values(self) -> list[Any]:
+        return [getattr(self, name) for name in type(self).model_fields]
+
+    def items(self) -> list[tuple[str, Any]]:
+        return [(name, getattr(self, name)) for name in type(self).model_fields]
+
+    def __len__(self) -> int:
+        return len(type(self).model_fields)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A plain ``dict`` copy (lists copied too)."""
+        return self.model_dump()
+
+
+class HashRecord(RecordModel):
+    """One directory's hash record.
+
+    ``prev_hash`` and the three ``*_dtg_*`` timestamps (epoch seconds, UTC) are maintained
+    by the backend on ``insert_or_update_hash``; values given for them there are ignored.
+    """
+
+    path: Path
+    current_hash: HashValue
+    prev_hash: HashValue | None = None
+    current_dtg_first: Epoch | None = None
+    current_dtg_latest: Epoch | None = None
+    prev_dtg_latest: Epoch | None = None
+    dirs: Names = Field(default_factory=list)
+    files: Names = Field(default_factory=list)
+    links: Names = Field(default_factory=list)
+    target_hash: HashValue | None = None
+    session_id: SessionId | None = None
+
+
+class LogLevel(enum.StrEnum):
+    """Log levels; input is case-insensitive and normalised to upper case."""
+
+    DEBUG = "DEBUG"
+    INFO = "INFO"
+    WARNING = "WARNING"
+    ERROR = "ERROR"
+    CRITICAL = "CRITICAL"
+
+
+class LogEntry(RecordModel):
+    """A log entry. ``log_id`` is assigned by the backend; ``timestamp`` defaults to now."""
+
+    log_id: Annotated[int, pydantic.Strict()] | None = None
+    site_id: SiteId | None = None
+    log_level: Annotated[LogLevel, BeforeValidator(_upper)] = LogLevel.INFO
+    timestamp: UTCDateTime | None = None
+    session_id: SessionId | None = None
+    summary_message: Annotated[
+        str,
+        pydantic.Strict(),
+        AfterValidator(_check_non_blank),
+        AfterValidator(_check_text(MAX_SUMMARY_CHARS)),
+    ]
+    detailed_message: (
+        Annotated[str, pydantic.Strict(), AfterValidator(_check_text(MAX_DETAIL_CHARS))] | None
+    ) = None
+
+
+class DashboardMetrics(RecordModel):
+    """The core tier's dashboard: exactly the predecessor's eleven counters."""
+
+    crit_error_count: int
+    hash_record_count: int
+    sync_current: int
+    sync_1_behind: int
+    sync_l24_behind: int
+    sync_g24_behind: int
+    sync_unknown: int
+    live_current: int
+    live_1_behind: int
+    live_l24_behind: int
+    live_inactive: int
+
+
+class PipelineUpdate(RecordModel):
+    """An update request of the pipeline tier; ``hash_value`` is set once answered."""
+
+    update_id: int
+    site_id: SiteId | None = None
+    path: Path
+    requested_at: UTCDateTime
+    hash_value: HashValue | None = None
+    answered_at: UTCDateTime | None = None
+
+
+class SiteStatus(RecordModel):
+    """What the core tier knows of one site: last heartbeat, root hash, record count."""
+
+    site_id: SiteId
+    last_heartbeat: UTCDateTime | None = None
+    root_hash: HashValue | None = None
+    root_hash_at: UTCDateTime | None = None
+    hash_record_count: int = 0
+
+
+class SiteCompletion(RecordModel):
+    """A pipeline completion record: a site finished processing at ``completed_at``."""
+
+    site_id: SiteId
+    completed_at: UTCDateTime
+
+
+class RejectedRecord(RecordModel):
+    """A record the bulk call refused: its position in the input, its path if any, why."""
+
+    index: int
+    path: str | None
+    reason: str
+
+
+class BulkResult(RecordModel):
+    """Outcome of ``insert_or_update_hashes``: how many were stored, which were rejected."""
+
+    stored: int
+    rejected: list[RejectedRecord] = Field(default_factory=list)
+
+
+def describe_validation_error(exc: pydantic.ValidationError) -> str:
+    """A one-line summary of ``exc`` naming each bad field, without echoing any input."""
+    parts = []
+    for error in exc.errors(include_input=False, include_url=False):
+        location = ".".join(str(part) for part in error["loc"]) or "record"
+        message = error["msg"]
+        if message.startswith("Value error, "):
+            message = message[len("Value error, ") :]
+        parts.append(f"{location}: {message}")
+    return "; ".join(parts)
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def parse_model(model: type[M], value: Any, what: str) -> M:
+    """Validate ``value`` (a mapping or a model) as ``model``.
+
+    Raises :class:`InvalidInputError` naming the first bad field; the message lists every
+    bad field and never echoes the input (which may be huge or sensitive).
+    """
+    if isinstance(value, model):
+        return value
+    if isinstance(value, BaseModel):
+        value = value.model_dump()
+    if not isinstance(value, Mapping):
+        raise InvalidInputError(f"{what} must be a mapping, not {type(value).__name__}", field=what)
+    try:
+        return model.model_validate(dict(value))
+    except pydantic.ValidationError as exc:
+        errors = exc.errors(include_input=False, include_url=False)
+        first = ".".join(str(part) for part in errors[0]["loc"]) if errors else None
+        reason = describe_validation_error(exc)
+        raise InvalidInputError(f"invalid {what}: {reason}", field=first, reason=reason) from None

@@ -1,0 +1,651 @@
+"""An asyncio connection pool over any driver, with a clear lifecycle and explicit stats.
+
+The pool knows nothing about SQL: a :class:`Connector` opens, checks, resets and closes
+driver connections. What the pool guarantees:
+
+* **Bounded waits.** :meth:`ConnectionPool.acquire` has an absolute deadline (connect
+  retries do not restart it) and an optional cap on queued tasks; it raises
+  :class:`~async_db_client.errors.PoolTimeout` saying how busy the pool was, or
+  :class:`~async_db_client.errors.DBConnectionError` with the last connect error when
+  the server cannot be reached. Waiters are served first come, first served.
+* **One owner.** A connection belongs to one task between acquire and release.
+* **Clean returns.** Released connections are reset (an open transaction rolled back);
+  one that failed mid-use, was cancelled mid-statement, could not be reset, outlived
+  ``max_lifetime`` or predates a detected disconnect is closed instead of reused.
+* **Cancellation safety.** :meth:`ConnectionPool.connection` releases under
+  :func:`asyncio.shield` and re-raises the cancellation; a connection handed to a waiter
+  that gave up goes back to the pool.
+* **Recovery.** A disconnect error bumps the pool's generation: every connection opened
+  before it is closed when idle or discarded when returned. A background task refills
+  to ``min_size`` with capped exponential backoff and jitter, and closes idle
+  connections past ``max_idle`` (above ``min_size``) or past their lifetime.
+* **Loop binding.** The pool belongs to the event loop it was opened in; use from any
+  other loop raises :class:`~async_db_client.errors.WrongEventLoopError`.
+* **Orderly close.** :meth:`ConnectionPool.aclose` refuses new requests, fails waiters,
+  closes idle connections, waits up to ``close_timeout`` for borrowed ones, then aborts
+  what is left. Nothing is left for ``__del__``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import dataclasses
+import logging
+import random
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Generic, Protocol, TypeVar
+
+from .config import PoolSettings
+from .errors import (
+    DBConnectionError,
+    PoolClosedError,
+    PoolTimeout,
+    TooManyWaitersError,
+    WrongEventLoopError,
+)
+
+__all__ = ["ConnectionPool", "Connector", "PoolStats", "PooledConnection", "backoff_delay"]
+
+logger = logging.getLogger("async_db_client.pool")
+
+C = TypeVar("C")
+
+
+class Connector(Protocol[C]):
+    """Opens and maintains raw driver connections for a :class:`ConnectionPool`."""
+
+    #: Where the connections go, for logs and errors; never contains a password.
+    description: str
+
+    async def connect(self, timeout: float) -> C:
+        """Open a connection; raise this library's errors (``DBConnectionError`` ...)."""
+        ...
+
+    async def ping(self, conn: C) -> None:
+        """Raise if ``conn`` is no longer usable."""
+        ...
+
+    async def reset(self, conn: C) -> None:
+        """Make ``conn`` clean for the next user (roll back an open transaction)."""
+        ...
+
+    async def close(self, conn: C) -> None:
+        """Close ``conn`` politely; may do I/O."""
+        ...
+
+    def abort(self, conn: C) -> None:
+        """Close ``conn`` at once, without I/O."""
+        ...
+
+    def is_retryable_connect_error(self, exc: BaseException) -> bool:
+        """True if connecting may succeed later (refused, unreachable, timed out)."""
+        ...
+
+
+def backoff_delay(attempt: int, initial: float, cap: float) -> float:
+    """Capped exponential backoff with jitter: ``min(cap, initial * 2**attempt) * U(0.5, 1)``."""
+    return min(cap, initial * (1 << min(attempt, 30))) * random.uniform(0.5, 1.0)
+
+
+@dataclass(eq=False)
+class PooledConnection(Generic[C]):
+    """A driver connection with the bookkeeping the pool needs."""
+
+    raw: C
+    created_at: float
+    expires_at: float
+    generation: int
+    last_used: float
+    #: Set by whoever used it when its state is unknown (failure or cancellation mid-call).
+    broken: bool = False
+    owner: asyncio.Task[object] | None = None
+
+    def __repr__(self) -> str:
+        return f"<PooledConnection gen={self.generation} broken={self.broken}>"
+
+
+@dataclass(frozen=True)
+class PoolStats:
+    """A snapshot of a pool's state and counters since it was opened."""
+
+    name: str
+    min_size: int
+    max_size: int
+    #: Connections open or being opened.
+    size: int
+    idle: int
+    in_use: int
+    waiting: int
+    acquired_total: int
+    acquire_wait_total_s: float
+    acquire_wait_max_s: float
+    acquire_timeouts: int
+    connections_opened: int
+    connection_errors: int
+    connections_lost: int
+    connections_discarded: int
+    bad_returns: int
+    retries: int
+
+    def as_dict(self) -> dict[str, object]:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class _Counters:
+    acquired_total: int = 0
+    acquire_wait_total_s: float = 0.0
+    acquire_wait_max_s: float = 0.0
+    acquire_timeouts: int = 0
+    connections_opened: int = 0
+    connection_errors: int = 0
+    connections_lost: int = 0
+    connections_discarded: int = 0
+    bad_returns: int = 0
+    retries: int = 0
+
+
+@dataclass(eq=False)
+class _Waiter(Generic[C]):
+    # Resolved with a connection (handed over) or None (a slot freed: try to connect).
+    future: asyncio.Future[PooledConnection[C] | None]
+    timeout: float
+    timer: asyncio.TimerHandle | None = field(default=None)
+
+
+class ConnectionPool(Generic[C]):
+    """A pool of connections made by ``connector``, sized and timed by ``settings``."""
+
+    def __init__(self, connector: Connector[C], settings: PoolSettings, *, name: str) -> None:
+        self.connector = connector
+        self.settings = settings
+        self.name = name
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._idle: collections.deque[PooledConnection[C]] = collections.deque()
+        self._in_use: set[PooledConnection[C]] = set()
+        self._waiters: collections.deque[_Waiter[C]] = collections.deque()
+        self._size = 0  # open + opening
+        self._generation = 0
+        self._closed = False
+        self._counters = _Counters()
+        self._maintainer: asyncio.Task[None] | None = None
+        self._wakeup: asyncio.Event | None = None
+        self._closing_tasks: set[asyncio.Task[None]] = set()
+        self._last_connect_error: str | None = None
+        self._all_returned: asyncio.Event | None = None  # set up by aclose() if it must wait
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else ("open" if self._loop else "new")
+        return (
+            f"<ConnectionPool {self.name} {state} size={self._size} "
+            f"idle={len(self._idle)} in_use={len(self._in_use)}>"
+        )
+
+    # ------------------------------------------------------------------ lifecycle
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    async def open(self) -> None:
+        """Bind the pool to the running loop and start filling it to ``min_size``."""
+        if self._closed:
+            raise PoolClosedError(f"pool {self.name} is closed")
+        loop = asyncio.get_running_loop()
+        if self._loop is not None:
+            self._check_loop()
+            return
+        self._loop = loop
+        self._wakeup = asyncio.Event()
+        self._maintainer = loop.create_task(self._maintain(), name=f"pool-maintainer {self.name}")
+
+    async def aclose(self, timeout: float | None = None) -> None:
+        """Close the pool: no new requests, waiters failed, connections closed. Idempotent.
+
+        Borrowed connections get ``timeout`` (default ``close_timeout``) to come back;
+        any still out after that are aborted.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        if self._loop is None:
+            return
+        timeout = self.settings.close_timeout if timeout is None else timeout
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.future.done():
+                waiter.future.set_exception(PoolClosedError(f"pool {self.name} was closed"))
+        if self._maintainer is not None:
+            self._maintainer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._maintainer
+        idle, self._idle = list(self._idle), collections.deque()
+        await self._close_all(idle, timeout)
+        if self._in_use:
+            self._all_returned = asyncio.Event()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(timeout):
+                    await self._all_returned.wait()
+        for conn in list(self._in_use):
+            logger.warning("pool %s: aborting a connection still in use at close", self.name)
+            self.connector.abort(conn.raw)
+            self._in_use.discard(conn)
+            self._size -= 1
+        if self._closing_tasks:
+            await asyncio.wait(list(self._closing_tasks), timeout=timeout)
+            for task in self._closing_tasks:
+                task.cancel()
+
+    async def _close_all(self, conns: list[PooledConnection[C]], timeout: float) -> None:
+        async def close_one(conn: PooledConnection[C]) -> None:
+            try:
+                async with asyncio.timeout(timeout):
+                    await self.connector.close(conn.raw)
+            except Exception:
+                self.connector.abort(conn.raw)
+            finally:
+                self._size -= 1
+
+        await asyncio.gather(*(close_one(c) for c in conns))
+
+    def forget(self) -> None:
+        """Drop every connection without I/O (in a forked child, whose sockets are shared
+        with the parent and must not be closed from here)."""
+        self._closed = True
+        self._idle.clear()
+        self._in_use.clear()
+        self._waiters.clear()
+        self._maintainer = None
+        self._size = 0
+
+    def _check_loop(self) -> None:
+        if self._closed:
+            raise PoolClosedError(f"pool {self.name} is closed")
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            raise WrongEventLoopError("the pool must be used from inside an event loop") from None
+        if loop is not self._loop:
+            raise WrongEventLoopError(
+                f"pool {self.name} belongs to another event loop; "
+                "create one client per event loop (or use async_db_client.sync)"
+            )
+
+    # -------------------------------------------------------------------- acquire
+
+    @contextlib.asynccontextmanager
+    async def connection(self, timeout: float | None = None) -> AsyncIterator[PooledConnection[C]]:
+        """Borrow a connection for the duration of the block.
+
+        The release runs under :func:`asyncio.shield`, so cancelling the task in the block
+        never leaks the connection; the cancellation is re-raised.
+        """
+        conn = await self.acquire(timeout)
+        try:
+            yield conn
+        except BaseException as exc:
+            if not isinstance(exc, Exception):
+                # Cancelled or interrupted: the driver may be mid-statement. Never reuse.
+                conn.broken = True
+            raise
+        finally:
+            await asyncio.shield(self.release(conn))
+
+    async def acquire(self, timeout: float | None = None) -> PooledConnection[C]:
+        """Take a connection; give it back with :meth:`release` (or use :meth:`connection`)."""
+        if self._loop is None:
+            await self.open()
+        self._check_loop()
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        deadline = start + (self.settings.acquire_timeout if timeout is None else timeout)
+        attempt = 0
+        while True:
+            conn = await self._take_idle(deadline)
+            if conn is None and self._size < self.settings.max_size:
+                conn = await self._connect_reserved(deadline, attempt)
+                if conn is None:
+                    attempt += 1
+                    continue
+            if conn is None:
+                conn = await self._wait(deadline, deadline - start)
+                if conn is None:
+                    continue
+                if self._needs_check(conn, loop.time()) and not await self._check(conn, deadline):
+                    continue
+            return self._checkout(conn, start)
+
+    async def _take_idle(self, deadline: float) -> PooledConnection[C] | None:
+        loop = asyncio.get_running_loop()
+        while self._idle:
+            conn = self._idle.pop()  # LIFO keeps a warm core and lets the rest go idle
+            now = loop.time()
+            if conn.generation < self._generation or now >= conn.expires_at:
+                self._discard(conn)
+                continue
+            if self._needs_check(conn, now) and not await self._check(conn, deadline):
+                continue
+            return conn
+        return None
+
+    def _needs_check(self, conn: PooledConnection[C], now: float) -> bool:
+        return now - conn.last_used >= self.settings.check_after_idle
+
+    async def _check(self, conn: PooledConnection[C], deadline: float) -> bool:
+        # The connection is ours while being checked: count it as in use meanwhile.
+        self._in_use.add(conn)
+        try:
+            budget = max(0.001, min(self.settings.connect_timeout, deadline - self._time()))
+            async with asyncio.timeout(budget):
+                await self.connector.ping(conn.raw)
+        except asyncio.CancelledError:
+            self._in_use.discard(conn)
+            self._discard(conn)
+            raise
+        except Exception as exc:
+            logger.info("pool %s: idle connection failed its check: %s", self.name, exc)
+            self._in_use.discard(conn)
+            self._counters.connections_lost += 1
+            self._discard(conn)
+            return False
+        self._in_use.discard(conn)
+        conn.last_used = self._time()
+        return True
+
+    async def _connect_reserved(self, deadline: float, attempt: int) -> PooledConnection[C] | None:
+        """Open a connection in a reserved slot; None after a retryable failure."""
+        self._size += 1
+        loop = asyncio.get_running_loop()
+        budget = min(self.settings.connect_timeout, deadline - loop.time())
+        try:
+            if budget <= 0:
+                raise TimeoutError("no time left before the acquire deadline")
+            conn = await self._open_connection(budget)
+        except asyncio.CancelledError:
+            self._slot_freed()
+            raise
+        except Exception as exc:
+            self._slot_freed()
+            self._counters.connection_errors += 1
+            self._last_connect_error = f"{type(exc).__name__}: {exc}"
+            retryable = isinstance(exc, TimeoutError) or self.connector.is_retryable_connect_error(
+                exc
+            )
+            delay = backoff_delay(
+                attempt,
+                self.settings.reconnect_backoff_initial,
+                self.settings.reconnect_backoff_max,
+            )
+            if not retryable or loop.time() + delay >= deadline:
+                if isinstance(exc, DBConnectionError) and not retryable:
+                    raise
+                raise DBConnectionError(
+                    f"cannot connect to {self.connector.description} "
+                    f"({attempt + 1} attempt(s)): {self._last_connect_error}"
+                ) from exc
+            await asyncio.sleep(delay)
+            return None
+        return conn
+
+    async def _open_connection(self, timeout: float) -> PooledConnection[C]:
+        async with asyncio.timeout(timeout):
+            raw = await self.connector.connect(timeout)
+        now = self._time()
+        self._counters.connections_opened += 1
+        if self._last_connect_error is not None:
+            logger.info("pool %s: connected again to %s", self.name, self.connector.description)
+            self._last_connect_error = None
+        lifetime = self.settings.max_lifetime * random.uniform(0.9, 1.0)
+        return PooledConnection(
+            raw=raw,
+            created_at=now,
+            expires_at=now + lifetime,
+            generation=self._generation,
+            last_used=now,
+        )
+
+    async def _wait(self, deadline: float, timeout: float) -> PooledConnection[C] | None:
+        if self.settings.max_waiting and len(self._waiters) >= self.settings.max_waiting:
+            self._counters.acquire_timeouts += 1
+            raise TooManyWaitersError(
+                f"pool {self.name}: {len(self._waiters)} tasks already waiting "
+                f"(max_waiting={self.settings.max_waiting})"
+            )
+        loop = asyncio.get_running_loop()
+        waiter: _Waiter[C] = _Waiter(loop.create_future(), timeout)
+        waiter.timer = loop.call_at(deadline, self._expire, waiter)
+        self._waiters.append(waiter)
+        try:
+            return await waiter.future
+        except BaseException:
+            # Gave up (timeout, cancellation, close): a connection handed over in the
+            # meantime must not be lost.
+            if (
+                waiter.future.done()
+                and not waiter.future.cancelled()
+                and waiter.future.exception() is None
+            ):
+                handed = waiter.future.result()
+                if handed is not None:
+                    self._put_back(handed)
+                else:
+                    self._wake_waiter()
+            raise
+        finally:
+            waiter.timer.cancel()
+            with contextlib.suppress(ValueError):
+                self._waiters.remove(waiter)
+
+    def _expire(self, waiter: _Waiter[C]) -> None:
+        if waiter.future.done():
+            return
+        self._counters.acquire_timeouts += 1
+        detail = (
+            f"; last connect error: {self._last_connect_error}" if self._last_connect_error else ""
+        )
+        waiter.future.set_exception(
+            PoolTimeout(
+                f"pool {self.name}: no connection within {waiter.timeout:g}s "
+                f"({len(self._in_use)}/{self.settings.max_size} in use, "
+                f"{len(self._waiters)} waiting){detail}"
+            )
+        )
+
+    def _checkout(self, conn: PooledConnection[C], start: float) -> PooledConnection[C]:
+        conn.owner = asyncio.current_task()
+        self._in_use.add(conn)
+        waited = self._time() - start
+        self._counters.acquired_total += 1
+        self._counters.acquire_wait_total_s += waited
+        self._counters.acquire_wait_max_s = max(self._counters.acquire_wait_max_s, waited)
+        return conn
+
+    # -------------------------------------------------------------------- release
+
+    async def release(self, conn: PooledConnection[C]) -> None:
+        """Give ``conn`` back: reset and reused, or closed if it cannot be trusted.
+
+        Never raises; failures to reset are logged and the connection is discarded.
+        """
+        if conn not in self._in_use:
+            if not self._closed:  # after close, aborted connections may still come back
+                logger.error("pool %s: release of a connection it did not lend", self.name)
+            return
+        self._in_use.discard(conn)
+        conn.owner = None
+        if self._all_returned is not None and not self._in_use:
+            self._all_returned.set()
+        if self._closed or conn.broken or conn.generation < self._generation:
+            self._discard(conn)
+            return
+        if self._time() >= conn.expires_at:
+            self._discard(conn)
+            return
+        try:
+            async with asyncio.timeout(self.settings.connect_timeout):
+                await self.connector.reset(conn.raw)
+        except BaseException as exc:  # includes cancellation of a shielded release
+            self._counters.bad_returns += 1
+            logger.warning("pool %s: connection could not be reset, discarded: %r", self.name, exc)
+            self._discard(conn)
+            if not isinstance(exc, Exception):
+                raise
+            return
+        conn.last_used = self._time()
+        self._put_back(conn)
+
+    def _put_back(self, conn: PooledConnection[C]) -> None:
+        if self._closed:
+            self._discard(conn)
+            return
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.future.done():
+                waiter.future.set_result(conn)
+                return
+        self._idle.append(conn)
+
+    def _discard(self, conn: PooledConnection[C]) -> None:
+        """Close ``conn`` in the background and free its slot."""
+        self._counters.connections_discarded += 1
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            self.connector.abort(conn.raw)
+        else:
+            task = loop.create_task(self._close_quietly(conn.raw))
+            self._closing_tasks.add(task)
+            task.add_done_callback(self._closing_tasks.discard)
+        self._slot_freed()
+
+    async def _close_quietly(self, raw: C) -> None:
+        try:
+            async with asyncio.timeout(self.settings.close_timeout):
+                await self.connector.close(raw)
+        except BaseException:
+            self.connector.abort(raw)
+
+    def _slot_freed(self) -> None:
+        self._size -= 1
+        self._wake_waiter()
+        if self._wakeup is not None and self._size < self.settings.min_size:
+            self._wakeup.set()
+
+    def _wake_waiter(self) -> None:
+        # Someone waiting for a full pool may now open a connection of its own.
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.future.done():
+                waiter.future.set_result(None)
+                return
+
+    # -------------------------------------------------------------------- health
+
+    def report_disconnect(self, conn: PooledConnection[C] | None = None) -> None:
+        """A connection was found dead: treat every connection opened before now as stale.
+
+        Idle ones are closed at once; borrowed ones are discarded when returned; the
+        maintainer refills the pool to ``min_size``.
+        """
+        self._counters.connections_lost += 1
+        if conn is not None:
+            conn.broken = True
+        self._generation += 1
+        stale = [c for c in self._idle if c.generation < self._generation]
+        self._idle = collections.deque(c for c in self._idle if c.generation >= self._generation)
+        for c in stale:
+            self._discard(c)
+        if self._wakeup is not None:
+            self._wakeup.set()
+
+    def record_retry(self) -> None:
+        """Count one retried operation (called by the executor)."""
+        self._counters.retries += 1
+
+    def get_stats(self) -> PoolStats:
+        """A snapshot of sizes and counters."""
+        c = self._counters
+        return PoolStats(
+            name=self.name,
+            min_size=self.settings.min_size,
+            max_size=self.settings.max_size,
+            size=self._size,
+            idle=len(self._idle),
+            in_use=len(self._in_use),
+            waiting=sum(1 for w in self._waiters if not w.future.done()),
+            acquired_total=c.acquired_total,
+            acquire_wait_total_s=round(c.acquire_wait_total_s, 6),
+            acquire_wait_max_s=round(c.acquire_wait_max_s, 6),
+            acquire_timeouts=c.acquire_timeouts,
+            connections_opened=c.connections_opened,
+            connection_errors=c.connection_errors,
+            connections_lost=c.connections_lost,
+            connections_discarded=c.connections_discarded,
+            bad_returns=c.bad_returns,
+            retries=c.retries,
+        )
+
+    # ---------------------------------------------------------------- maintenance
+
+    def _time(self) -> float:
+        assert self._loop is not None
+        return self._loop.time()
+
+    async def _maintain(self) -> None:
+        """Refill to ``min_size`` (with backoff) and retire idle or expired connections."""
+        assert self._wakeup is not None
+        attempt = 0
+        interval = max(0.5, min(self.settings.max_idle, self.settings.max_lifetime) / 4)
+        while not self._closed:
+            self._retire()
+            if self._size < self.settings.min_size:
+                self._size += 1
+                try:
+                    conn = await self._open_connection(self.settings.connect_timeout)
+                except asyncio.CancelledError:
+                    self._size -= 1
+                    raise
+                except Exception as exc:
+                    self._size -= 1
+                    self._counters.connection_errors += 1
+                    first = self._last_connect_error is None
+                    self._last_connect_error = f"{type(exc).__name__}: {exc}"
+                    (logger.warning if first else logger.debug)(
+                        "pool %s: cannot connect to %s: %s",
+                        self.name,
+                        self.connector.description,
+                        self._last_connect_error,
+                    )
+                    await asyncio.sleep(
+                        backoff_delay(
+                            attempt,
+                            self.settings.reconnect_backoff_initial,
+                            self.settings.reconnect_backoff_max,
+                        )
+                    )
+                    attempt += 1
+                    continue
+                attempt = 0
+                self._put_back(conn)
+                continue
+            self._wakeup.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(interval):
+                    await self._wakeup.wait()
+
+    def _retire(self) -> None:
+        now = self._time()
+        keep: collections.deque[PooledConnection[C]] = collections.deque()
+        surplus = self._size - self.settings.min_size
+        # Oldest-used first, so the warm end of the deque (the right) survives.
+        for conn in self._idle:
+            expired = now >= conn.expires_at or conn.generation < self._generation
+            too_idle = surplus > 0 and now - conn.last_used >= self.settings.max_idle
+            if expired or too_idle:
+                surplus -= 1
+                self._discard(conn)
+            else:
+                keep.append(conn)
+        self._idle = keep

@@ -1,0 +1,179 @@
+"""Checks on method arguments, and the whitelists that decide which names reach SQL.
+
+Only names listed here are ever placed into SQL text; every value travels as a parameter.
+Each check raises :class:`~async_db_client.errors.InvalidInputError` naming the argument.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from .errors import InvalidInputError
+from .models import MAX_HASH_CHARS, MAX_PATH_BYTES
+
+__all__ = [
+    "LOG_ORDER_COLUMNS",
+    "SINGLE_FIELDS",
+    "LogQuery",
+    "check_choice",
+    "check_hash_arg",
+    "check_log_ids",
+    "check_non_negative_int",
+    "check_path_arg",
+    "check_site_arg",
+]
+
+#: Columns ``get_logs`` may order by: the log entry's own columns, nothing else.
+LOG_ORDER_COLUMNS: tuple[str, ...] = ("log_id", "site_id", "log_level", "timestamp", "session_id")
+
+#: Fields ``get_single_field`` may read.
+SINGLE_FIELDS: tuple[str, ...] = (
+    "current_hash",
+    "prev_hash",
+    "current_dtg_first",
+    "current_dtg_latest",
+    "prev_dtg_latest",
+    "target_hash",
+    "session_id",
+)
+
+_DIRECTIONS = ("ASC", "DESC")
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def check_path_arg(path: Any, name: str = "path") -> str:
+    """A path argument: a non-empty str of at most 4096 UTF-8 bytes without NUL."""
+    if not isinstance(path, str):
+        raise InvalidInputError(f"{name} must be a str, not {type(path).__name__}", field=name)
+    if not path:
+        raise InvalidInputError(f"{name} must not be empty", field=name)
+    if "\x00" in path:
+        raise InvalidInputError(f"{name} must not contain NUL", field=name)
+    try:
+        size = len(path.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise InvalidInputError(
+            f"{name} is not valid Unicode (contains a lone surrogate)", field=name
+        ) from None
+    if size > MAX_PATH_BYTES:
+        raise InvalidInputError(
+            f"{name} is {size} bytes of UTF-8, the limit is {MAX_PATH_BYTES}", field=name
+        )
+    return path
+
+
+def check_hash_arg(value: Any, name: str) -> str:
+    """A hash argument: non-empty, at most 128 characters, no whitespace or control chars."""
+    if not isinstance(value, str):
+        raise InvalidInputError(f"{name} must be a str, not {type(value).__name__}", field=name)
+    if not value or len(value) > MAX_HASH_CHARS:
+        raise InvalidInputError(
+            f"{name} must be 1 to {MAX_HASH_CHARS} characters, got {len(value)}", field=name
+        )
+    if not value.isprintable() or any(c.isspace() for c in value):
+        raise InvalidInputError(
+            f"{name} must not contain whitespace or control characters", field=name
+        )
+    return value
+
+
+def check_site_arg(value: Any, name: str = "site_id") -> str:
+    """A site identifier: a non-empty str of at most 64 characters without NUL."""
+    if not isinstance(value, str):
+        raise InvalidInputError(f"{name} must be a str, not {type(value).__name__}", field=name)
+    if not value.strip() or len(value) > 64 or "\x00" in value:
+        raise InvalidInputError(
+            f"{name} must be 1 to 64 characters without NUL, got {_show(value)}", field=name
+        )
+    return value
+
+
+def check_non_negative_int(value: Any, name: str, *, allow_none: bool = False) -> int | None:
+    """An int >= 0 (bool refused), or None where allowed."""
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidInputError(
+            f"{name} must be a non-negative int, not {type(value).__name__}", field=name
+        )
+    if value < 0:
+        raise InvalidInputError(f"{name} must be >= 0, got {value}", field=name)
+    return value
+
+
+def check_choice(value: Any, name: str, choices: Iterable[str], *, fold_case: bool = False) -> str:
+    """``value`` must be one of ``choices`` (optionally compared case-insensitively)."""
+    options = tuple(choices)
+    if isinstance(value, str):
+        candidate = value.upper() if fold_case else value
+        if candidate in options:
+            return candidate
+    raise InvalidInputError(
+        f"{name} must be one of {', '.join(options)}; got {_show(value)}", field=name
+    )
+
+
+def check_log_ids(log_ids: Any) -> list[int]:
+    """A list of integer log ids (duplicates dropped, order kept)."""
+    if isinstance(log_ids, str | bytes) or not isinstance(log_ids, Iterable):
+        raise InvalidInputError("log_ids must be a list of ints", field="log_ids")
+    ids: dict[int, None] = {}
+    for position, value in enumerate(log_ids):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise InvalidInputError(
+                f"log_ids[{position}] must be an int, not {type(value).__name__}",
+                field="log_ids",
+            )
+        ids[value] = None
+    return list(ids)
+
+
+@dataclass(frozen=True)
+class LogQuery:
+    """A validated ``get_logs`` request; ``order_by`` is one of :data:`LOG_ORDER_COLUMNS`."""
+
+    limit: int | None
+    offset: int
+    order_by: str
+    descending: bool
+    session_id: str | None
+    older_than: datetime | None
+
+    @classmethod
+    def build(
+        cls,
+        *,
+        limit: Any,
+        offset: Any,
+        order_by: Any,
+        order_direction: Any,
+        session_id_filter: Any,
+        older_than_days: Any,
+        now: datetime,
+    ) -> LogQuery:
+        limit = check_non_negative_int(limit, "limit", allow_none=True)
+        offset = check_non_negative_int(offset, "offset")
+        column = check_choice(order_by, "order_by", LOG_ORDER_COLUMNS)
+        direction = check_choice(order_direction, "order_direction", _DIRECTIONS, fold_case=True)
+        if session_id_filter is not None and not isinstance(session_id_filter, str):
+            raise InvalidInputError(
+                "session_id_filter must be a str or None", field="session_id_filter"
+            )
+        days = check_non_negative_int(older_than_days, "older_than_days", allow_none=True)
+        if days is not None and days > 100_000:
+            raise InvalidInputError("older_than_days must be <= 100000", field="older_than_days")
+        return cls(
+            limit=limit,
+            offset=offset or 0,
+            order_by=column,
+            descending=direction == "DESC",
+            session_id=session_id_filter,
+            older_than=None if days is None else now - timedelta(days=days),
+        )

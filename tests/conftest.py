@@ -1,0 +1,16 @@
+"""Shared fixtures: a fake clock and log capture for the library's logger."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from async_db_client import FakeClock
+
+START = datetime(2024, 1, 8, 10, 30, tzinfo=UTC)
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock(START)

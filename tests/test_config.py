@@ -1,0 +1,138 @@
+"""Configuration parsing: the seed's dict unchanged; errors name the key, never a secret."""
+
+from __future__ import annotations
+
+import copy
+import logging
+from typing import Any
+
+import pytest
+
+from async_db_client import ConfigurationError, DBClientFactory
+from async_db_client.config import MSSQLConfig, MySQLConfig, parse_config
+
+SECRET = "s3cr3t-P@ss"
+
+SEED = {
+    "database": {
+        "remote_type": "mysql",
+        "remote_config": {
+            "host": "localhost",
+            "database": "remote_db",
+            "user": "remote_user",
+            "password": SECRET,
+            "port": 3306,
+        },
+        "core_type": "mysql",
+        "core_config": {
+            "host": "core.example.com",
+            "database": "core_db",
+            "user": "core_user",
+            "password": SECRET,
+        },
+        "pipeline_type": "mssql",
+        "pipeline_config": {
+            "server": "pipeline.example.com",
+            "database": "pipeline_db",
+            "username": "pipeline_user",
+            "password": SECRET,
+        },
+    }
+}
+
+
+def test_seed_config_parses_unchanged() -> None:
+    config = parse_config(SEED)
+    remote = config.database.tier("remote")
+    pipeline = config.database.tier("pipeline")
+    assert isinstance(remote, MySQLConfig) and remote.port == 3306 and remote.host == "localhost"
+    assert isinstance(pipeline, MSSQLConfig)
+    assert pipeline.driver == "ODBC Driver 18 for SQL Server" and pipeline.encrypt is True
+    assert remote.password.get_secret_value() == SECRET
+    assert remote.describe() == "mysql://remote_user@localhost:3306/remote_db"
+
+
+def test_password_never_shown() -> None:
+    config = parse_config(SEED)
+    for text in (repr(config), str(config), repr(config.database.tier("remote"))):
+        assert SECRET not in text
+    factory = DBClientFactory(SEED)
+    assert SECRET not in repr(factory) and SECRET not in repr(factory.create_client())
+
+
+def test_missing_tiers_and_unrelated_top_level_keys_are_fine() -> None:
+    config = parse_config({"database": {"remote_type": "local"}, "scanner": {"threads": 4}})
+    assert config.database.tier("core") is None
+    assert config.database.tier("remote") is not None
+    assert parse_config(None).database.tier("remote") is None
+
+
+def _mutated(path: list[str], value: Any) -> dict[str, Any]:
+    config = copy.deepcopy(SEED)
+    node: Any = config
+    for key in path[:-1]:
+        node = node[key]
+    if value is KeyError:
+        del node[path[-1]]
+    else:
+        node[path[-1]] = value
+    return config
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "key"),
+    [
+        (["database", "remote_type"], "postgres", "database.remote_type"),
+        (["database", "core_type"], "mssql", "database.core_type"),
+        (["database", "pipeline_type"], "mysql", "database.pipeline_type"),
+        (["database", "remote_config", "host"], KeyError, "database.remote_config.host"),
+        (["database", "remote_config", "database"], KeyError, "database.remote_config.database"),
+        (["database", "remote_config", "port"], "3306x", "database.remote_config.port"),
+        (["database", "remote_config", "port"], 70000, "database.remote_config.port"),
+        (["database", "remote_config", "password"], 12345, "database.remote_config.password"),
+        (["database", "remote_config", "usr"], "typo", "database.remote_config.usr"),
+        (["database", "remote_config", "pool"], {"min_size": -1}, "database.remote_config.pool"),
+        (["database", "pipeline_config", "username"], KeyError, "database.pipeline_config"),
+        (["database", "remote_config"], "not a dict", "database.remote_config"),
+        (["database", "remote_config"], KeyError, "database.remote_config"),
+        (["database", "remote_type"], KeyError, "database.remote_type"),
+        (["database", "remote_tpye"], "mysql", "database.remote_tpye"),
+        (["database"], [], "database"),
+    ],
+)
+def test_bad_config_names_the_key(path: list[str], value: Any, key: str) -> None:
+    with pytest.raises(ConfigurationError) as info:
+        parse_config(_mutated(path, value))
+    assert info.value.key is not None and info.value.key.startswith(key)
+    assert key in str(info.value)
+    assert SECRET not in str(info.value) and "12345" not in str(info.value)
+    assert isinstance(info.value, ValueError)
+    assert info.value.__cause__ is None and info.value.__suppress_context__
+
+
+def test_pool_min_above_max_is_named() -> None:
+    with pytest.raises(ConfigurationError, match=r"pool.*min_size \(5\) exceeds max_size \(2\)"):
+        parse_config(
+            _mutated(["database", "remote_config", "pool"], {"min_size": 5, "max_size": 2})
+        )
+
+
+def test_mssql_accepts_a_full_odbc_string_as_a_secret() -> None:
+    odbc = f"DRIVER={{X}};SERVER=s;UID=u;PWD={SECRET}"
+    config = parse_config(
+        {"database": {"pipeline_type": "mssql", "pipeline_config": {"odbc_connect": odbc}}}
+    )
+    assert SECRET not in repr(config)
+
+
+def test_factory_raises_configuration_error_and_logs_nothing_secret(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with caplog.at_level(logging.DEBUG), pytest.raises(ValueError):
+        DBClientFactory(_mutated(["database", "remote_config", "port"], "bad"))
+    assert SECRET not in caplog.text
+
+
+def test_non_mapping_config() -> None:
+    with pytest.raises(ConfigurationError, match="must be a mapping"):
+        parse_config("database=mysql")  # type: ignore[arg-type]

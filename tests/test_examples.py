@@ -1,0 +1,66 @@
+"""Every example in examples/ runs, against the in-memory backend by default."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+EXPECTED = {
+    "quick_start.py": ["Hash record stored", "Current hash: abc123def456"],
+    "complete_workflow.py": [
+        "Hash record stored",
+        "Log entry created with ID: 1",
+        "System health: 0 sites online",
+        "Database health: {'local_db': True, 'core_db': True, 'pipeline_db': True}",
+    ],
+    "batch_operations.py": [
+        "Successfully updated 2 of 2 records",
+        "Bulk call stored 2, rejected 1",
+        "  record #2 (/bad): current_hash: hash must not be empty",
+    ],
+    "multi_database.py": [
+        "Remote hash: abc123def456",
+        "Dashboard shows 0 errors in last 24 hours",
+        "Pipeline has 0 updates for 0 sites",
+    ],
+    "error_handling.py": ["Database connection failed", "Connection error: cannot connect to"],
+    "async_quick_start.py": ["Hash record stored", "['abc123def456', None]"],
+}
+
+
+def run_example(name: str, env: dict[str, str] | None = None) -> list[str]:
+    result = subprocess.run(
+        [sys.executable, str(EXAMPLES / name)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=EXAMPLES,
+        env={**os.environ, **(env or {})},
+    )
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    return result.stdout.splitlines()
+
+
+def test_every_example_is_covered() -> None:
+    on_disk = {p.name for p in EXAMPLES.glob("*.py") if not p.name.startswith("_")}
+    assert on_disk == set(EXPECTED)
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_example_runs(name: str) -> None:
+    lines = run_example(name)
+    for expected in EXPECTED[name]:
+        assert any(line.startswith(expected) for line in lines), (expected, lines)
+
+
+def test_error_example_never_prints_the_password() -> None:
+    lines = run_example("error_handling.py")
+    assert not any("wrong_password" in line or "secret" in line for line in lines)
+    assert any("database.remote_config.usr" in line for line in lines)
