@@ -77,6 +77,8 @@ class PoolSettings(_Strict):
     reconnect_backoff_max: PositiveSeconds = 5.0
     retry_attempts: Annotated[int, Field(ge=0, le=20)] = 3
     close_timeout: PositiveSeconds = 5.0
+    #: Connections one bulk write may use at once (capped by ``max_size``).
+    bulk_connections: Annotated[int, Field(ge=1, le=64)] = 4
 
     @model_validator(mode="after")
     def _sizes(self) -> PoolSettings:

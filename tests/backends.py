@@ -11,11 +11,14 @@ import contextlib
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from async_db_client import FakeClock
+import pytest
+
+from async_db_client import DBClientFactory, DBInstance, FakeClock
 from async_db_client.backends.memory_core import MemoryCoreRepository
 from async_db_client.backends.memory_pipeline import MemoryPipelineRepository
 from async_db_client.backends.memory_remote import MemoryRemoteRepository
 from async_db_client.interfaces import CoreRepository, PipelineRepository, RemoteRepository
+from tests.live import empty_tables, mysql_config
 
 
 class Backend:
@@ -24,6 +27,9 @@ class Backend:
     name = "?"
     tiers: tuple[str, ...] = ()
     marks: tuple[Any, ...] = ()
+
+    def setup(self, request: pytest.FixtureRequest) -> None:
+        """Called before each test that uses this backend (live ones request fixtures)."""
 
     def remote(self, clock: FakeClock) -> contextlib.AbstractAsyncContextManager[RemoteRepository]:
         raise NotImplementedError
@@ -54,5 +60,60 @@ class MemoryBackend(Backend):
         yield MemoryPipelineRepository(clock=clock)
 
 
-#: Every backend, by name. Live backends are appended by their own modules.
-BACKENDS: list[Callable[[], Backend]] = [MemoryBackend]
+class MySQLBackend(Backend):
+    """The live MariaDB through aiomysql: a client per test on the session's database."""
+
+    name = "mysql"
+    tiers = ("remote", "core", "pipeline")
+    marks = (pytest.mark.live,)
+    database = ""
+
+    def setup(self, request: pytest.FixtureRequest) -> None:
+        self.database = request.getfixturevalue("mysql_database")
+
+    @contextlib.asynccontextmanager
+    async def _client(self, tier: str, clock: FakeClock) -> AsyncIterator[DBInstance]:
+        config = {
+            "database": {f"{tier}_type": "mysql", f"{tier}_config": mysql_config(self.database)}
+        }
+        if tier == "pipeline":  # the pipeline is SQL Server's in production; MySQL SQL here
+            config = {"database": {}}
+        async with DBClientFactory(config, clock=clock).create_client() as client:
+            if tier == "pipeline":
+                client.pipeline_db = _mysql_pipeline(self.database, client, clock)
+            repo = getattr(client, f"{tier}_db")
+            await repo.migrate()
+            empty_tables(self.database, tier)
+            yield client
+
+    @contextlib.asynccontextmanager
+    async def remote(self, clock: FakeClock) -> AsyncIterator[RemoteRepository]:
+        async with self._client("remote", clock) as client:
+            assert client.remote_db is not None
+            yield client.remote_db
+
+    @contextlib.asynccontextmanager
+    async def core(self, clock: FakeClock) -> AsyncIterator[CoreRepository]:
+        async with self._client("core", clock) as client:
+            assert client.core_db is not None
+            yield client.core_db
+
+    @contextlib.asynccontextmanager
+    async def pipeline(self, clock: FakeClock) -> AsyncIterator[PipelineRepository]:
+        async with self._client("pipeline", clock) as client:
+            assert client.pipeline_db is not None
+            yield client.pipeline_db
+
+
+def _mysql_pipeline(database: str, client: DBInstance, clock: FakeClock) -> PipelineRepository:
+    """The SQL pipeline repository on MariaDB (config allows only mssql/local for it)."""
+    from async_db_client.backends.registry import mysql_repository
+    from async_db_client.config import MySQLConfig
+
+    repo = mysql_repository("pipeline", MySQLConfig(**mysql_config(database)), client.pools, clock)
+    assert isinstance(repo, PipelineRepository)
+    return repo
+
+
+#: Every backend the contract suites run against.
+BACKENDS: list[Callable[[], Backend]] = [MemoryBackend, MySQLBackend]

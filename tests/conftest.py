@@ -14,3 +14,6 @@ START = datetime(2024, 1, 8, 10, 30, tzinfo=UTC)
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock(START)
+
+
+from tests.live import mysql_database  # noqa: E402,F401  (a session fixture)

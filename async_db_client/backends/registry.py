@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from ..clock import Clock
 from ..config import LocalConfig, MSSQLConfig, MySQLConfig
+from ..dialects.base import Dialect
+from ..executor import Driver, Executor
 from ..interfaces import Repository
+from ..pool import ConnectionPool
 from ..pool_manager import PoolManager
+from .sql_base import schema_step
 
 __all__ = ["build_tier"]
 
@@ -25,7 +31,59 @@ def build_tier(
         return None
     if isinstance(config, LocalConfig):
         return _memory(tier, clock)
+    if isinstance(config, MySQLConfig):
+        return mysql_repository(tier, config, pools, clock)
     raise NotImplementedError(f"{config.type} backend for the {tier} tier")
+
+
+def _sql_repository(
+    tier: str, dialect: Dialect, executor: Executor, clock: Clock | None
+) -> Repository:
+    from .sql_core import SQLCoreRepository
+    from .sql_pipeline import SQLPipelineRepository
+    from .sql_remote import SQLRemoteRepository
+
+    classes: dict[str, type[SQLRemoteRepository | SQLCoreRepository | SQLPipelineRepository]] = {
+        "remote": SQLRemoteRepository,
+        "core": SQLCoreRepository,
+        "pipeline": SQLPipelineRepository,
+    }
+    return classes[tier](dialect, executor, clock=clock)
+
+
+def _executor(
+    tier: str,
+    dialect: Dialect,
+    driver: Driver[Any],
+    config: MySQLConfig | MSSQLConfig,
+    pools: PoolManager,
+) -> Executor:
+    key = config.pool_key()
+    name = config.describe()
+
+    def pool_source() -> ConnectionPool[Any]:
+        return pools.get(key, lambda unique: ConnectionPool(driver, config.pool, name=unique), name)
+
+    prepare = schema_step(dialect, tier, auto_migrate=config.auto_migrate)
+    return Executor(
+        pool_source,
+        driver,
+        config.pool,
+        prepare=prepare,
+        bulk_connections=config.pool.bulk_connections,
+    )
+
+
+def mysql_repository(
+    tier: str, config: MySQLConfig, pools: PoolManager, clock: Clock | None
+) -> Repository:
+    """The SQL repository of ``tier`` on MySQL/MariaDB through aiomysql."""
+    from ..dialects.mysql import MySQLDialect
+    from .mysql import AiomysqlDriver
+
+    dialect = MySQLDialect()
+    executor = _executor(tier, dialect, AiomysqlDriver(config), config, pools)
+    return _sql_repository(tier, dialect, executor, clock)
 
 
 def _memory(tier: str, clock: Clock | None) -> Repository:

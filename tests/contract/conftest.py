@@ -24,18 +24,21 @@ def _params(tier: str) -> list[object]:
 @pytest.fixture(params=_params("remote"))
 def remote_backend(request: pytest.FixtureRequest) -> Backend:
     backend: Backend = request.param
+    backend.setup(request)
     return backend
 
 
 @pytest.fixture(params=_params("core"))
 def core_backend(request: pytest.FixtureRequest) -> Backend:
     backend: Backend = request.param
+    backend.setup(request)
     return backend
 
 
 @pytest.fixture(params=_params("pipeline"))
 def pipeline_backend(request: pytest.FixtureRequest) -> Backend:
     backend: Backend = request.param
+    backend.setup(request)
     return backend
 
 

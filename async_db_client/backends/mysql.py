@@ -1,0 +1,233 @@
+"""The aiomysql driver adapter: connections, statements and error mapping for MySQL/MariaDB.
+
+Connections run in autocommit mode (a single statement is its own transaction, one
+round trip); explicit transactions use BEGIN/COMMIT. Each connection sets the session
+time zone to UTC and, on MariaDB, ``max_statement_time`` to the query timeout, so the
+server itself aborts a statement that runs too long and the connection stays usable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import ssl
+from collections.abc import Sequence
+from typing import Any
+
+import aiomysql
+import pymysql
+
+from ..config import MySQLConfig, TLSConfig
+from ..errors import (
+    AsyncDBClientError,
+    ConnectionLostError,
+    DBConnectionError,
+    IntegrityError,
+    QueryError,
+    QueryTimeoutError,
+    TransientQueryError,
+)
+from ..executor import ExecResult, Row
+
+__all__ = ["AiomysqlDriver", "mysql_error_class"]
+
+logger = logging.getLogger("async_db_client")
+
+# Client and server codes meaning "this connection is gone".
+DISCONNECT_CODES = frozenset(
+    {
+        2006,  # server has gone away
+        2013,  # lost connection during query
+        2055,  # lost connection (extended)
+        2014,  # commands out of sync: protocol state unknown
+        4031,  # disconnected by the server because of inactivity (MySQL 8)
+        1927,  # connection was killed (MariaDB)
+        1053,  # server shutdown in progress
+        1317,  # query execution was interrupted (KILL)
+    }
+)
+TRANSIENT_CODES = frozenset({1213, 1205})  # deadlock; lock wait timeout
+INTEGRITY_CODES = frozenset({1062, 1048, 1451, 1452, 1364, 4025})
+TIMEOUT_CODES = frozenset({1969, 3024})  # MariaDB max_statement_time; MySQL max_execution_time
+CONNECT_RETRYABLE_CODES = frozenset({2002, 2003, 2005, 2006, 2013, 1040, 1053, 1129})
+
+
+def mysql_error_class(code: int | None) -> type[AsyncDBClientError]:
+    """Which of this library's errors a MySQL error code means."""
+    if code in DISCONNECT_CODES:
+        return ConnectionLostError
+    if code in TRANSIENT_CODES:
+        return TransientQueryError
+    if code in INTEGRITY_CODES:
+        return IntegrityError
+    if code in TIMEOUT_CODES:
+        return QueryTimeoutError
+    return QueryError
+
+
+@functools.lru_cache(maxsize=512)
+def to_format_style(sql: str) -> str:
+    """``?`` placeholders to aiomysql's ``%s`` (a literal ``%`` doubled)."""
+    return sql.replace("%", "%%").replace("?", "%s")
+
+
+class _Cursor(aiomysql.Cursor):  # type: ignore[misc]
+    """aiomysql's cursor, reporting server warnings to the log instead of ``warnings``."""
+
+    async def _show_warnings(self, conn: aiomysql.Connection) -> None:
+        if self._result and self._result.has_next:
+            return
+        for level, code, message in await conn.show_warnings() or ():
+            logger.log(
+                logging.DEBUG if level == "Note" else logging.WARNING,
+                "server %s %s: %s",
+                level,
+                code,
+                message,
+            )
+
+
+def _ssl_context(tls: TLSConfig) -> ssl.SSLContext:
+    context = ssl.create_default_context(cafile=tls.ca)
+    context.check_hostname = tls.verify_cert and tls.verify_identity
+    context.verify_mode = ssl.CERT_REQUIRED if tls.verify_cert else ssl.CERT_NONE
+    if tls.cert and tls.key:
+        context.load_cert_chain(tls.cert, tls.key)
+    return context
+
+
+def _code(exc: BaseException) -> int | None:
+    args: tuple[Any, ...] = getattr(exc, "args", ())
+    if args and isinstance(args[0], int):
+        return args[0]
+    return None
+
+
+def _message(exc: BaseException) -> str:
+    args: tuple[Any, ...] = getattr(exc, "args", ())
+    if len(args) >= 2 and isinstance(args[0], int):
+        return f"({args[0]}) {args[1]}"
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+class AiomysqlDriver:
+    """Adapts aiomysql to :class:`~async_db_client.executor.Driver`."""
+
+    def __init__(self, config: MySQLConfig) -> None:
+        self.config = config
+        self.description = config.describe()
+        self._ssl = _ssl_context(config.ssl) if config.ssl else None
+
+    def __repr__(self) -> str:
+        return f"AiomysqlDriver({self.description})"
+
+    # ------------------------------------------------------------------ connector
+
+    async def connect(self, timeout: float) -> aiomysql.Connection:
+        config = self.config
+        conn = aiomysql.Connection(
+            host=config.host,
+            port=config.port,
+            user=config.user,
+            password=config.password.get_secret_value(),
+            db=config.database,
+            charset="utf8mb4",
+            autocommit=True,
+            connect_timeout=timeout,
+            ssl=self._ssl,
+            local_infile=False,
+            program_name="async_db_client",
+        )
+        try:
+            # aiomysql.connect() leaves the socket open if cancelled mid-handshake.
+            await conn._connect()
+            await self._configure(conn)
+        except BaseException as exc:
+            conn.close()
+            if isinstance(exc, pymysql.err.MySQLError):
+                raise DBConnectionError(
+                    f"cannot connect to {self.description}: {_message(exc)}"
+                ) from None
+            raise
+        return conn
+
+    async def _configure(self, conn: aiomysql.Connection) -> None:
+        statements = ["SET time_zone = '+00:00'"]
+        timeout = self.config.pool.query_timeout
+        if timeout is not None and "mariadb" in conn.get_server_info().lower():
+            statements.append(f"SET SESSION max_statement_time = {float(timeout):.3f}")
+        async with conn.cursor(_Cursor) as cursor:
+            for statement in statements:
+                await cursor.execute(statement)
+
+    async def ping(self, conn: aiomysql.Connection) -> None:
+        await conn.ping(reconnect=False)
+
+    async def reset(self, conn: aiomysql.Connection) -> None:
+        if conn.closed:
+            raise ConnectionLostError("connection closed")
+        if conn.get_transaction_status():
+            await conn.rollback()
+
+    async def close(self, conn: aiomysql.Connection) -> None:
+        try:
+            await conn.ensure_closed()
+        except Exception:
+            conn.close()
+
+    def abort(self, conn: aiomysql.Connection) -> None:
+        conn.close()
+
+    def is_retryable_connect_error(self, exc: BaseException) -> bool:
+        cause = exc.__cause__ or exc.__context__ or exc
+        if isinstance(exc, DBConnectionError):
+            text = str(exc)
+            return any(f"({code})" in text for code in CONNECT_RETRYABLE_CODES)
+        if isinstance(cause, OSError | asyncio.TimeoutError):
+            return True
+        return _code(cause) in CONNECT_RETRYABLE_CODES
+
+    # ---------------------------------------------------------------- statements
+
+    async def execute(
+        self, conn: aiomysql.Connection, sql: str, params: Sequence[Any]
+    ) -> ExecResult:
+        async with conn.cursor(_Cursor) as cursor:
+            rowcount = await cursor.execute(to_format_style(sql), tuple(params) or None)
+            return ExecResult(rowcount=rowcount, lastrowid=cursor.lastrowid or None)
+
+    async def fetchall(
+        self, conn: aiomysql.Connection, sql: str, params: Sequence[Any]
+    ) -> list[Row]:
+        async with conn.cursor(_Cursor) as cursor:
+            await cursor.execute(to_format_style(sql), tuple(params) or None)
+            rows: list[Row] = list(await cursor.fetchall())
+            return rows
+
+    async def begin(self, conn: aiomysql.Connection) -> None:
+        await conn.begin()
+
+    async def commit(self, conn: aiomysql.Connection) -> None:
+        await conn.commit()
+
+    async def rollback(self, conn: aiomysql.Connection) -> None:
+        await conn.rollback()
+
+    def translate(self, exc: Exception) -> AsyncDBClientError:
+        if isinstance(exc, AsyncDBClientError):
+            return exc
+        code = _code(exc)
+        if isinstance(exc, pymysql.err.InterfaceError) or isinstance(
+            exc, ConnectionError | BrokenPipeError | asyncio.IncompleteReadError
+        ):
+            return ConnectionLostError(f"{self.description}: connection lost: {_message(exc)}")
+        if isinstance(exc, pymysql.err.MySQLError):
+            error_class = mysql_error_class(code)
+            message = f"{self.description}: {_message(exc)}"
+            if error_class is ConnectionLostError:
+                return ConnectionLostError(message)
+            if issubclass(error_class, QueryError):
+                return error_class(message, code=code)
+            return error_class(message)
+        return QueryError(f"{self.description}: {_message(exc)}")

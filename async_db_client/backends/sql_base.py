@@ -1,0 +1,130 @@
+"""What every SQL repository shares: a dialect, a runner, the schema step, transactions."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+from ..dialects.base import Dialect
+from ..errors import IntegrityError
+from ..executor import Executor, Runner, Session
+from ..migrations import check_schema, migrate
+from ..models import LogEntry, LogLevel
+
+__all__ = ["SQLRepositoryBase", "insert_returning_id", "schema_step"]
+
+
+def schema_step(dialect: Dialect, tier: str, *, auto_migrate: bool) -> Any:
+    """The executor's one-time preparation: migrate the tier, or check it is migrated."""
+
+    async def prepare(session: Session) -> None:
+        if auto_migrate:
+            await migrate(session, dialect, tier)
+        else:
+            await check_schema(session, dialect, tier)
+
+    return prepare
+
+
+async def insert_returning_id(
+    session: Session, dialect: Dialect, sql: str, params: Sequence[Any]
+) -> int:
+    """Run an INSERT and return the new row's id, however the engine reports it."""
+    if dialect.insert_returns_id:
+        row = await session.fetchone(sql, params)
+        if row is None:
+            raise IntegrityError("the insert returned no id")
+        return int(row[0])
+    result = await session.execute(sql, params)
+    if result.lastrowid:
+        return result.lastrowid
+    assert dialect.last_insert_id_sql is not None
+    row = await session.fetchone(dialect.last_insert_id_sql)
+    if row is None or row[0] is None:
+        raise IntegrityError("the database reported no id for the insert")
+    return int(row[0])
+
+
+class SQLRepositoryBase:
+    """Mixin for the SQL repositories of every tier.
+
+    ``executor`` is the tier's :class:`Executor` (retries, schema step); ``runner`` is
+    what statements go through: the executor itself, or a transaction's runner.
+    """
+
+    tier: str
+
+    def __init__(
+        self, dialect: Dialect, executor: Executor, *, runner: Runner | None = None, **kw: Any
+    ) -> None:
+        super().__init__(**kw)
+        self.dialect = dialect
+        self.executor = executor
+        self._db: Runner = runner or executor
+        self._in_transaction = runner is not None
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.dialect.name}, {self.executor.pool.name})"
+
+    def _with_runner(self, runner: Runner) -> Any:
+        clone = type(self).__new__(type(self))
+        clone.__dict__.update(self.__dict__)
+        clone._db = runner
+        clone._in_transaction = True
+        return clone
+
+    @contextlib.asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[Any]:
+        if self._in_transaction:
+            raise RuntimeError("transactions do not nest")
+        async with self.executor.transaction() as runner:
+            yield self._with_runner(runner)
+
+    async def _ping(self) -> None:
+        await self.executor.run(lambda s: s.fetchone("SELECT 1"), skip_prepare=True)
+
+    async def migrate(self) -> int:
+        """Apply this tier's pending migrations now; the schema version reached."""
+        version = await self.executor.run(
+            lambda s: migrate(s, self.dialect, self.tier), skip_prepare=True
+        )
+        self.executor.mark_prepared()
+        return version
+
+    # Shared by the tiers that keep logs.
+    async def _insert_log_row(self, entry: LogEntry, key: str) -> int:
+        d = self.dialect
+        assert entry.timestamp is not None
+        params = (
+            key,
+            entry.site_id,
+            entry.log_level.value,
+            d.to_db_time(entry.timestamp),
+            entry.session_id,
+            entry.summary_message,
+            entry.detailed_message,
+        )
+
+        async def work(session: Session) -> int:
+            try:
+                return await insert_returning_id(session, d, d.insert_log(self.tier), params)
+            except IntegrityError:
+                # The key exists: an earlier attempt (whose reply was lost) stored it.
+                row = await session.fetchone(d.log_id_by_key(self.tier), (key,))
+                if row is None:
+                    raise
+                return int(row[0])
+
+        return await self._db.run(work)
+
+    def _log_entry(self, row: Sequence[Any]) -> LogEntry:
+        return LogEntry.model_construct(
+            log_id=int(row[0]),
+            site_id=row[1],
+            log_level=LogLevel(row[2]),
+            timestamp=self.dialect.from_db_time(row[3]),
+            session_id=row[4],
+            summary_message=row[5],
+            detailed_message=row[6],
+        )

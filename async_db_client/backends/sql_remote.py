@@ -1,0 +1,199 @@
+"""The remote tier on any SQL engine: a dialect's statements run through an executor."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+from ..executor import Session
+from ..interfaces import RemoteRepository, SingleValue
+from ..models import HashRecord, LogEntry
+from ..paths import join_child, parent_and_name, path_key
+from ..validation import LogQuery
+from .sql_base import SQLRepositoryBase
+
+__all__ = ["SQLRemoteRepository"]
+
+#: Rows per multi-row upsert statement, before the dialect's parameter and size caps.
+BULK_ROWS = 1000
+#: Log ids per IN (...) list.
+ID_CHUNK = 500
+
+
+class SQLRemoteRepository(SQLRepositoryBase, RemoteRepository):
+    """Hash records and logs in SQL tables (``hash_records``, ``remote_logs``)."""
+
+    tier = "remote"
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[SQLRemoteRepository]:
+        async with self._transaction() as tx:
+            yield tx
+
+    # ------------------------------------------------------------------ records
+
+    def _record(self, row: Sequence[Any]) -> HashRecord:
+        names = self.dialect.from_db_names
+        return HashRecord.model_construct(
+            path=row[0],
+            current_hash=row[1],
+            prev_hash=row[2],
+            current_dtg_first=int(row[3]),
+            current_dtg_latest=int(row[4]),
+            prev_dtg_latest=None if row[5] is None else int(row[5]),
+            dirs=names(row[6]),
+            files=names(row[7]),
+            links=names(row[8]),
+            target_hash=row[9],
+            session_id=row[10],
+        )
+
+    async def _fetch_record(self, path: str) -> HashRecord | None:
+        row = await self._db.fetchone(self.dialect.select_record, (path_key(path),))
+        return None if row is None else self._record(row)
+
+    def _upsert_row(self, record: HashRecord, now: int) -> tuple[Any, ...]:
+        parent = parent_and_name(record.path)
+        names = self.dialect.to_db_names
+        return (
+            path_key(record.path),
+            record.path,
+            None if parent is None else path_key(parent[0]),
+            None if parent is None else parent[1],
+            record.current_hash,
+            now,
+            now,
+            names(record.dirs),
+            names(record.files),
+            names(record.links),
+            record.target_hash,
+            record.session_id,
+        )
+
+    def _batches(self, rows: list[tuple[Any, ...]]) -> list[list[tuple[Any, ...]]]:
+        d = self.dialect
+        per_row = d.upsert_params_per_row
+        max_rows = max(1, min(BULK_ROWS, d.max_params // per_row))
+        batches: list[list[tuple[Any, ...]]] = []
+        batch: list[tuple[Any, ...]] = []
+        size = 0
+        for row in rows:
+            # path, name and the three JSON lists dominate; 4 bytes per char is the worst case
+            row_bytes = 200 + 4 * (len(row[1]) + len(row[3] or "") + sum(map(len, row[7:10])))
+            if batch and (len(batch) >= max_rows or size + row_bytes > d.max_statement_bytes):
+                batches.append(batch)
+                batch, size = [], 0
+            batch.append(row)
+            size += row_bytes
+        if batch:
+            batches.append(batch)
+        return batches
+
+    async def _upsert(self, records: Sequence[HashRecord], now: int) -> None:
+        rows = [self._upsert_row(record, now) for record in records]
+        batches = self._batches(rows)
+        # A path given twice must rotate in input order, so batches then run one by one.
+        ordered = len({row[0] for row in rows}) != len(rows)
+        workers = 1 if ordered else min(self._db.parallelism, len(batches))
+
+        async def write(batch: list[tuple[Any, ...]]) -> None:
+            sql = self.dialect.upsert_hashes(len(batch))
+            params = list(itertools.chain.from_iterable(batch))
+            await self._db.run(lambda s: s.execute(sql, params))
+
+        if workers <= 1:
+            for batch in batches:
+                await write(batch)
+            return
+        pending = iter(batches)
+
+        async def worker() -> None:
+            for batch in pending:
+                await write(batch)
+
+        try:
+            async with asyncio.TaskGroup() as group:
+                for _ in range(workers):
+                    group.create_task(worker())
+        except BaseExceptionGroup as group_error:
+            # Report the first failure as itself; the other workers were cancelled.
+            raise group_error.exceptions[0] from None
+
+    async def _fetch_field(self, path: str, field: str) -> SingleValue:
+        row = await self._db.fetchone(self.dialect.select_field(field), (path_key(path),))
+        if row is None or row[0] is None:
+            return None
+        value = row[0]
+        return int(value) if field.endswith(("_first", "_latest")) else str(value)
+
+    async def _set_target(self, path: str, target_hash: str | None) -> bool:
+        key = path_key(path)
+        d = self.dialect
+
+        async def work(session: Session) -> bool:
+            result = await session.execute(d.update_target, (target_hash, key))
+            if result.rowcount > 0:
+                return True
+            # MySQL counts changed rows, not matched ones: an unchanged value reports 0.
+            return await session.fetchone(d.record_exists, (key,)) is not None
+
+        return await self._db.run(work, transaction=True)
+
+    async def _priority_paths(self) -> list[str]:
+        rows = await self._db.fetchall(self.dialect.priority_paths)
+        return sorted(row[0] for row in rows)
+
+    # --------------------------------------------------------------------- logs
+
+    async def _insert_log(self, entry: LogEntry, key: str) -> int:
+        return await self._insert_log_row(entry, key)
+
+    async def _select_logs(self, query: LogQuery) -> list[LogEntry]:
+        if query.limit == 0:
+            return []  # some engines refuse a zero-row page
+        d = self.dialect
+        sql = d.select_logs(
+            "remote",
+            by_session=query.session_id is not None,
+            older=query.older_than is not None,
+            order_by=query.order_by,
+            descending=query.descending,
+            limit=query.limit is not None,
+            offset=query.offset > 0,
+        )
+        params: list[Any] = []
+        if query.session_id is not None:
+            params.append(query.session_id)
+        if query.older_than is not None:
+            params.append(d.to_db_time(query.older_than))
+        params.extend(d.paging_params(query.limit, query.offset))
+        return [self._log_entry(row) for row in await self._db.fetchall(sql, params)]
+
+    async def _delete_logs(self, ids: list[int]) -> list[int]:
+        d = self.dialect
+
+        async def work(session: Session) -> list[int]:
+            deleted: list[int] = []
+            for start in range(0, len(ids), ID_CHUNK):
+                chunk = ids[start : start + ID_CHUNK]
+                rows = await session.fetchall(d.existing_log_ids("remote", len(chunk)), chunk)
+                found = [int(row[0]) for row in rows]
+                if found:
+                    await session.execute(d.delete_logs("remote", len(found)), found)
+                    deleted.extend(found)
+            return deleted
+
+        return await self._db.run(work, transaction=True)
+
+    # ---------------------------------------------------------------- integrity
+
+    async def _orphans(self) -> list[str]:
+        rows = await self._db.fetchall(self.dialect.orphans())
+        return sorted(row[0] for row in rows)
+
+    async def _untracked(self) -> list[str]:
+        rows = await self._db.fetchall(self.dialect.untracked())
+        return sorted(join_child(row[0], row[1]) for row in rows)

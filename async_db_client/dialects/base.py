@@ -1,0 +1,404 @@
+"""SQL text, apart from running it.
+
+A dialect renders every statement the repositories need, in ``qmark`` style (``?``
+placeholders), plus the schema migrations and value conversions of one SQL engine. It
+never touches a connection, so statements can be inspected, pinned by golden tests and
+checked by a real parser on their own. Identifiers only ever come from whitelists
+(:mod:`async_db_client.validation`); every value is a parameter.
+
+Shared, standard SQL lives here; engine dialects override what differs (upserts,
+paging, JSON queries, DDL, locks, how a new id is returned).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from ..validation import LOG_ORDER_COLUMNS, SINGLE_FIELDS
+
+__all__ = ["HASH_COLUMNS", "LOG_TABLES", "Dialect", "Migration"]
+
+#: Columns of a hash record as selected, in HashRecord field order.
+HASH_COLUMNS = (
+    "path",
+    "current_hash",
+    "prev_hash",
+    "current_dtg_first",
+    "current_dtg_latest",
+    "prev_dtg_latest",
+    "dirs",
+    "files",
+    "links",
+    "target_hash",
+    "session_id",
+)
+#: Columns written by the upsert, in parameter order.
+UPSERT_COLUMNS = (
+    "path_key",
+    "path",
+    "parent_key",
+    "name",
+    "current_hash",
+    "current_dtg_first",
+    "current_dtg_latest",
+    "dirs",
+    "files",
+    "links",
+    "target_hash",
+    "session_id",
+)
+LOG_COLUMNS = (
+    "log_id",
+    "site_id",
+    "log_level",
+    "logged_at",
+    "session_id",
+    "summary_message",
+    "detailed_message",
+)
+LOG_INSERT_COLUMNS = (
+    "log_key",
+    "site_id",
+    "log_level",
+    "logged_at",
+    "session_id",
+    "summary_message",
+    "detailed_message",
+)
+#: The log tables, by tier; the only table names that vary in statements.
+LOG_TABLES = {"remote": "remote_logs", "core": "core_logs"}
+#: get_logs field -> column (``timestamp`` is a reserved word in several engines).
+LOG_ORDER_SQL = {name: ("logged_at" if name == "timestamp" else name) for name in LOG_ORDER_COLUMNS}
+VERSION_TABLE = "async_db_client_schema"
+
+
+@dataclass(frozen=True)
+class Migration:
+    """One schema step of one tier: applied in order, recorded in the version table."""
+
+    tier: str
+    version: int
+    description: str
+    statements: tuple[str, ...]
+
+
+def _marks(count: int) -> str:
+    return ", ".join("?" * count)
+
+
+class Dialect:
+    """Statements shared by every engine. Subclasses fill in the engine-specific parts."""
+
+    name = "sql"
+    #: Most parameters one statement may carry (SQL Server: 2,100).
+    max_params = 60_000
+    #: Rough cap on one statement's size in bytes (kept well below packet limits).
+    max_statement_bytes = 4_000_000
+    #: True if INSERT statements return the new id as a result row (T-SQL OUTPUT).
+    insert_returns_id = False
+    #: Query returning the id of the last insert on this connection, if needed.
+    last_insert_id_sql: str | None = None
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+    # ---------------------------------------------------------------- conversions
+
+    def to_db_time(self, value: datetime) -> Any:
+        """A UTC datetime as the driver should send it (naive UTC by default)."""
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def from_db_time(self, value: Any) -> datetime | None:
+        if value is None:
+            return None
+        if isinstance(value, str):
+            value = datetime.fromisoformat(value)
+        if not isinstance(value, datetime):
+            raise TypeError(f"expected a datetime from the database, got {type(value).__name__}")
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+    def from_db_time_required(self, value: Any) -> datetime:
+        """:meth:`from_db_time` for a NOT NULL column."""
+        result = self.from_db_time(value)
+        if result is None:
+            raise TypeError("NULL in a NOT NULL datetime column")
+        return result
+
+    def to_db_names(self, names: list[str]) -> str:
+        return json.dumps(names, ensure_ascii=False, separators=(",", ":"))
+
+    def from_db_names(self, value: Any) -> list[str]:
+        if isinstance(value, bytes | bytearray):
+            value = value.decode("utf-8")
+        names = json.loads(value) if value else []
+        if not isinstance(names, list):
+            raise TypeError("child names column does not hold a JSON array")
+        return [str(name) for name in names]
+
+    # ------------------------------------------------------------ remote: records
+
+    @functools.cached_property
+    def select_record(self) -> str:
+        return f"SELECT {', '.join(HASH_COLUMNS)} FROM hash_records WHERE path_key = ?"
+
+    def upsert_hashes(self, rows: int) -> str:
+        """Insert-or-update ``rows`` records with prev-hash rotation, in row order."""
+        raise NotImplementedError
+
+    @property
+    def upsert_params_per_row(self) -> int:
+        return len(UPSERT_COLUMNS)
+
+    def select_field(self, field: str) -> str:
+        if field not in SINGLE_FIELDS:  # a second guard: callers validated already
+            raise ValueError(f"not a readable field: {field!r}")
+        return f"SELECT {field} FROM hash_records WHERE path_key = ?"
+
+    update_target = "UPDATE hash_records SET target_hash = ? WHERE path_key = ?"
+    record_exists = "SELECT 1 FROM hash_records WHERE path_key = ?"
+    priority_paths = (
+        "SELECT path FROM hash_records "
+        "WHERE target_hash IS NOT NULL AND target_hash <> current_hash"
+    )
+
+    def orphans(self) -> str:
+        """Paths of records not listed by their parent's record (JSON is engine-specific)."""
+        raise NotImplementedError
+
+    def untracked(self) -> str:
+        """``(parent path, name)`` for names in ``dirs`` with no record."""
+        raise NotImplementedError
+
+    # --------------------------------------------------------------- logs (both)
+
+    def insert_log(self, tier: str) -> str:
+        table = LOG_TABLES[tier]
+        return (
+            f"INSERT INTO {table} ({', '.join(LOG_INSERT_COLUMNS)}) "
+            f"VALUES ({_marks(len(LOG_INSERT_COLUMNS))})"
+        )
+
+    def log_id_by_key(self, tier: str) -> str:
+        return f"SELECT log_id FROM {LOG_TABLES[tier]} WHERE log_key = ?"
+
+    def select_logs(
+        self,
+        tier: str,
+        *,
+        by_session: bool,
+        older: bool,
+        since: bool = False,
+        level: bool = False,
+        order_by: str = "timestamp",
+        descending: bool = True,
+        limit: bool = False,
+        offset: bool = False,
+    ) -> str:
+        """Log entries filtered by the flagged conditions, ordered, paged.
+
+        Parameters, in order: session_id, older-than cutoff, since cutoff, level,
+        then the paging parameters of :meth:`paging`.
+        """
+        column = LOG_ORDER_SQL[order_by]  # KeyError for anything not whitelisted
+        conditions = []
+        if by_session:
+            conditions.append("session_id = ?")
+        if older:
+            conditions.append("logged_at < ?")
+        if since:
+            conditions.append("logged_at >= ?")
+        if level:
+            conditions.append("log_level = ?")
+        where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
+        direction = "DESC" if descending else "ASC"
+        order = (
+            f"{column} {direction}"
+            if column == "log_id"
+            else (f"{column} {direction}, log_id {direction}")
+        )
+        sql = f"SELECT {', '.join(LOG_COLUMNS)} FROM {LOG_TABLES[tier]}{where} ORDER BY {order}"
+        return sql + self.paging(limit=limit, offset=offset)
+
+    def paging(self, *, limit: bool, offset: bool) -> str:
+        """Clause after ORDER BY; parameters: limit, then offset (those flagged)."""
+        raise NotImplementedError
+
+    def paging_params(self, limit: int | None, offset: int) -> list[int]:
+        params = []
+        if limit is not None:
+            params.append(limit)
+        if offset:
+            params.append(offset)
+        return params
+
+    def existing_log_ids(self, tier: str, count: int) -> str:
+        return f"SELECT log_id FROM {LOG_TABLES[tier]} WHERE log_id IN ({_marks(count)})"
+
+    def delete_logs(self, tier: str, count: int) -> str:
+        return f"DELETE FROM {LOG_TABLES[tier]} WHERE log_id IN ({_marks(count)})"
+
+    def count_logs(self, tier: str) -> str:
+        return f"SELECT COUNT(*) FROM {LOG_TABLES[tier]} WHERE log_level = ? AND logged_at >= ?"
+
+    # ----------------------------------------------------------------------- core
+
+    def upsert_heartbeat(self) -> str:
+        """Params: site_id, seen_at, count, count again (NULL keeps the stored count)."""
+        raise NotImplementedError
+
+    def upsert_root_hash(self) -> str:
+        """Params: site_id, root_hash, computed_at."""
+        raise NotImplementedError
+
+    insert_baseline = "INSERT INTO core_baselines (baseline_hash, created_at) VALUES (?, ?)"
+
+    def newest_baselines(self) -> str:
+        """The two newest baseline hashes, newest first."""
+        raise NotImplementedError
+
+    #: Per (sync bucket, live bucket): site count and reported record count. Params:
+    #: has_baseline (1/0), newest, second newest (a space if none), 24 h cutoff,
+    #: 35 min cutoff, 24 h cutoff.
+    dashboard_buckets = (
+        "SELECT sync_bucket, live_bucket, COUNT(*), SUM(hash_record_count) FROM ("
+        "SELECT CASE"
+        " WHEN root_hash IS NULL OR ? = 0 THEN 'sync_unknown'"
+        " WHEN root_hash = ? THEN 'sync_current'"
+        " WHEN root_hash = ? THEN 'sync_1_behind'"
+        " WHEN root_hash_at >= ? THEN 'sync_l24_behind'"
+        " ELSE 'sync_g24_behind' END AS sync_bucket,"
+        " CASE"
+        " WHEN last_heartbeat >= ? THEN 'live_current'"
+        " WHEN last_heartbeat >= ? THEN 'live_1_behind'"
+        " ELSE 'live_inactive' END AS live_bucket,"
+        " hash_record_count"
+        " FROM core_sites) buckets "
+        "GROUP BY sync_bucket, live_bucket"
+    )
+    record_count = "SELECT COALESCE(SUM(hash_record_count), 0) FROM core_sites"
+    select_sites = (
+        "SELECT site_id, last_heartbeat, root_hash, root_hash_at, hash_record_count "
+        "FROM core_sites ORDER BY site_id"
+    )
+
+    # ------------------------------------------------------------------- pipeline
+
+    pending_updates = (
+        "SELECT update_id, site_id, path, requested_at, hash_value, answered_at "
+        "FROM pipeline_updates WHERE hash_value IS NULL ORDER BY requested_at, update_id"
+    )
+    answer_updates = (
+        "UPDATE pipeline_updates SET hash_value = ?, answered_at = ? "
+        "WHERE path_key = ? AND hash_value IS NULL"
+    )
+    insert_update = (
+        "INSERT INTO pipeline_updates (site_id, path, path_key, requested_at) VALUES (?, ?, ?, ?)"
+    )
+    official_sites = "SELECT site_id FROM pipeline_sites ORDER BY site_id"
+    official_site_exists = "SELECT 1 FROM pipeline_sites WHERE site_id = ?"
+    insert_site = "INSERT INTO pipeline_sites (site_id, registered_at) VALUES (?, ?)"
+    insert_completion = "INSERT INTO pipeline_completions (site_id, completed_at) VALUES (?, ?)"
+
+    def completions(self, *, one_site: bool) -> str:
+        where = " WHERE site_id = ?" if one_site else ""
+        return (
+            "SELECT site_id, completed_at FROM pipeline_completions"
+            f"{where} ORDER BY completed_at, completion_id"
+        )
+
+    # ------------------------------------------------------------------ migrations
+
+    def migrations(self, tier: str) -> tuple[Migration, ...]:
+        """Every schema step of ``tier``, in version order."""
+        raise NotImplementedError
+
+    def create_version_table(self) -> str:
+        raise NotImplementedError
+
+    current_version = f"SELECT MAX(version) FROM {VERSION_TABLE} WHERE tier = ?"
+    record_version = (
+        f"INSERT INTO {VERSION_TABLE} (tier, version, description, applied_at) VALUES (?, ?, ?, ?)"
+    )
+
+    def lock_migrations(self) -> str:
+        """Take the migration lock (waits); returns one row whose first value is 1 on
+        success. Params: lock name, timeout seconds."""
+        raise NotImplementedError
+
+    def unlock_migrations(self) -> str:
+        """Release the migration lock. Params: lock name."""
+        raise NotImplementedError
+
+    def all_statements(self) -> dict[str, str]:
+        """Every statement this dialect can emit, by a descriptive name (for golden tests
+        and parser checks)."""
+        statements: dict[str, str] = {
+            "select_record": self.select_record,
+            "upsert_hashes_1": self.upsert_hashes(1),
+            "upsert_hashes_3": self.upsert_hashes(3),
+            "update_target": self.update_target,
+            "record_exists": self.record_exists,
+            "priority_paths": self.priority_paths,
+            "orphans": self.orphans(),
+            "untracked": self.untracked(),
+            "upsert_heartbeat": self.upsert_heartbeat(),
+            "upsert_root_hash": self.upsert_root_hash(),
+            "insert_baseline": self.insert_baseline,
+            "newest_baselines": self.newest_baselines(),
+            "dashboard_buckets": self.dashboard_buckets,
+            "record_count": self.record_count,
+            "select_sites": self.select_sites,
+            "pending_updates": self.pending_updates,
+            "answer_updates": self.answer_updates,
+            "insert_update": self.insert_update,
+            "official_sites": self.official_sites,
+            "official_site_exists": self.official_site_exists,
+            "insert_site": self.insert_site,
+            "insert_completion": self.insert_completion,
+            "completions_all": self.completions(one_site=False),
+            "completions_site": self.completions(one_site=True),
+            "create_version_table": self.create_version_table(),
+            "current_version": self.current_version,
+            "record_version": self.record_version,
+            "lock_migrations": self.lock_migrations(),
+            "unlock_migrations": self.unlock_migrations(),
+        }
+        if self.last_insert_id_sql:
+            statements["last_insert_id"] = self.last_insert_id_sql
+        for field in SINGLE_FIELDS:
+            statements[f"select_field_{field}"] = self.select_field(field)
+        for tier in LOG_TABLES:
+            statements[f"insert_log_{tier}"] = self.insert_log(tier)
+            statements[f"log_id_by_key_{tier}"] = self.log_id_by_key(tier)
+            statements[f"existing_log_ids_{tier}"] = self.existing_log_ids(tier, 2)
+            statements[f"delete_logs_{tier}"] = self.delete_logs(tier, 2)
+            statements[f"count_logs_{tier}"] = self.count_logs(tier)
+            for column in LOG_ORDER_COLUMNS:
+                for descending in (False, True):
+                    statements[f"select_logs_{tier}_{column}_{descending}"] = self.select_logs(
+                        tier,
+                        by_session=True,
+                        older=True,
+                        order_by=column,
+                        descending=descending,
+                        limit=True,
+                        offset=True,
+                    )
+            statements[f"select_logs_{tier}_plain"] = self.select_logs(
+                tier, by_session=False, older=False
+            )
+            statements[f"select_logs_{tier}_offset_only"] = self.select_logs(
+                tier, by_session=False, older=False, offset=True
+            )
+            statements[f"select_logs_{tier}_since_level"] = self.select_logs(
+                tier, by_session=False, older=False, since=True, level=True
+            )
+        for tier in ("remote", "core", "pipeline"):
+            for migration in self.migrations(tier):
+                for n, statement in enumerate(migration.statements):
+                    statements[f"migration_{tier}_{migration.version}_{n}"] = statement
+        return statements

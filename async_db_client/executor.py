@@ -1,0 +1,381 @@
+"""Running SQL: sessions on pooled connections, retries, transactions.
+
+This module runs statements; it never writes them (that is the dialects' job, see
+:mod:`async_db_client.dialects`). A :class:`Driver` adapts one DB-API-ish async driver
+(aiomysql, aioodbc, aiosqlite) to a handful of calls; everything above it is shared:
+
+* :class:`Session` wraps one borrowed connection: each call is bounded by the query
+  timeout, driver errors become this library's errors, and a connection whose state is
+  unknown afterwards (cancelled or timed out mid-call, lost, unknown failure) is marked
+  broken so the pool closes it instead of reusing it.
+* :class:`Executor` is what repositories talk to: it borrows a connection per operation,
+  retries operations the caller declared idempotent after a lost connection, deadlock or
+  lock wait timeout (with backoff, counted in the pool's stats), and runs the schema
+  check once before the first statement.
+* :class:`TransactionRunner` is the same interface bound to one connection inside one
+  transaction; it serialises concurrent callers and never retries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
+
+from .config import PoolSettings
+from .errors import (
+    AsyncDBClientError,
+    ConnectionLostError,
+    PoolClosedError,
+    QueryError,
+    QueryTimeoutError,
+    TransientQueryError,
+)
+from .pool import ConnectionPool, Connector, PooledConnection, backoff_delay
+
+__all__ = ["Driver", "ExecResult", "Executor", "Row", "Runner", "Session", "TransactionRunner"]
+
+logger = logging.getLogger("async_db_client")
+
+T = TypeVar("T")
+C = TypeVar("C")
+Row = tuple[Any, ...]
+Params = Sequence[Any]
+
+#: Extra time the client waits past the query timeout, so a server that enforces the
+#: timeout itself (MariaDB's max_statement_time) reports it first, keeping the connection.
+CLIENT_TIMEOUT_GRACE = 2.0
+
+
+@dataclass(frozen=True)
+class ExecResult:
+    """What a write statement reports: affected rows and, if the driver knows, the new id."""
+
+    rowcount: int
+    lastrowid: int | None = None
+
+
+class Driver(Connector[C], Protocol[C]):
+    """A driver adapter: the pool's :class:`Connector` plus running statements.
+
+    Statements arrive in ``qmark`` style (``?`` placeholders); a driver that wants
+    another style converts them. Methods raise the driver's own exceptions;
+    :meth:`translate` maps them to this library's.
+    """
+
+    async def execute(self, conn: C, sql: str, params: Params) -> ExecResult: ...
+
+    async def fetchall(self, conn: C, sql: str, params: Params) -> list[Row]: ...
+
+    async def begin(self, conn: C) -> None: ...
+
+    async def commit(self, conn: C) -> None: ...
+
+    async def rollback(self, conn: C) -> None: ...
+
+    def translate(self, exc: Exception) -> AsyncDBClientError:
+        """This library's exception for a driver exception (ConnectionLostError for a
+        dead connection, TransientQueryError for deadlocks, IntegrityError, ...)."""
+        ...
+
+
+class Session:
+    """One borrowed connection. Not shared between tasks (see TransactionRunner)."""
+
+    def __init__(
+        self, pool: ConnectionPool[Any], conn: PooledConnection[Any], driver: Driver[Any]
+    ) -> None:
+        self._pool = pool
+        self._conn = conn
+        self._driver = driver
+        timeout = pool.settings.query_timeout
+        self._timeout = None if timeout is None else timeout + CLIENT_TIMEOUT_GRACE
+
+    async def execute(self, sql: str, params: Params = ()) -> ExecResult:
+        return await self._call(self._driver.execute, sql, params)
+
+    async def fetchall(self, sql: str, params: Params = ()) -> list[Row]:
+        return await self._call(self._driver.fetchall, sql, params)
+
+    async def fetchone(self, sql: str, params: Params = ()) -> Row | None:
+        rows = await self._call(self._driver.fetchall, sql, params)
+        return rows[0] if rows else None
+
+    async def begin(self) -> None:
+        await self._call(_no_args(self._driver.begin))
+
+    async def commit(self) -> None:
+        await self._call(_no_args(self._driver.commit))
+
+    async def rollback(self) -> None:
+        await self._call(_no_args(self._driver.rollback))
+
+    @property
+    def broken(self) -> bool:
+        return self._conn.broken
+
+    async def _call(self, method: Callable[..., Awaitable[T]], *args: Any) -> T:
+        conn = self._conn
+        if conn.broken:
+            raise ConnectionLostError("the connection broke earlier in this transaction")
+        try:
+            if self._timeout is None:
+                return await method(conn.raw, *args)
+            async with asyncio.timeout(self._timeout) as scope:
+                return await method(conn.raw, *args)
+        except asyncio.CancelledError:
+            conn.broken = True  # the driver may be mid-statement
+            raise
+        except TimeoutError as exc:
+            if "scope" in locals() and scope.expired():
+                conn.broken = True
+                raise QueryTimeoutError(
+                    f"statement exceeded the query timeout of "
+                    f"{self._pool.settings.query_timeout:g}s"
+                ) from None
+            raise self._failed(exc) from exc
+        except AsyncDBClientError:
+            raise
+        except Exception as exc:
+            raise self._failed(exc) from exc
+
+    def _failed(self, exc: Exception) -> AsyncDBClientError:
+        error = self._driver.translate(exc)
+        if isinstance(error, ConnectionLostError):
+            self._pool.report_disconnect(self._conn)
+        elif not isinstance(error, QueryError) or isinstance(error, QueryTimeoutError):
+            self._conn.broken = True
+        return error
+
+
+def _no_args(method: Callable[[Any], Awaitable[None]]) -> Callable[..., Awaitable[None]]:
+    return method
+
+
+class Runner(Protocol):
+    """What repositories run statements through: an :class:`Executor` or a transaction."""
+
+    async def fetchall(self, sql: str, params: Params = ()) -> list[Row]: ...
+
+    async def fetchone(self, sql: str, params: Params = ()) -> Row | None: ...
+
+    async def execute(self, sql: str, params: Params = ()) -> ExecResult: ...
+
+    async def run(
+        self,
+        work: Callable[[Session], Awaitable[T]],
+        *,
+        transaction: bool = False,
+        skip_prepare: bool = False,
+        retry: bool = True,
+    ) -> T: ...
+
+    @property
+    def parallelism(self) -> int:
+        """How many independent statements may usefully run at once."""
+        ...
+
+
+PoolSource = Callable[[], ConnectionPool[Any]]
+Prepare = Callable[[Session], Awaitable[None]]
+
+
+class Executor:
+    """Runs operations on connections borrowed from one target's pool.
+
+    ``pool_source`` returns the shared pool (created lazily by the pool manager);
+    ``prepare`` runs once, on the first operation, with a session of its own (schema
+    migration or check). Operations are retried on lost connections and transient errors
+    up to ``retry_attempts`` times: every operation passed here must be idempotent.
+    """
+
+    def __init__(
+        self,
+        pool_source: PoolSource,
+        driver: Driver[Any],
+        settings: PoolSettings,
+        *,
+        prepare: Prepare | None = None,
+        bulk_connections: int = 4,
+    ) -> None:
+        self._pool_source = pool_source
+        self._driver = driver
+        self._settings = settings
+        self._prepare = prepare
+        self._prepared = prepare is None
+        self._prepare_lock: tuple[asyncio.AbstractEventLoop, asyncio.Lock] | None = None
+        self._bulk_connections = max(1, min(bulk_connections, settings.max_size))
+
+    @property
+    def parallelism(self) -> int:
+        return self._bulk_connections
+
+    @property
+    def pool(self) -> ConnectionPool[Any]:
+        return self._pool_source()
+
+    async def fetchall(self, sql: str, params: Params = ()) -> list[Row]:
+        return await self.run(lambda s: s.fetchall(sql, params))
+
+    async def fetchone(self, sql: str, params: Params = ()) -> Row | None:
+        return await self.run(lambda s: s.fetchone(sql, params))
+
+    async def execute(self, sql: str, params: Params = ()) -> ExecResult:
+        return await self.run(lambda s: s.execute(sql, params))
+
+    async def run(
+        self,
+        work: Callable[[Session], Awaitable[T]],
+        *,
+        transaction: bool = False,
+        skip_prepare: bool = False,
+        retry: bool = True,
+    ) -> T:
+        """Run ``work`` on a borrowed connection (in one transaction if asked).
+
+        With ``retry`` (the default, for idempotent work) a lost connection, deadlock or
+        lock wait timeout runs it again on another connection. ``skip_prepare`` bypasses
+        the one-time schema step (health checks, the explicit migration itself)."""
+        if not skip_prepare:
+            await self._ensure_prepared()
+        attempt = 0
+        while True:
+            pool = self._pool_source()
+            try:
+                return await self._attempt(pool, work, transaction)
+            except (ConnectionLostError, TransientQueryError) as exc:
+                if not retry or attempt >= self._settings.retry_attempts:
+                    raise
+                pool.record_retry()
+                delay = backoff_delay(
+                    attempt,
+                    self._settings.reconnect_backoff_initial,
+                    self._settings.reconnect_backoff_max,
+                )
+                logger.info(
+                    "%s: retrying after %s (attempt %d of %d, in %.2fs)",
+                    pool.name,
+                    type(exc).__name__,
+                    attempt + 1,
+                    self._settings.retry_attempts,
+                    delay,
+                )
+                attempt += 1
+                await asyncio.sleep(delay)
+
+    async def _attempt(
+        self, pool: ConnectionPool[Any], work: Callable[[Session], Awaitable[T]], transaction: bool
+    ) -> T:
+        async with pool.connection() as conn:
+            session = Session(pool, conn, self._driver)
+            if not transaction:
+                return await work(session)
+            await session.begin()
+            try:
+                result = await work(session)
+            except BaseException:
+                await _rollback_quietly(session)
+                raise
+            await session.commit()
+            return result
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[TransactionRunner]:
+        """One connection, one transaction: commit on success, roll back on error."""
+        await self._ensure_prepared()
+        pool = self._pool_source()
+        async with pool.connection() as conn:
+            session = Session(pool, conn, self._driver)
+            await session.begin()
+            runner = TransactionRunner(session)
+            try:
+                yield runner
+            except BaseException:
+                runner.close()
+                await _rollback_quietly(session)
+                raise
+            runner.close()
+            await session.commit()
+
+    def mark_prepared(self) -> None:
+        """The schema step is done (e.g. an explicit migration just ran)."""
+        self._prepared = True
+
+    async def _ensure_prepared(self) -> None:
+        if self._prepared:
+            return
+        loop = asyncio.get_running_loop()
+        if self._prepare_lock is None or self._prepare_lock[0] is not loop:
+            self._prepare_lock = (loop, asyncio.Lock())
+        async with self._prepare_lock[1]:
+            if self._prepared or self._prepare is None:
+                return
+            pool = self._pool_source()
+            prepare = self._prepare
+            attempt = 0
+            while True:
+                try:
+                    async with pool.connection() as conn:
+                        await prepare(Session(pool, conn, self._driver))
+                    break
+                except (ConnectionLostError, TransientQueryError):
+                    if attempt >= self._settings.retry_attempts:
+                        raise
+                    attempt += 1
+                    pool.record_retry()
+            self._prepared = True
+
+
+async def _rollback_quietly(session: Session) -> None:
+    if session.broken:
+        return  # the pool discards it; nothing to roll back on a dead connection
+    try:
+        await asyncio.shield(session.rollback())
+    except Exception as exc:  # the original error matters more; the pool cleans up
+        logger.warning("rollback failed: %s: %s", type(exc).__name__, exc)
+
+
+class TransactionRunner:
+    """The :class:`Runner` of an open transaction: one connection, calls serialised.
+
+    Tasks started inside the transaction may call it concurrently; their statements run
+    one at a time on the transaction's connection. Nothing is retried: a failure inside
+    a transaction is the caller's to handle (the transaction is rolled back on exit).
+    """
+
+    def __init__(self, session: Session) -> None:
+        self._session = session
+        self._lock = asyncio.Lock()
+        self._open = True
+
+    @property
+    def parallelism(self) -> int:
+        return 1
+
+    def close(self) -> None:
+        self._open = False
+
+    async def fetchall(self, sql: str, params: Params = ()) -> list[Row]:
+        return await self.run(lambda s: s.fetchall(sql, params))
+
+    async def fetchone(self, sql: str, params: Params = ()) -> Row | None:
+        return await self.run(lambda s: s.fetchone(sql, params))
+
+    async def execute(self, sql: str, params: Params = ()) -> ExecResult:
+        return await self.run(lambda s: s.execute(sql, params))
+
+    async def run(
+        self,
+        work: Callable[[Session], Awaitable[T]],
+        *,
+        transaction: bool = False,
+        skip_prepare: bool = False,
+        retry: bool = True,
+    ) -> T:
+        if not self._open:
+            raise PoolClosedError("this transaction has ended; use the repository it came from")
+        async with self._lock:
+            return await work(self._session)
