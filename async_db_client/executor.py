@@ -146,7 +146,8 @@ class Session:
         error = self._driver.translate(exc)
         if isinstance(error, ConnectionLostError):
             self._pool.report_disconnect(self._conn)
-        elif not isinstance(error, QueryError) or isinstance(error, QueryTimeoutError):
+        elif not isinstance(error, QueryError):
+            # Not a statement the server refused: the connection's state is unknown.
             self._conn.broken = True
         return error
 

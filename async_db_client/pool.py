@@ -210,6 +210,10 @@ class ConnectionPool(Generic[C]):
         """
         if self._closed:
             return
+        if self._loop is not None and asyncio.get_running_loop() is not self._loop:
+            raise WrongEventLoopError(
+                f"pool {self.name} must be closed from the event loop that opened it"
+            )
         self._closed = True
         if self._loop is None:
             return

@@ -218,8 +218,8 @@ class AiomysqlDriver:
         if isinstance(exc, AsyncDBClientError):
             return exc
         code = _code(exc)
-        if isinstance(exc, pymysql.err.InterfaceError) or isinstance(
-            exc, ConnectionError | BrokenPipeError | asyncio.IncompleteReadError
+        if isinstance(
+            exc, pymysql.err.InterfaceError | ConnectionError | asyncio.IncompleteReadError
         ):
             return ConnectionLostError(f"{self.description}: connection lost: {_message(exc)}")
         if isinstance(exc, pymysql.err.MySQLError):

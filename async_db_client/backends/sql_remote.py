@@ -94,9 +94,13 @@ class SQLRemoteRepository(SQLRepositoryBase, RemoteRepository):
 
     async def _upsert(self, records: Sequence[HashRecord], now: int) -> None:
         rows = [self._upsert_row(record, now) for record in records]
-        batches = self._batches(rows)
         # A path given twice must rotate in input order, so batches then run one by one.
         ordered = len({row[0] for row in rows}) != len(rows)
+        if not ordered:
+            # Key order: concurrent bulk writers then lock rows in the same order, which
+            # avoids most deadlocks between them.
+            rows.sort(key=lambda row: row[0])
+        batches = self._batches(rows)
         workers = 1 if ordered else min(self._db.parallelism, len(batches))
 
         async def write(batch: list[tuple[Any, ...]]) -> None:

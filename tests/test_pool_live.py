@@ -1,0 +1,300 @@
+"""The connection pool against the live MariaDB: sizes, waits, returns, cancellation."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+import pytest_asyncio
+
+from async_db_client import (
+    DBClientFactory,
+    DBConnectionError,
+    DBInstance,
+    PoolClosedError,
+    PoolTimeout,
+    QueryTimeoutError,
+    TooManyWaitersError,
+    WrongEventLoopError,
+)
+from async_db_client.backends.sql_remote import SQLRemoteRepository
+from async_db_client.executor import Executor
+from tests.live import client_config, connect, empty_tables
+
+pytestmark = [pytest.mark.live]
+
+
+@contextlib.asynccontextmanager
+async def live_client(database: str, **pool: Any) -> AsyncIterator[DBInstance]:
+    config = client_config(database, tiers=("remote",), pool=pool)
+    async with DBClientFactory(config).create_client() as db:
+        await db.migrate()
+        empty_tables(database, "remote")
+        yield db
+
+
+def executor_of(db: DBInstance) -> Executor:
+    assert isinstance(db.remote_db, SQLRemoteRepository)
+    return db.remote_db.executor
+
+
+async def connection_id(executor: Executor) -> int:
+    row = await executor.fetchone("SELECT CONNECTION_ID()")
+    assert row is not None
+    return int(row[0])
+
+
+def kill_connection(database: str, conn_id: int) -> None:
+    with connect(database) as conn, conn.cursor() as cursor:
+        cursor.execute(f"KILL {int(conn_id)}")
+
+
+@pytest_asyncio.fixture
+async def db(mysql_database: str) -> AsyncIterator[DBInstance]:
+    async with live_client(mysql_database, max_size=8) as client:
+        yield client
+
+
+@pytest.mark.asyncio
+async def test_many_tasks_share_a_small_pool(db: DBInstance) -> None:
+    await db.insert_or_update_hashes(
+        [{"path": f"/r/{i}", "current_hash": f"h{i}"} for i in range(64)]
+    )
+    executor = executor_of(db)
+    peak = 0
+
+    async def read(i: int) -> str | None:
+        nonlocal peak
+        record = await db.get_hash_record(f"/r/{i}")
+        peak = max(peak, executor.pool.get_stats().in_use)
+        return None if record is None else record.current_hash
+
+    before = executor.pool.get_stats().acquired_total
+    results = await asyncio.gather(*(read(i) for i in range(64)))
+    assert results == [f"h{i}" for i in range(64)]
+    stats = executor.pool.get_stats()
+    assert stats.in_use == 0 and stats.waiting == 0
+    assert stats.size <= 8 and peak <= 8
+    assert stats.acquired_total - before == 64
+    assert stats.idle == stats.size
+    assert list(db.pool_stats()) == [executor.pool.name]
+
+
+@pytest.mark.asyncio
+async def test_acquire_timeout_is_typed_and_bounded(mysql_database: str) -> None:
+    async with live_client(mysql_database, max_size=1, acquire_timeout=0.3) as db:
+        pool = executor_of(db).pool
+        async with pool.connection():
+            start = time.monotonic()
+            with pytest.raises(PoolTimeout, match=r"no connection within 0.3s \(1/1 in use"):
+                await db.get_hash_record("/x")
+            elapsed = time.monotonic() - start
+        assert 0.25 < elapsed < 1.5
+        assert pool.get_stats().acquire_timeouts == 1
+        assert await db.get_hash_record("/x") is None  # usable again
+
+
+@pytest.mark.asyncio
+async def test_waiters_are_capped_and_served_in_order(mysql_database: str) -> None:
+    async with live_client(mysql_database, max_size=1, max_waiting=2, acquire_timeout=5) as db:
+        pool = executor_of(db).pool
+        order: list[int] = []
+
+        async def waiter(n: int) -> None:
+            async with pool.connection():
+                order.append(n)
+
+        async with pool.connection():
+            tasks = [asyncio.create_task(waiter(n)) for n in range(2)]
+            await asyncio.sleep(0.05)
+            assert pool.get_stats().waiting == 2
+            with pytest.raises(TooManyWaitersError):
+                await pool.acquire()
+        await asyncio.gather(*tasks)
+        assert order == [0, 1]
+
+
+@pytest.mark.asyncio
+async def test_connection_returned_inside_a_transaction_is_rolled_back(db: DBInstance) -> None:
+    pool = executor_of(db).pool
+    async with pool.connection() as conn:
+        await conn.raw.begin()
+        async with conn.raw.cursor() as cursor:
+            await cursor.execute(
+                "INSERT INTO remote_logs (log_key, log_level, logged_at, summary_message)"
+                " VALUES ('left-open', 'INFO', '2024-01-01', 'never committed')"
+            )
+    # The same connection (LIFO) comes back clean; nothing was committed.
+    async with pool.connection() as again:
+        assert again is conn and not again.raw.get_transaction_status()
+    assert await db.get_logs() == []
+
+
+@pytest.mark.asyncio
+async def test_cancelled_query_closes_its_connection(db: DBInstance, mysql_database: str) -> None:
+    executor = executor_of(db)
+    pool = executor.pool
+    victim = await connection_id(executor)
+    task = asyncio.create_task(executor.run(lambda s: s.fetchall("SELECT SLEEP(5)")))
+    await asyncio.sleep(0.3)
+    discarded = pool.get_stats().connections_discarded
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await asyncio.sleep(0.05)
+    stats = pool.get_stats()
+    assert stats.in_use == 0
+    assert stats.connections_discarded == discarded + 1
+    assert await connection_id(executor) != victim  # the cancelled one is never reused
+    assert await db.get_hash_record("/after") is None
+
+
+@pytest.mark.asyncio
+async def test_cancelled_transaction_stores_nothing(db: DBInstance) -> None:
+    entered = asyncio.Event()
+
+    async def writer() -> None:
+        async with db.transaction():
+            await db.insert_or_update_hash({"path": "/tx", "current_hash": "h"})
+            entered.set()
+            await asyncio.sleep(10)
+
+    task = asyncio.create_task(writer())
+    await entered.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert await db.get_hash_record("/tx") is None
+    assert executor_of(db).pool.get_stats().in_use == 0
+
+
+@pytest.mark.asyncio
+async def test_query_timeout_is_enforced_by_the_server(mysql_database: str) -> None:
+    async with live_client(mysql_database, query_timeout=0.5) as db:
+        executor = executor_of(db)
+        conn_id = await connection_id(executor)
+        start = time.monotonic()
+        with pytest.raises(QueryTimeoutError):
+            await executor.run(lambda s: s.fetchall("SELECT SLEEP(5)"))
+        assert time.monotonic() - start < 2.0
+        # MariaDB aborted the statement itself: the connection is still good.
+        assert await connection_id(executor) == conn_id
+        assert executor.pool.get_stats().connections_discarded == 0
+
+
+@pytest.mark.asyncio
+async def test_max_lifetime_retires_old_connections(mysql_database: str) -> None:
+    async with live_client(mysql_database, max_lifetime=0.3, min_size=0) as db:
+        executor = executor_of(db)
+        first = await connection_id(executor)
+        await asyncio.sleep(0.4)
+        second = await connection_id(executor)
+        assert second != first
+        assert executor.pool.get_stats().connections_opened >= 2
+
+
+@pytest.mark.asyncio
+async def test_idle_connection_killed_by_server_is_replaced_silently(mysql_database: str) -> None:
+    async with live_client(mysql_database, check_after_idle=0) as db:
+        executor = executor_of(db)
+        first = await connection_id(executor)
+        kill_connection(mysql_database, first)
+        await asyncio.sleep(0.05)
+        assert await connection_id(executor) != first  # the check caught it
+        assert executor.pool.get_stats().retries == 0
+
+
+@pytest.mark.asyncio
+async def test_connection_lost_mid_use_is_retried(mysql_database: str) -> None:
+    async with live_client(mysql_database, check_after_idle=3600) as db:
+        executor = executor_of(db)
+        first = await connection_id(executor)
+        kill_connection(mysql_database, first)
+        await asyncio.sleep(0.05)
+        assert await db.insert_or_update_hash({"path": "/retried", "current_hash": "h"})
+        stats = executor.pool.get_stats()
+        assert stats.retries == 1 and stats.connections_lost >= 1
+        assert await db.get_single_field("/retried", "current_hash") == "h"
+
+
+@pytest.mark.asyncio
+async def test_tiers_on_one_database_share_one_pool(mysql_database: str) -> None:
+    config = client_config(mysql_database, tiers=("remote", "core"))
+    async with DBClientFactory(config).create_client() as db:
+        await db.insert_or_update_hash({"path": "/a", "current_hash": "h"})
+        await db.put_site_heartbeat("site")
+        assert len(db.pool_stats()) == 1
+
+
+@pytest.mark.asyncio
+async def test_close_waits_for_borrowed_connections_then_aborts(mysql_database: str) -> None:
+    db = DBClientFactory(client_config(mysql_database, tiers=("remote",))).create_client()
+    pool = executor_of(db).pool
+    borrowed = await pool.acquire()
+    start = time.monotonic()
+    await pool.aclose(timeout=0.2)
+    assert 0.15 < time.monotonic() - start < 2
+    assert borrowed.raw.closed
+    with pytest.raises(PoolClosedError):
+        await pool.acquire()
+    await pool.release(borrowed)  # late return after close: quietly ignored
+    await db.aclose()
+    with pytest.raises(PoolClosedError):
+        await db.get_hash_record("/a")
+
+
+@pytest.mark.asyncio
+async def test_unreachable_server_fails_fast_with_a_clear_error() -> None:
+    config = {
+        "database": {
+            "remote_type": "mysql",
+            "remote_config": {
+                "host": "127.0.0.1",
+                "port": 1,
+                "database": "x",
+                "user": "u",
+                "password": "pw-never-shown",
+                "pool": {"acquire_timeout": 0.5, "connect_timeout": 0.2},
+            },
+        }
+    }
+    async with DBClientFactory(config).create_client() as db:
+        start = time.monotonic()
+        with pytest.raises(DBConnectionError) as info:
+            await db.get_hash_record("/a")
+        assert time.monotonic() - start < 2
+        assert "mysql://u@127.0.0.1:1/x" in str(info.value)
+        assert "pw-never-shown" not in str(info.value)
+        assert await db.health_check() == {"local_db": False}
+        assert db.pool_stats()["mysql://u@127.0.0.1:1/x"].connection_errors >= 1
+
+
+@pytest.mark.asyncio
+async def test_wrong_password_is_not_retried(mysql_database: str) -> None:
+    config = client_config(mysql_database, tiers=("remote",), pool={"acquire_timeout": 10})
+    config["database"]["remote_config"]["password"] = "definitely-wrong"
+    async with DBClientFactory(config).create_client() as db:
+        start = time.monotonic()
+        with pytest.raises(DBConnectionError, match="1045") as info:
+            await db.get_hash_record("/a")
+        assert time.monotonic() - start < 2  # no backoff loop until the deadline
+        assert "definitely-wrong" not in str(info.value)
+
+
+@pytest.mark.asyncio
+async def test_a_pool_belongs_to_one_event_loop(mysql_database: str) -> None:
+    async with live_client(mysql_database) as db:
+        assert await db.get_hash_record("/a") is None  # the pool is bound to this loop now
+
+        def from_another_loop() -> None:
+            with pytest.raises(WrongEventLoopError, match="another event loop"):
+                asyncio.run(db.get_hash_record("/a"))
+            with pytest.raises(WrongEventLoopError):
+                asyncio.run(executor_of(db).pool.aclose())
+
+        await asyncio.to_thread(from_another_loop)
+        assert await db.get_hash_record("/a") is None  # still fine in its own loop

@@ -1,0 +1,91 @@
+"""A private MariaDB killed (-9) and started again: the client recovers by itself."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from async_db_client import DBClientFactory, DBConnectionError, FakeClock
+from async_db_client.backends.sql_remote import SQLRemoteRepository
+from tests.mariadb_server import PrivateMariaDB
+
+pytestmark = [pytest.mark.live, pytest.mark.slow]
+
+
+def config(port: int, **pool: object) -> dict[str, object]:
+    return {
+        "database": {
+            "remote_type": "mysql",
+            "remote_config": {
+                "host": "127.0.0.1",
+                "port": port,
+                "database": "hashdb",
+                "user": "root",
+                "password": "",
+                "pool": {
+                    "min_size": 2,
+                    "max_size": 4,
+                    "acquire_timeout": 3,
+                    "connect_timeout": 1,
+                    "check_after_idle": 3600,  # let dead connections fail in use: the hard case
+                    "reconnect_backoff_max": 0.5,
+                    **pool,
+                },
+            },
+        }
+    }
+
+
+@pytest.mark.asyncio
+async def test_server_killed_and_restarted(clock: FakeClock) -> None:
+    server = PrivateMariaDB()
+    try:
+        server.start()
+        server.execute("CREATE DATABASE hashdb CHARACTER SET utf8mb4")
+        async with DBClientFactory(config(server.port), clock=clock).create_client() as db:
+            first = [{"path": f"/d/{i}", "current_hash": "v1"} for i in range(500)]
+            assert (await db.insert_or_update_hashes(first)).stored == 500
+            assert await db.put_log({"summary_message": "before"}) is not None
+            assert isinstance(db.remote_db, SQLRemoteRepository)
+            pool = db.remote_db.executor.pool
+            assert pool.get_stats().size >= 2
+
+            server.kill()
+            start = time.monotonic()
+            with pytest.raises(DBConnectionError):
+                await db.get_hash_record("/d/1")
+            assert time.monotonic() - start < 6  # bounded by the acquire timeout, no hang
+            assert await db.health_check() == {"local_db": False}
+
+            server.start()
+            restarted = time.monotonic()
+            clock.advance(60)
+            second = [{"path": f"/d/{i}", "current_hash": "v2"} for i in range(500)]
+            result = await db.insert_or_update_hashes(second)
+            recovery = time.monotonic() - restarted
+            assert result.stored == 500 and result.rejected == []
+            assert recovery < 5
+
+            for i in (0, 250, 499):
+                record = await db.get_hash_record(f"/d/{i}")
+                assert record is not None
+                assert (record.current_hash, record.prev_hash) == ("v2", "v1")
+                assert record.current_dtg_first == record.prev_dtg_latest + 60
+            with server.connect(database="hashdb") as conn, conn.cursor() as cursor:
+                cursor.execute("SELECT COUNT(*), COUNT(DISTINCT path) FROM hash_records")
+                assert cursor.fetchone() == (500, 500)
+            assert [e.summary_message for e in await db.get_logs()] == ["before"]
+
+            stats = pool.get_stats()
+            assert stats.connections_lost >= 1
+            assert stats.connection_errors >= 1
+            for _ in range(50):  # the maintainer refills to min_size in the background
+                if pool.get_stats().size >= 2:
+                    break
+                await asyncio.sleep(0.05)
+            assert pool.get_stats().size >= 2
+            assert pool.get_stats().in_use == 0
+    finally:
+        server.close()
