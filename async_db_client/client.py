@@ -110,14 +110,18 @@ class DBInstance:
     def _tier(self, tier: str) -> Repository:
         if self._closed:
             raise PoolClosedError("the client is closed")
-        active = _ACTIVE_TX.get().get((id(self), tier))
-        if active is not None:
-            return active
-        repo: Repository | None = {
-            "remote": self.remote_db,
-            "core": self.core_db,
-            "pipeline": self.pipeline_db,
-        }.get(tier)
+        active = _ACTIVE_TX.get()
+        if active:
+            tx = active.get((id(self), tier))
+            if tx is not None:
+                return tx
+        repo: Repository | None
+        if tier == "remote":
+            repo = self.remote_db
+        elif tier == "core":
+            repo = self.core_db
+        else:
+            repo = self.pipeline_db if tier == "pipeline" else None
         if repo is None:
             if tier not in ("remote", "core", "pipeline"):
                 raise ValueError(f"unknown tier {tier!r}; expected remote, core or pipeline")

@@ -121,6 +121,7 @@ class Session:
         conn = self._conn
         if conn.broken:
             raise ConnectionLostError("the connection broke earlier in this transaction")
+        scope = None
         try:
             if self._timeout is None:
                 return await method(conn.raw, *args)
@@ -130,7 +131,7 @@ class Session:
             conn.broken = True  # the driver may be mid-statement
             raise
         except TimeoutError as exc:
-            if "scope" in locals() and scope.expired():
+            if scope is not None and scope.expired():
                 conn.broken = True
                 raise QueryTimeoutError(
                     f"statement exceeded the query timeout of "
@@ -240,7 +241,7 @@ class Executor:
         With ``retry`` (the default, for idempotent work) a lost connection, deadlock or
         lock wait timeout runs it again on another connection. ``skip_prepare`` bypasses
         the one-time schema step (health checks, the explicit migration itself)."""
-        if not skip_prepare:
+        if not (skip_prepare or self._prepared):
             await self._ensure_prepared()
         attempt = 0
         while True:

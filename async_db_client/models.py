@@ -78,13 +78,15 @@ def _check_hash(value: str) -> str:
         raise ValueError("hash must not be empty")
     if len(value) > MAX_HASH_CHARS:
         raise ValueError(f"hash is {len(value)} characters, the limit is {MAX_HASH_CHARS}")
-    if not value.isprintable() or any(c.isspace() for c in value):
+    # isprintable() is False for every whitespace character except the space itself.
+    if not value.isprintable() or " " in value:
         raise ValueError("hash must not contain whitespace or control characters")
     _utf8_len(value, "hash")
     return value
 
 
 def _check_names(values: list[str]) -> list[str]:
+    # One pass; the UTF-8 check only for non-ASCII names (bulk writes validate millions).
     for index, name in enumerate(values):
         if not name:
             raise ValueError(f"name #{index} is empty")
@@ -92,8 +94,8 @@ def _check_names(values: list[str]) -> list[str]:
             raise ValueError(f"name #{index} contains '/'")
         if "\x00" in name:
             raise ValueError(f"name #{index} contains NUL")
-    for index, name in enumerate(values):
-        _utf8_len(name, f"name #{index}")
+        if not name.isascii():
+            _utf8_len(name, f"name #{index}")
     return values
 
 

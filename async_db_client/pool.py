@@ -34,8 +34,8 @@ import contextlib
 import dataclasses
 import logging
 import random
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from types import TracebackType
 from typing import Generic, Protocol, TypeVar
 
 from .config import PoolSettings
@@ -66,6 +66,12 @@ class Connector(Protocol[C]):
 
     async def ping(self, conn: C) -> None:
         """Raise if ``conn`` is no longer usable."""
+        ...
+
+    def needs_reset(self, conn: C) -> bool:
+        """True if ``conn`` must be :meth:`reset` before reuse (e.g. a transaction is open).
+
+        Checked without I/O on every release; False lets the release skip the reset."""
         ...
 
     async def reset(self, conn: C) -> None:
@@ -280,31 +286,32 @@ class ConnectionPool(Generic[C]):
 
     # -------------------------------------------------------------------- acquire
 
-    @contextlib.asynccontextmanager
-    async def connection(self, timeout: float | None = None) -> AsyncIterator[PooledConnection[C]]:
-        """Borrow a connection for the duration of the block.
+    def connection(self, timeout: float | None = None) -> _Borrow[C]:
+        """``async with pool.connection() as conn:`` borrows a connection for the block.
 
-        The release runs under :func:`asyncio.shield`, so cancelling the task in the block
-        never leaks the connection; the cancellation is re-raised.
+        A block left by cancellation (or KeyboardInterrupt) marks the connection broken:
+        the driver may be mid-statement. A release that needs I/O (a rollback) runs under
+        :func:`asyncio.shield`, so cancelling the task never leaks the connection; the
+        cancellation is re-raised.
         """
-        conn = await self.acquire(timeout)
-        try:
-            yield conn
-        except BaseException as exc:
-            if not isinstance(exc, Exception):
-                # Cancelled or interrupted: the driver may be mid-statement. Never reuse.
-                conn.broken = True
-            raise
-        finally:
-            await asyncio.shield(self.release(conn))
+        return _Borrow(self, timeout)
 
     async def acquire(self, timeout: float | None = None) -> PooledConnection[C]:
         """Take a connection; give it back with :meth:`release` (or use :meth:`connection`)."""
         if self._loop is None:
             await self.open()
         self._check_loop()
-        loop = asyncio.get_running_loop()
-        start = loop.time()
+        start = self._time()
+        if self._idle:
+            # Fast path: the warmest idle connection, current, young and recently used.
+            warm = self._idle[-1]
+            if (
+                warm.generation == self._generation
+                and start < warm.expires_at
+                and not self._needs_check(warm, start)
+            ):
+                self._idle.pop()
+                return self._checkout(warm, start)
         deadline = start + (self.settings.acquire_timeout if timeout is None else timeout)
         attempt = 0
         while True:
@@ -318,7 +325,7 @@ class ConnectionPool(Generic[C]):
                 conn = await self._wait(deadline, deadline - start)
                 if conn is None:
                     continue
-                if self._needs_check(conn, loop.time()) and not await self._check(conn, deadline):
+                if self._needs_check(conn, self._time()) and not await self._check(conn, deadline):
                     continue
             return self._checkout(conn, start)
 
@@ -474,32 +481,53 @@ class ConnectionPool(Generic[C]):
 
         Never raises; failures to reset are logged and the connection is discarded.
         """
+        if not self._release_now(conn):
+            await self._release_after_reset(conn)
+
+    def _release_now(self, conn: PooledConnection[C]) -> bool:
+        """Release without I/O if possible; False if the connection needs a reset first."""
         if conn not in self._in_use:
             if not self._closed:  # after close, aborted connections may still come back
                 logger.error("pool %s: release of a connection it did not lend", self.name)
-            return
+            return True
+        if (
+            not (self._closed or conn.broken or conn.generation < self._generation)
+            and self._time() < conn.expires_at
+            and self.connector.needs_reset(conn.raw)
+        ):
+            return False
         self._in_use.discard(conn)
         conn.owner = None
-        if self._all_returned is not None and not self._in_use:
-            self._all_returned.set()
-        if self._closed or conn.broken or conn.generation < self._generation:
+        self._notify_returned()
+        if (
+            self._closed
+            or conn.broken
+            or conn.generation < self._generation
+            or self._time() >= conn.expires_at
+        ):
             self._discard(conn)
-            return
-        if self._time() >= conn.expires_at:
-            self._discard(conn)
-            return
+        else:
+            conn.last_used = self._time()
+            self._put_back(conn)
+        return True
+
+    async def _release_after_reset(self, conn: PooledConnection[C]) -> None:
         try:
             async with asyncio.timeout(self.settings.connect_timeout):
                 await self.connector.reset(conn.raw)
         except BaseException as exc:  # includes cancellation of a shielded release
             self._counters.bad_returns += 1
             logger.warning("pool %s: connection could not be reset, discarded: %r", self.name, exc)
-            self._discard(conn)
+            conn.broken = True
+            self._release_now(conn)
             if not isinstance(exc, Exception):
                 raise
             return
-        conn.last_used = self._time()
-        self._put_back(conn)
+        self._release_now(conn)
+
+    def _notify_returned(self) -> None:
+        if self._all_returned is not None and not self._in_use:
+            self._all_returned.set()
 
     def _put_back(self, conn: PooledConnection[C]) -> None:
         if self._closed:
@@ -653,3 +681,32 @@ class ConnectionPool(Generic[C]):
             else:
                 keep.append(conn)
         self._idle = keep
+
+
+class _Borrow(Generic[C]):
+    """The async context manager behind :meth:`ConnectionPool.connection`."""
+
+    __slots__ = ("_conn", "_pool", "_timeout")
+
+    def __init__(self, pool: ConnectionPool[C], timeout: float | None) -> None:
+        self._pool = pool
+        self._timeout = timeout
+        self._conn: PooledConnection[C] | None = None
+
+    async def __aenter__(self) -> PooledConnection[C]:
+        self._conn = await self._pool.acquire(self._timeout)
+        return self._conn
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        conn = self._conn
+        assert conn is not None
+        self._conn = None
+        if exc_type is not None and not issubclass(exc_type, Exception):
+            conn.broken = True  # cancelled or interrupted mid-use: never reuse
+        if not self._pool._release_now(conn):
+            await asyncio.shield(self._pool._release_after_reset(conn))

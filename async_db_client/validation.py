@@ -77,7 +77,8 @@ def check_hash_arg(value: Any, name: str) -> str:
         raise InvalidInputError(
             f"{name} must be 1 to {MAX_HASH_CHARS} characters, got {len(value)}", field=name
         )
-    if not value.isprintable() or any(c.isspace() for c in value):
+    # isprintable() is False for every whitespace character except the space itself.
+    if not value.isprintable() or " " in value:
         raise InvalidInputError(
             f"{name} must not contain whitespace or control characters", field=name
         )

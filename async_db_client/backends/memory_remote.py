@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -62,9 +62,11 @@ class MemoryRemoteRepository(RemoteRepository):
         record = self._store.state.records.get(path)
         return None if record is None else _fresh(record)
 
-    async def _upsert(self, records: Sequence[HashRecord], now: int) -> None:
+    async def _upsert(self, records: Iterator[HashRecord], now: int, *, ordered: bool) -> int:
+        stored = 0
         async with self._store.writing() as state:
             for new in records:
+                stored += 1
                 old = state.records.get(new.path)
                 values: dict[str, Any] = {
                     "path": new.path,
@@ -96,6 +98,7 @@ class MemoryRemoteRepository(RemoteRepository):
                     if new.session_id is None:
                         values["session_id"] = old.session_id
                 state.records[new.path] = HashRecord.model_construct(**values)
+        return stored
 
     async def _fetch_field(self, path: str, field: str) -> SingleValue:
         record = self._store.state.records.get(path)

@@ -60,9 +60,17 @@ def _executor(
 ) -> Executor:
     key = config.pool_key()
     name = config.describe()
+    cached: ConnectionPool[Any] | None = None
 
     def pool_source() -> ConnectionPool[Any]:
-        return pools.get(key, lambda unique: ConnectionPool(driver, config.pool, name=unique), name)
+        # Called for every statement: remember the pool instead of hashing the key again.
+        # A closed one (client closed, or dropped after fork) is looked up anew.
+        nonlocal cached
+        if cached is None or cached.closed:
+            cached = pools.get(
+                key, lambda unique: ConnectionPool(driver, config.pool, name=unique), name
+            )
+        return cached
 
     prepare = schema_step(dialect, tier, auto_migrate=config.auto_migrate)
     return Executor(

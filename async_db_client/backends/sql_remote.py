@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import itertools
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
+from operator import itemgetter
 from typing import Any
 
-from ..executor import Session
+from ..executor import ExecResult, Session
 from ..interfaces import RemoteRepository, SingleValue
 from ..models import HashRecord, LogEntry
 from ..paths import join_child, parent_and_name, path_key
@@ -21,6 +23,10 @@ __all__ = ["SQLRemoteRepository"]
 BULK_ROWS = 1000
 #: Log ids per IN (...) list.
 ID_CHUNK = 500
+
+
+async def _execute(session: Session, *, sql: str, params: list[Any]) -> ExecResult:
+    return await session.execute(sql, params)
 
 
 class SQLRemoteRepository(SQLRepositoryBase, RemoteRepository):
@@ -73,51 +79,42 @@ class SQLRemoteRepository(SQLRepositoryBase, RemoteRepository):
             record.session_id,
         )
 
-    def _batches(self, rows: list[tuple[Any, ...]]) -> list[list[tuple[Any, ...]]]:
+    async def _upsert(self, records: Iterator[HashRecord], now: int, *, ordered: bool) -> int:
         d = self.dialect
-        per_row = d.upsert_params_per_row
-        max_rows = max(1, min(BULK_ROWS, d.max_params // per_row))
-        batches: list[list[tuple[Any, ...]]] = []
-        batch: list[tuple[Any, ...]] = []
-        size = 0
-        for row in rows:
-            # path, name and the three JSON lists dominate; 4 bytes per char is the worst case
-            row_bytes = 200 + 4 * (len(row[1]) + len(row[3] or "") + sum(map(len, row[7:10])))
-            if batch and (len(batch) >= max_rows or size + row_bytes > d.max_statement_bytes):
-                batches.append(batch)
-                batch, size = [], 0
-            batch.append(row)
-            size += row_bytes
-        if batch:
-            batches.append(batch)
-        return batches
+        max_rows = max(1, min(BULK_ROWS, d.max_params // d.upsert_params_per_row))
+        stored = 0
 
-    async def _upsert(self, records: Sequence[HashRecord], now: int) -> None:
-        rows = [self._upsert_row(record, now) for record in records]
-        # A path given twice must rotate in input order, so batches then run one by one.
-        ordered = len({row[0] for row in rows}) != len(rows)
-        if not ordered:
-            # Key order: concurrent bulk writers then lock rows in the same order, which
-            # avoids most deadlocks between them.
-            rows.sort(key=lambda row: row[0])
-        batches = self._batches(rows)
-        workers = 1 if ordered else min(self._db.parallelism, len(batches))
-
-        async def write(batch: list[tuple[Any, ...]]) -> None:
-            sql = self.dialect.upsert_hashes(len(batch))
-            params = list(itertools.chain.from_iterable(batch))
-            await self._db.run(lambda s: s.execute(sql, params))
-
-        if workers <= 1:
-            for batch in batches:
-                await write(batch)
-            return
-        pending = iter(batches)
+        def next_batch() -> list[tuple[Any, ...]]:
+            # Validates and converts lazily (records is a generator): while one worker
+            # builds its next batch, the server is busy with the others' statements.
+            rows: list[tuple[Any, ...]] = []
+            size = 0
+            for record in records:
+                row = self._upsert_row(record, now)
+                rows.append(row)
+                # path, name and the JSON lists dominate; 4 bytes a character at worst
+                size += 200 + 4 * (len(row[1]) + len(row[3] or "") + sum(map(len, row[7:10])))
+                if len(rows) >= max_rows or size >= d.max_statement_bytes:
+                    break
+            if not ordered:
+                # Key order: concurrent writers lock rows in the same order, so their
+                # statements do not deadlock each other.
+                rows.sort(key=itemgetter(0))
+            return rows
 
         async def worker() -> None:
-            for batch in pending:
-                await write(batch)
+            nonlocal stored
+            while batch := next_batch():
+                sql = d.upsert_hashes(len(batch))
+                params = list(itertools.chain.from_iterable(batch))
+                await self._db.run(functools.partial(_execute, sql=sql, params=params))
+                stored += len(batch)
 
+        # A path given twice must rotate in input order: then one writer, in order.
+        workers = 1 if ordered else self._db.parallelism
+        if workers == 1:
+            await worker()
+            return stored
         try:
             async with asyncio.TaskGroup() as group:
                 for _ in range(workers):
@@ -125,6 +122,7 @@ class SQLRemoteRepository(SQLRepositoryBase, RemoteRepository):
         except BaseExceptionGroup as group_error:
             # Report the first failure as itself; the other workers were cancelled.
             raise group_error.exceptions[0] from None
+        return stored
 
     async def _fetch_field(self, path: str, field: str) -> SingleValue:
         row = await self._db.fetchone(self.dialect.select_field(field), (path_key(path),))

@@ -74,6 +74,8 @@ LOG_TABLES = {"remote": "remote_logs", "core": "core_logs"}
 #: get_logs field -> column (``timestamp`` is a reserved word in several engines).
 LOG_ORDER_SQL = {name: ("logged_at" if name == "timestamp" else name) for name in LOG_ORDER_COLUMNS}
 VERSION_TABLE = "async_db_client_schema"
+# One encoder, reused: json.dumps with options builds a new one per call (bulk hot path).
+_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 
 
 @dataclass(frozen=True)
@@ -129,7 +131,7 @@ class Dialect:
         return result
 
     def to_db_names(self, names: list[str]) -> str:
-        return json.dumps(names, ensure_ascii=False, separators=(",", ":"))
+        return _JSON.encode(names)
 
     def from_db_names(self, value: Any) -> list[str]:
         if isinstance(value, bytes | bytearray):
