@@ -13,10 +13,11 @@ Database failures are never turned into False/None: they raise from the
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any, Literal
@@ -40,6 +41,7 @@ from .validation import (
     LogQuery,
     check_choice,
     check_hash_arg,
+    check_idempotency_key,
     check_log_ids,
     check_non_negative_int,
     check_path_arg,
@@ -236,7 +238,7 @@ class RemoteRepository(Repository):
             return None
         if entry.timestamp is None:
             entry = entry.model_copy(update={"timestamp": self._now()})
-        key = idempotency_key or uuid.uuid4().hex
+        key = check_idempotency_key(idempotency_key) or uuid.uuid4().hex
         with self._logged("put_log"):
             return await self._insert_log(entry, key)
 
@@ -298,7 +300,114 @@ class RemoteRepository(Repository):
         """``{'local_db': True}`` if the database answers, else False (never raises)."""
         return {"local_db": await self._healthy()}
 
+    # ------------------------------------------------------------- backup, restore
+
+    async def iter_hash_records(self, *, batch_size: int = 1000) -> AsyncIterator[HashRecord]:
+        """Every stored record, in key order, fetched ``batch_size`` at a time.
+
+        Memory use is bounded by one batch, so a million records can be streamed.
+        """
+        size = check_non_negative_int(batch_size, "batch_size") or 1
+        after = ""
+        while True:
+            with self._logged("iter_hash_records"):
+                batch = await self._records_after(after, size)
+            for _, record in batch:
+                yield record
+            if len(batch) < size:
+                return
+            after = batch[-1][0]
+
+    async def iter_logs(self, *, batch_size: int = 1000) -> AsyncIterator[LogEntry]:
+        """Every log entry, oldest id first, fetched ``batch_size`` at a time."""
+        size = check_non_negative_int(batch_size, "batch_size") or 1
+        after = 0
+        while True:
+            with self._logged("iter_logs"):
+                batch = await self._logs_after(after, size)
+            for entry in batch:
+                yield entry
+            if len(batch) < size:
+                return
+            assert batch[-1].log_id is not None
+            after = batch[-1].log_id
+
+    async def restore_hash_records(
+        self, records: Iterable[Mapping[str, Any] | HashRecord]
+    ) -> BulkResult:
+        """Store complete records exactly as given (for restoring a backup).
+
+        Unlike :meth:`insert_or_update_hash` nothing is rotated: ``prev_hash`` and the
+        three timestamps are written as they are (``current_dtg_first`` and
+        ``current_dtg_latest`` are required), replacing any record of the same path.
+        """
+        if isinstance(records, Mapping | str | bytes) or not isinstance(records, Iterable):
+            raise InvalidInputError("records must be an iterable of records", field="records")
+        valid: list[HashRecord] = []
+        rejected: list[RejectedRecord] = []
+        for index, record in enumerate(records):
+            try:
+                parsed = parse_model(HashRecord, record, f"records[{index}]")
+                if parsed.current_dtg_first is None or parsed.current_dtg_latest is None:
+                    raise InvalidInputError(
+                        "a restored record needs current_dtg_first and current_dtg_latest",
+                        field="current_dtg_first",
+                    )
+                valid.append(parsed)
+            except InvalidInputError as exc:
+                path = _get(record, "path")
+                rejected.append(
+                    RejectedRecord(
+                        index=index, path=path if isinstance(path, str) else None, reason=exc.reason
+                    )
+                )
+        if valid:
+            with self._logged("restore_hash_records"):
+                await self._restore_records(valid)
+        return BulkResult(stored=len(valid), rejected=rejected)
+
+    async def restore_logs(self, entries: Iterable[Mapping[str, Any] | LogEntry]) -> BulkResult:
+        """Store log entries as given (timestamp required; new ids are assigned).
+
+        Restoring the same entry twice stores it once: its idempotency key is derived from
+        its content and original id.
+        """
+        if isinstance(entries, Mapping | str | bytes) or not isinstance(entries, Iterable):
+            raise InvalidInputError("entries must be an iterable of log entries", field="entries")
+        valid: list[tuple[LogEntry, str]] = []
+        rejected: list[RejectedRecord] = []
+        for index, entry in enumerate(entries):
+            try:
+                parsed = parse_model(LogEntry, entry, f"entries[{index}]")
+                if parsed.timestamp is None:
+                    raise InvalidInputError(
+                        "a restored log entry needs its timestamp", field="timestamp"
+                    )
+                valid.append((parsed, _restore_key(parsed)))
+            except InvalidInputError as exc:
+                rejected.append(RejectedRecord(index=index, path=None, reason=exc.reason))
+        if valid:
+            with self._logged("restore_logs"):
+                await self._restore_logs(valid)
+        return BulkResult(stored=len(valid), rejected=rejected)
+
     # ------------------------------------------------------------------ primitives
+
+    @abstractmethod
+    async def _records_after(self, after_key: str, limit: int) -> list[tuple[str, HashRecord]]:
+        """Up to ``limit`` (path key, record) pairs with keys above ``after_key``, in order."""
+
+    @abstractmethod
+    async def _logs_after(self, after_id: int, limit: int) -> list[LogEntry]:
+        """Up to ``limit`` log entries with ids above ``after_id``, in id order."""
+
+    @abstractmethod
+    async def _restore_records(self, records: list[HashRecord]) -> None:
+        """Write complete records verbatim (insert or replace by path)."""
+
+    @abstractmethod
+    async def _restore_logs(self, entries: list[tuple[LogEntry, str]]) -> None:
+        """Insert entries under their keys, skipping keys already stored."""
 
     @abstractmethod
     async def _fetch_record(self, path: str) -> HashRecord | None: ...
@@ -425,8 +534,9 @@ class CoreRepository(Repository):
             return None
         if entry.timestamp is None:
             entry = entry.model_copy(update={"timestamp": self._now()})
+        key = check_idempotency_key(idempotency_key) or uuid.uuid4().hex
         with self._logged("put_core_log"):
-            return await self._insert_log(entry, idempotency_key or uuid.uuid4().hex)
+            return await self._insert_log(entry, key)
 
     async def health_check(self) -> dict[str, bool]:
         """``{'core_db': True}`` if the database answers, else False (never raises)."""
@@ -583,6 +693,11 @@ class _FailureLog:
         # Messages of this library's errors carry no secrets (see errors.py).
         if isinstance(exc, AsyncDBClientError) and not isinstance(exc, InvalidInputError):
             logger.error("%s.%s failed: %s: %s", self.tier, self.operation, type(exc).__name__, exc)
+
+
+def _restore_key(entry: LogEntry) -> str:
+    content = entry.model_dump_json(exclude={"log_id"}) + f"|{entry.log_id}"
+    return "restore:" + hashlib.sha256(content.encode("utf-8")).hexdigest()[:48]
 
 
 def _get(record: Any, key: str) -> Any:

@@ -20,6 +20,7 @@ __all__ = [
     "LogQuery",
     "check_choice",
     "check_hash_arg",
+    "check_idempotency_key",
     "check_log_ids",
     "check_non_negative_int",
     "check_path_arg",
@@ -92,6 +93,24 @@ def check_site_arg(value: Any, name: str = "site_id") -> str:
     if not value.strip() or len(value) > 64 or "\x00" in value:
         raise InvalidInputError(
             f"{name} must be 1 to 64 characters without NUL, got {_show(value)}", field=name
+        )
+    return value
+
+
+def check_idempotency_key(value: Any) -> str | None:
+    """An idempotency key: 1 to 64 printable ASCII characters without spaces, or None."""
+    if value is None:
+        return None
+    if (
+        not isinstance(value, str)
+        or not 0 < len(value) <= 64
+        or not value.isascii()
+        or not value.isprintable()
+        or " " in value
+    ):
+        raise InvalidInputError(
+            "idempotency_key must be 1 to 64 printable ASCII characters without spaces",
+            field="idempotency_key",
         )
     return value
 

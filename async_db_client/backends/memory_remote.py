@@ -10,7 +10,7 @@ from typing import Any
 from ..clock import Clock
 from ..interfaces import RemoteRepository, SingleValue
 from ..models import HashRecord, LogEntry
-from ..paths import join_child, parent_and_name
+from ..paths import join_child, parent_and_name, path_key
 from ..validation import LogQuery
 from .memory_store import LogTable, MemoryStore
 
@@ -166,3 +166,25 @@ class MemoryRemoteRepository(RemoteRepository):
             for name in set(record.dirs)
             if (record.path, name) not in children
         )
+
+    async def _records_after(self, after_key: str, limit: int) -> list[tuple[str, HashRecord]]:
+        keyed = sorted(
+            (key, record)
+            for key, record in ((path_key(p), r) for p, r in self._store.state.records.items())
+            if key > after_key
+        )
+        return [(key, _fresh(record)) for key, record in keyed[:limit]]
+
+    async def _logs_after(self, after_id: int, limit: int) -> list[LogEntry]:
+        entries = self._store.state.logs.entries
+        return [entries[i] for i in sorted(i for i in entries if i > after_id)[:limit]]
+
+    async def _restore_records(self, records: list[HashRecord]) -> None:
+        async with self._store.writing() as state:
+            for record in records:
+                state.records[record.path] = _fresh(record)
+
+    async def _restore_logs(self, entries: list[tuple[LogEntry, str]]) -> None:
+        async with self._store.writing() as state:
+            for entry, key in entries:
+                state.logs.insert(entry, key)

@@ -118,6 +118,28 @@ class SQLRepositoryBase:
 
         return await self._db.run(work)
 
+    async def _restore_log_rows(self, entries: list[tuple[LogEntry, str]]) -> None:
+        d = self.dialect
+        rows = [
+            (
+                key,
+                entry.site_id,
+                entry.log_level.value,
+                d.to_db_time(entry.timestamp) if entry.timestamp else None,
+                entry.session_id,
+                entry.summary_message,
+                entry.detailed_message,
+            )
+            for entry, key in entries
+        ]
+        per_statement = max(1, min(500, d.max_params // 7))
+        for start in range(0, len(rows), per_statement):
+            chunk = rows[start : start + per_statement]
+            await self._db.execute(
+                d.insert_logs_ignoring_known_keys(self.tier, len(chunk)),
+                [value for row in chunk for value in row],
+            )
+
     def _log_entry(self, row: Sequence[Any]) -> LogEntry:
         return LogEntry.model_construct(
             log_id=int(row[0]),

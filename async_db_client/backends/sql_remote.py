@@ -199,3 +199,46 @@ class SQLRemoteRepository(SQLRepositoryBase, RemoteRepository):
     async def _untracked(self) -> list[str]:
         rows = await self._db.fetchall(self.dialect.untracked())
         return sorted(join_child(row[0], row[1]) for row in rows)
+
+    # ---------------------------------------------------------- backup, restore
+
+    async def _records_after(self, after_key: str, limit: int) -> list[tuple[str, HashRecord]]:
+        rows = await self._db.fetchall(self.dialect.records_after(), (after_key, limit))
+        return [(row[0], self._record(row[1:])) for row in rows]
+
+    async def _logs_after(self, after_id: int, limit: int) -> list[LogEntry]:
+        rows = await self._db.fetchall(self.dialect.logs_after("remote"), (after_id, limit))
+        return [self._log_entry(row) for row in rows]
+
+    async def _restore_records(self, records: list[HashRecord]) -> None:
+        d = self.dialect
+        names = d.to_db_names
+        rows = []
+        for r in records:
+            parent = parent_and_name(r.path)
+            rows.append(
+                (
+                    path_key(r.path),
+                    r.path,
+                    None if parent is None else path_key(parent[0]),
+                    None if parent is None else parent[1],
+                    r.current_hash,
+                    r.current_dtg_first,
+                    r.current_dtg_latest,
+                    r.prev_hash,
+                    r.prev_dtg_latest,
+                    names(r.dirs),
+                    names(r.files),
+                    names(r.links),
+                    r.target_hash,
+                    r.session_id,
+                )
+            )
+        per_statement = max(1, min(BULK_ROWS // 2, d.max_params // len(rows[0])))
+        for start in range(0, len(rows), per_statement):
+            chunk = rows[start : start + per_statement]
+            sql = d.restore_hashes(len(chunk))
+            await self._db.execute(sql, list(itertools.chain.from_iterable(chunk)))
+
+    async def _restore_logs(self, entries: list[tuple[LogEntry, str]]) -> None:
+        await self._restore_log_rows(entries)

@@ -51,6 +51,23 @@ UPSERT_COLUMNS = (
     "target_hash",
     "session_id",
 )
+#: Columns written when restoring a complete record verbatim, in parameter order.
+RESTORE_COLUMNS = (
+    "path_key",
+    "path",
+    "parent_key",
+    "name",
+    "current_hash",
+    "current_dtg_first",
+    "current_dtg_latest",
+    "prev_hash",
+    "prev_dtg_latest",
+    "dirs",
+    "files",
+    "links",
+    "target_hash",
+    "session_id",
+)
 LOG_COLUMNS = (
     "log_id",
     "site_id",
@@ -175,7 +192,29 @@ class Dialect:
         """``(parent path, name)`` for names in ``dirs`` with no record."""
         raise NotImplementedError
 
+    def records_after(self) -> str:
+        """Params: after key, limit. Path key first, then :data:`HASH_COLUMNS`."""
+        return (
+            f"SELECT path_key, {', '.join(HASH_COLUMNS)} FROM hash_records"
+            " WHERE path_key > ? ORDER BY path_key LIMIT ?"
+        )
+
+    def restore_hashes(self, rows: int) -> str:
+        """Insert or replace ``rows`` complete records (:data:`RESTORE_COLUMNS`)."""
+        raise NotImplementedError
+
     # --------------------------------------------------------------- logs (both)
+
+    def logs_after(self, tier: str) -> str:
+        """Params: after id, limit."""
+        return (
+            f"SELECT {', '.join(LOG_COLUMNS)} FROM {LOG_TABLES[tier]}"
+            " WHERE log_id > ? ORDER BY log_id LIMIT ?"
+        )
+
+    def insert_logs_ignoring_known_keys(self, tier: str, rows: int) -> str:
+        """Insert ``rows`` log entries (:data:`LOG_INSERT_COLUMNS`), skipping stored keys."""
+        raise NotImplementedError
 
     def insert_log(self, tier: str) -> str:
         table = LOG_TABLES[tier]
@@ -342,6 +381,8 @@ class Dialect:
             "select_record": self.select_record,
             "upsert_hashes_1": self.upsert_hashes(1),
             "upsert_hashes_3": self.upsert_hashes(3),
+            "records_after": self.records_after(),
+            "restore_hashes_2": self.restore_hashes(2),
             "update_target": self.update_target,
             "record_exists": self.record_exists,
             "priority_paths": self.priority_paths,
@@ -379,6 +420,10 @@ class Dialect:
             statements[f"existing_log_ids_{tier}"] = self.existing_log_ids(tier, 2)
             statements[f"delete_logs_{tier}"] = self.delete_logs(tier, 2)
             statements[f"count_logs_{tier}"] = self.count_logs(tier)
+            statements[f"logs_after_{tier}"] = self.logs_after(tier)
+            statements[f"insert_logs_ignoring_{tier}"] = self.insert_logs_ignoring_known_keys(
+                tier, 2
+            )
             for column in LOG_ORDER_COLUMNS:
                 for descending in (False, True):
                     statements[f"select_logs_{tier}_{column}_{descending}"] = self.select_logs(

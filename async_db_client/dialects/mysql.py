@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import functools
 
-from .base import UPSERT_COLUMNS, VERSION_TABLE, Dialect, Migration
+from .base import (
+    LOG_INSERT_COLUMNS,
+    LOG_TABLES,
+    RESTORE_COLUMNS,
+    UPSERT_COLUMNS,
+    VERSION_TABLE,
+    Dialect,
+    Migration,
+)
 
 __all__ = ["MySQLDialect"]
 
@@ -150,6 +158,23 @@ class MySQLDialect(Dialect):
             " dirs = VALUES(dirs), files = VALUES(files), links = VALUES(links),"
             " target_hash = COALESCE(VALUES(target_hash), target_hash),"
             " session_id = COALESCE(VALUES(session_id), session_id)"
+        )
+
+    def restore_hashes(self, rows: int) -> str:
+        row = f"({', '.join('?' * len(RESTORE_COLUMNS))})"
+        updates = ", ".join(f"{c} = VALUES({c})" for c in RESTORE_COLUMNS[1:])
+        return (
+            f"INSERT INTO hash_records ({', '.join(RESTORE_COLUMNS)}) VALUES "
+            + ", ".join([row] * rows)
+            + f" ON DUPLICATE KEY UPDATE {updates}"
+        )
+
+    def insert_logs_ignoring_known_keys(self, tier: str, rows: int) -> str:
+        row = f"({', '.join('?' * len(LOG_INSERT_COLUMNS))})"
+        return (
+            f"INSERT INTO {LOG_TABLES[tier]} ({', '.join(LOG_INSERT_COLUMNS)}) VALUES "
+            + ", ".join([row] * rows)
+            + " ON DUPLICATE KEY UPDATE log_key = log_key"
         )
 
     def orphans(self) -> str:

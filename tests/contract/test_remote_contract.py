@@ -575,3 +575,49 @@ async def test_transaction_rolls_back_on_error(remote: RemoteRepository) -> None
     async with remote.transaction() as tx:  # the tier is usable afterwards
         await tx.insert_or_update_hash(rec(path="/t3"))
     assert await remote.get_hash_record("/t3") is not None
+
+
+# ------------------------------------------------------------ backup, restore
+
+
+async def test_export_pages_through_every_record(remote: RemoteRepository) -> None:
+    await remote.insert_or_update_hashes(
+        [rec(path=f"/e/{i}", dirs=[f"d{i}"], target_hash="t" if i % 2 else None) for i in range(23)]
+    )
+    exported = [r async for r in remote.iter_hash_records(batch_size=5)]
+    assert sorted(r.path for r in exported) == sorted(f"/e/{i}" for i in range(23))
+    for record in exported:
+        assert record == await remote.get_hash_record(record.path)
+    assert [r.path async for r in remote.iter_hash_records(batch_size=1000)] == [
+        r.path for r in exported
+    ]
+
+
+async def test_restore_writes_records_verbatim(remote: RemoteRepository, clock: FakeClock) -> None:
+    await remote.insert_or_update_hash(rec(path="/r1", current_hash="a", files=["x"]))
+    clock.advance(10)
+    await remote.insert_or_update_hash(rec(path="/r1", current_hash="b", target_hash="c"))
+    await remote.insert_or_update_hash(rec(path="/r2", links=["l"]))
+    backup = [r async for r in remote.iter_hash_records()]
+    clock.advance(10)
+    await remote.insert_or_update_hash(rec(path="/r1", current_hash="changed"))
+    result = await remote.restore_hash_records([r.model_dump() for r in backup])
+    assert (result.stored, result.rejected) == (2, [])
+    assert sorted([r async for r in remote.iter_hash_records()], key=lambda r: r.path) == sorted(
+        backup, key=lambda r: r.path
+    )
+    bad = await remote.restore_hash_records([{"path": "/r3", "current_hash": "h"}])
+    assert bad.stored == 0 and "current_dtg_first" in bad.rejected[0].reason
+
+
+async def test_logs_export_and_restore_once(remote: RemoteRepository, clock: FakeClock) -> None:
+    ids = await _three_logs(remote, clock)
+    exported = [e async for e in remote.iter_logs(batch_size=2)]
+    assert [e.log_id for e in exported] == ids
+    await remote.delete_log_entries(ids)
+    assert (await remote.restore_logs(exported)).stored == 3
+    assert (await remote.restore_logs(exported)).stored == 3  # stored once, not twice
+    restored = [e async for e in remote.iter_logs()]
+    assert len(restored) == 3
+    key = ["summary_message", "log_level", "timestamp", "session_id", "site_id"]
+    assert [[e[k] for k in key] for e in restored] == [[e[k] for k in key] for e in exported]
