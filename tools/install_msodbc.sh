@@ -17,6 +17,7 @@ PKG_VERSION="${MSODBC_WHEEL_VERSION:-18.6.2.2}"
 
 die() { echo "install_msodbc: ERROR: $*" >&2; exit 1; }
 log() { echo "install_msodbc: $*"; }
+trap 'echo "install_msodbc: ERROR: command failed at line $LINENO" >&2' ERR
 
 [ "$(uname -s)" = Linux ] || die "only Linux is supported"
 [ "$(uname -m)" = x86_64 ] || die "only x86_64 is supported (got $(uname -m))"
@@ -37,9 +38,10 @@ apt_install() {
         || die "apt-get install $* failed"
 }
 
-# 1. unixODBC tools (odbcinst) and driver manager.
-if ! command -v odbcinst >/dev/null || ! ldconfig -p | grep -q 'libodbc\.so\.2'; then
-    apt_install unixodbc odbcinst
+# 1. unixODBC: driver manager (libodbc2) and the odbcinst tool.
+if ! command -v odbcinst >/dev/null || ! dpkg-query -W -f='${Status}' libodbc2 2>/dev/null \
+        | grep -q 'ok installed'; then
+    apt_install unixodbc odbcinst libodbc2
 fi
 command -v odbcinst >/dev/null || die "odbcinst still missing after install"
 
@@ -91,14 +93,24 @@ current="$(odbcinst -q -d -n "$DRIVER_NAME" 2>/dev/null | awk -F= '/^Driver=/ {p
 if [ "$current" != "$DRIVER_SO" ]; then
     tmp="$(mktemp)"
     trap 'rm -f "$tmp"' EXIT
-    printf '[%s]\nDescription=Microsoft ODBC Driver 18 for SQL Server (from PyPI %s)\nDriver=%s\nUsageCount=1\n' \
-        "$DRIVER_NAME" "$PKG" "$DRIVER_SO" >"$tmp"
+    {
+        echo "[$DRIVER_NAME]"
+        echo "Description=Microsoft ODBC Driver 18 for SQL Server (from PyPI $PKG)"
+        echo "Driver=$DRIVER_SO"
+        echo "UsageCount=1"
+    } >"$tmp"
     if [ -n "$current" ]; then
-        # Stale entry (other venv or driver version): replace it rather than stacking.
+        # Stale entry (other venv or driver version): remove it (each -u lowers UsageCount
+        # by one) and register afresh, rather than stacking a second Driver= line.
         log "replacing driver entry (was $current)"
-        odbcinst -u -d -n "$DRIVER_NAME" >/dev/null 2>&1 || true
-        odbcinst -u -d -n "$DRIVER_NAME" >/dev/null 2>&1 || true
-        odbcinst -i -d -r -f "$tmp" >/dev/null || die "odbcinst -i failed"
+        for _ in 1 2 3 4 5 6 7 8 9 10; do
+            odbcinst -q -d -n "$DRIVER_NAME" >/dev/null 2>&1 || break
+            odbcinst -u -d -n "$DRIVER_NAME" >/dev/null 2>&1 || break
+        done
+        if odbcinst -q -d -n "$DRIVER_NAME" >/dev/null 2>&1; then
+            die "cannot remove the stale '$DRIVER_NAME' entry; edit $(odbcinst -j | awk -F': ' '/DRIVERS/ {print $2}')"
+        fi
+        odbcinst -i -d -f "$tmp" >/dev/null || die "odbcinst -i failed"
     else
         log "registering '$DRIVER_NAME' -> $DRIVER_SO"
         odbcinst -i -d -f "$tmp" >/dev/null || die "odbcinst -i failed"
@@ -109,12 +121,26 @@ n="$(odbcinst -q -d | grep -cxF "[$DRIVER_NAME]" || true)"
 got="$(odbcinst -q -d -n "$DRIVER_NAME" | awk -F= '/^Driver=/ {print $2}')"
 [ "$got" = "$DRIVER_SO" ] || die "registered driver path is '$got', expected '$DRIVER_SO'"
 
-# 5. Smoke check: the driver manager can load it (pyodbc only if present in the venv).
+# 5. Smoke check: the driver manager loads the library. A connection string with an invalid
+#    Encrypt value is rejected by the driver itself ("[Microsoft][ODBC Driver 18 ...]",
+#    no network) when it loaded, and by the driver manager ("Can't open lib") when it did
+#    not. Needs pyodbc in the venv.
 if "$PY" -c 'import pyodbc' 2>/dev/null; then
-    "$PY" - "$DRIVER_NAME" <<'PY' || die "pyodbc does not list the driver"
+    "$PY" - "$DRIVER_NAME" <<'PY' || die "the driver manager cannot load '$DRIVER_NAME'"
 import sys
+
 import pyodbc
-sys.exit(0 if sys.argv[1] in pyodbc.drivers() else 1)
+
+name = sys.argv[1]
+if name not in pyodbc.drivers():
+    sys.exit(f"'{name}' is not listed by pyodbc.drivers()")
+pyodbc.pooling = False
+try:
+    pyodbc.connect(f"DRIVER={{{name}}};SERVER=127.0.0.1,1;Encrypt=invalid-value", timeout=1)
+except pyodbc.Error as exc:
+    text = str(exc)
+    if "Can't open lib" in text or "[Microsoft]" not in text:
+        sys.exit(f"driver did not load: {text}")
 PY
 fi
 log "OK: '$DRIVER_NAME' -> $DRIVER_SO"
