@@ -118,15 +118,27 @@ class MySQLConfig(_ServerConfig):
     user: Annotated[str, Field(min_length=1)]
     password: SecretStr = SecretStr("")
     ssl: TLSConfig | None = None
+    #: ``aiomysql`` (default), or ``odbc`` through unixODBC and ``odbc_driver``.
+    driver: Literal["aiomysql", "odbc"] = "aiomysql"
+    odbc_driver: Annotated[str, Field(min_length=1)] = "MariaDB Unicode"
+
+    @model_validator(mode="after")
+    def _tls_needs_aiomysql(self) -> MySQLConfig:
+        if self.ssl is not None and self.driver == "odbc":
+            raise ValueError("ssl: TLS settings are supported with driver 'aiomysql' only")
+        return self
 
     def describe(self) -> str:
         """Where this points, for logs and errors (never the password)."""
-        return f"mysql://{self.user}@{self.host}:{self.port}/{self.database}"
+        scheme = "mysql+odbc" if self.driver == "odbc" else "mysql"
+        return f"{scheme}://{self.user}@{self.host}:{self.port}/{self.database}"
 
     def pool_key(self) -> tuple[Any, ...]:
         """Identity of the server and credentials: equal keys share one pool."""
         return (
             "mysql",
+            self.driver,
+            self.odbc_driver,
             self.host,
             self.port,
             self.database,

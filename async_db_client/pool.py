@@ -90,6 +90,10 @@ class Connector(Protocol[C]):
         """True if connecting may succeed later (refused, unreachable, timed out)."""
         ...
 
+    async def dispose(self) -> None:
+        """Release what the connector itself holds (threads), once the pool is closed."""
+        ...
+
 
 def backoff_delay(attempt: int, initial: float, cap: float) -> float:
     """Capped exponential backoff with jitter: ``min(cap, initial * 2**attempt) * U(0.5, 1)``."""
@@ -248,6 +252,7 @@ class ConnectionPool(Generic[C]):
             await asyncio.wait(list(self._closing_tasks), timeout=timeout)
             for task in self._closing_tasks:
                 task.cancel()
+        await self.connector.dispose()
 
     async def _close_all(self, conns: list[PooledConnection[C]], timeout: float) -> None:
         async def close_one(conn: PooledConnection[C]) -> None:

@@ -67,20 +67,20 @@ class MySQLBackend(Backend):
     tiers = ("remote", "core", "pipeline")
     marks = (pytest.mark.live,)
     database = ""
+    driver = "aiomysql"
 
     def setup(self, request: pytest.FixtureRequest) -> None:
         self.database = request.getfixturevalue("mysql_database")
 
     @contextlib.asynccontextmanager
     async def _client(self, tier: str, clock: FakeClock) -> AsyncIterator[DBInstance]:
-        config = {
-            "database": {f"{tier}_type": "mysql", f"{tier}_config": mysql_config(self.database)}
-        }
+        tier_config = mysql_config(self.database, driver=self.driver)
+        config = {"database": {f"{tier}_type": "mysql", f"{tier}_config": tier_config}}
         if tier == "pipeline":  # the pipeline is SQL Server's in production; MySQL SQL here
             config = {"database": {}}
         async with DBClientFactory(config, clock=clock).create_client() as client:
             if tier == "pipeline":
-                client.pipeline_db = _mysql_pipeline(self.database, client, clock)
+                client.pipeline_db = _mysql_pipeline(tier_config, client, clock)
             repo = getattr(client, f"{tier}_db")
             await repo.migrate()
             empty_tables(self.database, tier)
@@ -105,15 +105,24 @@ class MySQLBackend(Backend):
             yield client.pipeline_db
 
 
-def _mysql_pipeline(database: str, client: DBInstance, clock: FakeClock) -> PipelineRepository:
+class MySQLOdbcBackend(MySQLBackend):
+    """The live MariaDB through aioodbc, unixODBC and MariaDB's ODBC driver."""
+
+    name = "mysql-odbc"
+    driver = "odbc"
+
+
+def _mysql_pipeline(
+    tier_config: dict[str, Any], client: DBInstance, clock: FakeClock
+) -> PipelineRepository:
     """The SQL pipeline repository on MariaDB (config allows only mssql/local for it)."""
     from async_db_client.backends.registry import mysql_repository
     from async_db_client.config import MySQLConfig
 
-    repo = mysql_repository("pipeline", MySQLConfig(**mysql_config(database)), client.pools, clock)
+    repo = mysql_repository("pipeline", MySQLConfig(**tier_config), client.pools, clock)
     assert isinstance(repo, PipelineRepository)
     return repo
 
 
 #: Every backend the contract suites run against.
-BACKENDS: list[Callable[[], Backend]] = [MemoryBackend, MySQLBackend]
+BACKENDS: list[Callable[[], Backend]] = [MemoryBackend, MySQLBackend, MySQLOdbcBackend]

@@ -218,6 +218,9 @@ class AiomysqlDriver:
     def abort(self, conn: aiomysql.Connection) -> None:
         conn.close()
 
+    async def dispose(self) -> None:
+        return None  # aiomysql holds nothing beyond its connections
+
     def is_retryable_connect_error(self, exc: BaseException) -> bool:
         cause = exc.__cause__ or exc.__context__ or exc
         if isinstance(exc, DBConnectionError):

@@ -33,6 +33,8 @@ def build_tier(
         return _memory(tier, clock)
     if isinstance(config, MySQLConfig):
         return mysql_repository(tier, config, pools, clock)
+    if isinstance(config, MSSQLConfig):
+        return mssql_repository(tier, config, pools, clock)
     raise NotImplementedError(f"{config.type} backend for the {tier} tier")
 
 
@@ -85,12 +87,58 @@ def _executor(
 def mysql_repository(
     tier: str, config: MySQLConfig, pools: PoolManager, clock: Clock | None
 ) -> Repository:
-    """The SQL repository of ``tier`` on MySQL/MariaDB through aiomysql."""
+    """The SQL repository of ``tier`` on MySQL/MariaDB, through aiomysql or ODBC."""
     from ..dialects.mysql import MySQLDialect
-    from .mysql import AiomysqlDriver
 
+    driver: Driver[Any]
+    if config.driver == "odbc":
+        from .odbc import AioodbcDriver, odbc_connection_string
+
+        def connection_string() -> str:
+            return odbc_connection_string(
+                {
+                    "DRIVER": config.odbc_driver,
+                    "SERVER": config.host,
+                    "PORT": str(config.port),
+                    "DATABASE": config.database,
+                    "UID": config.user,
+                    "PWD": config.password.get_secret_value(),
+                    "CHARSET": "utf8mb4",
+                }
+            )
+
+        driver = AioodbcDriver(
+            connection_string,
+            description=config.describe(),
+            max_size=config.pool.max_size,
+            query_timeout=config.pool.query_timeout,
+            utf8_text=True,
+            datetime_as_text=True,
+        )
+    else:
+        from .mysql import AiomysqlDriver
+
+        driver = AiomysqlDriver(config)
     dialect = MySQLDialect()
-    executor = _executor(tier, dialect, AiomysqlDriver(config), config, pools)
+    executor = _executor(tier, dialect, driver, config, pools)
+    return _sql_repository(tier, dialect, executor, clock)
+
+
+def mssql_repository(
+    tier: str, config: MSSQLConfig, pools: PoolManager, clock: Clock | None
+) -> Repository:
+    """The SQL repository of ``tier`` on SQL Server through aioodbc."""
+    from ..dialects.tsql import TSQLDialect
+    from .odbc import AioodbcDriver, mssql_connection_string
+
+    driver = AioodbcDriver(
+        lambda: mssql_connection_string(config),
+        description=config.describe(),
+        max_size=config.pool.max_size,
+        query_timeout=config.pool.query_timeout,
+    )
+    dialect = TSQLDialect()
+    executor = _executor(tier, dialect, driver, config, pools)
     return _sql_repository(tier, dialect, executor, clock)
 
 

@@ -83,7 +83,10 @@ class SQLCoreRepository(SQLRepositoryBase, CoreRepository):
 
     async def _heartbeat(self, site_id: str, now: datetime, count: int | None) -> None:
         d = self.dialect
-        await self._db.execute(d.upsert_heartbeat(), (site_id, d.to_db_time(now), count, count))
+        params: tuple[Any, ...] = (site_id, d.to_db_time(now))
+        if count is not None:
+            params += (count,)
+        await self._db.execute(d.upsert_heartbeat(with_count=count is not None), params)
 
     async def _root_hash(self, site_id: str, root_hash: str, when: datetime) -> None:
         d = self.dialect

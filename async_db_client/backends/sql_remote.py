@@ -83,14 +83,25 @@ class SQLRemoteRepository(SQLRepositoryBase, RemoteRepository):
         d = self.dialect
         max_rows = max(1, min(BULK_ROWS, d.max_params // d.upsert_params_per_row))
         stored = 0
+        # An engine that refuses a key twice in one statement gets a new statement at
+        # each repeat; the row that repeated is carried into it.
+        split_on_repeat = ordered and not d.upsert_accepts_repeated_keys
+        carried: list[tuple[Any, ...]] = []
 
         def next_batch() -> list[tuple[Any, ...]]:
             # Validates and converts lazily (records is a generator): while one worker
             # builds its next batch, the server is busy with the others' statements.
-            rows: list[tuple[Any, ...]] = []
+            rows: list[tuple[Any, ...]] = carried[:]
+            carried.clear()
+            keys = {row[0] for row in rows}
             size = 0
             for record in records:
                 row = self._upsert_row(record, now)
+                if split_on_repeat:
+                    if row[0] in keys:
+                        carried.append(row)
+                        break
+                    keys.add(row[0])
                 rows.append(row)
                 # path, name and the JSON lists dominate; 4 bytes a character at worst
                 size += 200 + 4 * (len(row[1]) + len(row[3] or "") + sum(map(len, row[7:10])))

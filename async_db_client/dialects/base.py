@@ -121,6 +121,8 @@ class Dialect:
     insert_returns_id = False
     #: Query returning the id of the last insert on this connection, if needed.
     last_insert_id_sql: str | None = None
+    #: False if one upsert statement must not name the same key twice (SQL Server MERGE).
+    upsert_accepts_repeated_keys = True
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
@@ -287,8 +289,8 @@ class Dialect:
 
     # ----------------------------------------------------------------------- core
 
-    def upsert_heartbeat(self) -> str:
-        """Params: site_id, seen_at, count, count again (NULL keeps the stored count)."""
+    def upsert_heartbeat(self, *, with_count: bool) -> str:
+        """Params: site_id, seen_at, and the record count ``with_count`` (else it is kept)."""
         raise NotImplementedError
 
     def upsert_root_hash(self) -> str:
@@ -388,7 +390,8 @@ class Dialect:
             "priority_paths": self.priority_paths,
             "orphans": self.orphans(),
             "untracked": self.untracked(),
-            "upsert_heartbeat": self.upsert_heartbeat(),
+            "upsert_heartbeat": self.upsert_heartbeat(with_count=False),
+            "upsert_heartbeat_count": self.upsert_heartbeat(with_count=True),
             "upsert_root_hash": self.upsert_root_hash(),
             "insert_baseline": self.insert_baseline,
             "newest_baselines": self.newest_baselines(),

@@ -205,12 +205,17 @@ class MySQLDialect(Dialect):
             return " LIMIT 18446744073709551615 OFFSET ?"
         return ""
 
-    def upsert_heartbeat(self) -> str:
+    def upsert_heartbeat(self, *, with_count: bool) -> str:
+        if with_count:
+            return (
+                "INSERT INTO core_sites (site_id, last_heartbeat, hash_record_count)"
+                " VALUES (?, ?, ?) ON DUPLICATE KEY UPDATE"
+                " last_heartbeat = VALUES(last_heartbeat),"
+                " hash_record_count = VALUES(hash_record_count)"
+            )
         return (
-            "INSERT INTO core_sites (site_id, last_heartbeat, hash_record_count)"
-            " VALUES (?, ?, COALESCE(?, 0))"
-            " ON DUPLICATE KEY UPDATE last_heartbeat = VALUES(last_heartbeat),"
-            " hash_record_count = IF(? IS NULL, hash_record_count, VALUES(hash_record_count))"
+            "INSERT INTO core_sites (site_id, last_heartbeat) VALUES (?, ?)"
+            " ON DUPLICATE KEY UPDATE last_heartbeat = VALUES(last_heartbeat)"
         )
 
     def upsert_root_hash(self) -> str:
