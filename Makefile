@@ -16,7 +16,11 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[all]'
 	touch $(STAMP)
 
+# Microsoft's ODBC Driver 18 (from the mssql-python-odbc wheel) for the tests that run the
+# SQL Server backend through the real driver. Runs every time (fast when in place): the
+# unixODBC registration names this checkout's venv, and another checkout may have moved it.
 install: system-deps $(STAMP)
+	@tools/install_msodbc.sh $(abspath $(VENV)) >/dev/null
 
 test: install
 	$(PY) -m pytest

@@ -8,6 +8,7 @@ according to ``CI``, when their server is unreachable.
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -18,7 +19,7 @@ from async_db_client.backends.memory_core import MemoryCoreRepository
 from async_db_client.backends.memory_pipeline import MemoryPipelineRepository
 from async_db_client.backends.memory_remote import MemoryRemoteRepository
 from async_db_client.interfaces import CoreRepository, PipelineRepository, RemoteRepository
-from tests.live import empty_tables, mysql_config
+from tests.live import TABLES, empty_tables, mysql_config, unavailable
 
 
 class Backend:
@@ -124,5 +125,122 @@ def _mysql_pipeline(
     return repo
 
 
+MSSQL_DRIVER = "ODBC Driver 18 for SQL Server"
+
+
+def require_msodbc() -> None:
+    """Microsoft's ODBC driver must be registered (``make install`` does it)."""
+    try:
+        import pyodbc
+    except ImportError as exc:  # unixODBC missing
+        unavailable(f"pyodbc cannot load ({exc}): apt-get install unixodbc")
+        return
+    if MSSQL_DRIVER not in pyodbc.drivers():
+        unavailable(f"{MSSQL_DRIVER!r} is not registered: run tools/install_msodbc.sh .venv")
+
+
+def mssql_peer_config(port: int, **extra: Any) -> dict[str, Any]:
+    """A SQL Server tier config pointing at a TDS peer on this machine."""
+    return {
+        "server": "127.0.0.1",
+        "port": port,
+        "database": "pipeline_db",
+        "username": "tester",
+        "password": "p;w{x}=1",  # every character ODBC needs escaped
+        "encrypt": False,
+        "trust_server_certificate": True,
+        "pool": {"min_size": 0, "max_size": 4, "acquire_timeout": 10, "connect_timeout": 5},
+        **extra,
+    }
+
+
+class MSSQLPeerBackend(Backend):
+    """The SQL Server backend, unchanged, through Microsoft's real ODBC driver, against
+    the recording TDS peer with a statement-level emulator behind it (pipeline tier)."""
+
+    name = "mssql-tds"
+    tiers = ("pipeline",)
+
+    def setup(self, request: pytest.FixtureRequest) -> None:
+        require_msodbc()
+
+    @contextlib.asynccontextmanager
+    async def pipeline(self, clock: FakeClock) -> AsyncIterator[PipelineRepository]:
+        from tests.mssql_emulator import PipelineEmulator
+        from tests.tds_peer import TDSPeer
+
+        emulator = PipelineEmulator()
+        with TDSPeer(responder=emulator.respond, on_request=emulator.observe) as peer:
+            config = {
+                "database": {
+                    "pipeline_type": "mssql",
+                    "pipeline_config": mssql_peer_config(peer.port),
+                }
+            }
+            async with DBClientFactory(config, clock=clock).create_client() as client:
+                assert client.pipeline_db is not None
+                yield client.pipeline_db
+
+
+MSSQL_DSN_VARIABLE = "ASYNC_DB_CLIENT_MSSQL_DSN"
+
+
+class MSSQLLiveBackend(Backend):
+    """A real SQL Server, when ``ASYNC_DB_CLIENT_MSSQL_DSN`` holds an ODBC connection
+    string for it (the tests create and empty their tables in that database)."""
+
+    name = "mssql"
+    tiers = ("remote", "core", "pipeline")
+    marks = (pytest.mark.live,)
+
+    def setup(self, request: pytest.FixtureRequest) -> None:
+        if not os.environ.get(MSSQL_DSN_VARIABLE):
+            pytest.skip(
+                f"no SQL Server: set {MSSQL_DSN_VARIABLE} to an ODBC connection string of a "
+                "reachable server to run the contract suites on it"
+            )
+        require_msodbc()
+
+    @contextlib.asynccontextmanager
+    async def _repo(self, tier: str, clock: FakeClock) -> AsyncIterator[Any]:
+        import pyodbc
+
+        dsn = os.environ[MSSQL_DSN_VARIABLE]
+        config = {"database": {f"{tier}_type": "mssql", f"{tier}_config": {"odbc_connect": dsn}}}
+        if tier == "core":  # the core tier is MySQL's in production; the T-SQL runs here
+            config = {"database": {}}
+        async with DBClientFactory(config, clock=clock).create_client() as client:
+            if tier == "core":
+                from async_db_client.backends.registry import mssql_repository
+                from async_db_client.config import MSSQLConfig
+
+                client.core_db = mssql_repository(  # type: ignore[assignment]
+                    "core", MSSQLConfig(odbc_connect=dsn), client.pools, clock
+                )
+            repo = getattr(client, f"{tier}_db")
+            await repo.migrate()
+            with contextlib.closing(pyodbc.connect(dsn, autocommit=True)) as conn:
+                for table in TABLES[tier]:
+                    conn.execute(f"DELETE FROM {table}")
+            yield repo
+
+    def remote(self, clock: FakeClock) -> contextlib.AbstractAsyncContextManager[RemoteRepository]:
+        return self._repo("remote", clock)
+
+    def core(self, clock: FakeClock) -> contextlib.AbstractAsyncContextManager[CoreRepository]:
+        return self._repo("core", clock)
+
+    def pipeline(
+        self, clock: FakeClock
+    ) -> contextlib.AbstractAsyncContextManager[PipelineRepository]:
+        return self._repo("pipeline", clock)
+
+
 #: Every backend the contract suites run against.
-BACKENDS: list[Callable[[], Backend]] = [MemoryBackend, MySQLBackend, MySQLOdbcBackend]
+BACKENDS: list[Callable[[], Backend]] = [
+    MemoryBackend,
+    MySQLBackend,
+    MySQLOdbcBackend,
+    MSSQLPeerBackend,
+    MSSQLLiveBackend,
+]

@@ -194,8 +194,32 @@ def describe_params_reply(types: Iterable[str]) -> Reply:
                 max_len = tds_len = int(arg) * unit
         name = f"@P{i}"
         rows.append(
-            (i, name, type_id, decl, max_len, prec, scale, type_id, None, None, None, None,
-             None, None, None, None, False, False, False, True, False, "", tds_id, tds_len)
+            (
+                i,
+                name,
+                type_id,
+                decl,
+                max_len,
+                prec,
+                scale,
+                type_id,
+                None,
+                None,
+                None,
+                None,
+                None,
+                None,
+                None,
+                None,
+                False,
+                False,
+                False,
+                True,
+                False,
+                "",
+                tds_id,
+                tds_len,
+            )
         )
     return Reply(ResultSet(_DESCRIBE_COLUMNS, rows))
 
@@ -389,9 +413,7 @@ class _Session:
         out += p.tok_message(
             p.TOK_INFO, 5703, f"Changed language setting to {self.peer.language}.", 1, 0, name
         )
-        out += p.tok_loginack(
-            "Microsoft SQL Server", 0x74000004, self.peer.server_version
-        )
+        out += p.tok_loginack("Microsoft SQL Server", 0x74000004, self.peer.server_version)
         if login.option_flags[3] & 0x10:
             out += p.tok_featureextack()
         out += p.tok_envchange_str(p.ENV_PACKETSIZE, str(self.packet_size), str(self.packet_size))
@@ -448,8 +470,28 @@ class _Session:
         if name in ("sp_datatype_info_100", "sp_datatype_info"):
             data_type = _datatype_arg(req)
             rows = [
-                (r[0], r[1], r[2], r[3], r[4], r[5], 1, r[6], r[7], None if r[12] is None else 0,
-                 0, None if r[12] is None else 0, r[0], r[8], r[9], r[10], r[11], r[12], None, 0)
+                (
+                    r[0],
+                    r[1],
+                    r[2],
+                    r[3],
+                    r[4],
+                    r[5],
+                    1,
+                    r[6],
+                    r[7],
+                    None if r[12] is None else 0,
+                    0,
+                    None if r[12] is None else 0,
+                    r[0],
+                    r[8],
+                    r[9],
+                    r[10],
+                    r[11],
+                    r[12],
+                    None,
+                    0,
+                )
                 for r in _TYPE_INFO_ROWS
                 if data_type is None or data_type == 0 or r[1] == data_type
             ]
@@ -520,8 +562,14 @@ class _Session:
                 out += p.tok_done(p.DONE_COUNT | more, len(item.rows), token, curcmd=0xC1)
             elif isinstance(item, ServerError):
                 out += p.tok_message(
-                    p.TOK_ERROR, item.number, item.message, item.state, item.severity, name,
-                    item.procedure, item.line,
+                    p.TOK_ERROR,
+                    item.number,
+                    item.message,
+                    item.state,
+                    item.severity,
+                    name,
+                    item.procedure,
+                    item.line,
                 )
                 out += p.tok_done(p.DONE_ERROR | more, 0, token)
             elif isinstance(item, Info):
@@ -614,8 +662,15 @@ class _Session:
         for j, prm in enumerate(values):
             dname, dtype = decls[j] if j < len(decls) else (prm.name, None)
             typed.append(
-                Param(prm.name or dname, dtype, prm.value, prm.wire_type, prm.wire_size,
-                      prm.wire_scale, prm.output)
+                Param(
+                    prm.name or dname,
+                    dtype,
+                    prm.value,
+                    prm.wire_type,
+                    prm.wire_size,
+                    prm.wire_scale,
+                    prm.output,
+                )
             )
         req = Request(
             kind="rpc",
@@ -641,8 +696,9 @@ class _Session:
             reply = self._respond(req)
         if new_handle:
             assert handle is not None
-            out += p.tok_returnvalue(0, raw[0].name if raw else "@handle", p.TypeInfo(p.INTN, 4),
-                                     handle)
+            out += p.tok_returnvalue(
+                0, raw[0].name if raw else "@handle", p.TypeInfo(p.INTN, 4), handle
+            )
         out += self._encode(reply, in_proc=True, final_status=0)
         out += p.tok_returnstatus(reply.return_status)
         status = 0 if last else p.DONE_MORE
@@ -682,9 +738,7 @@ class _Session:
             if op == "rollback" and req.tm_name:
                 pass  # rollback to a savepoint: the transaction goes on
             else:
-                out += self._end_tran(
-                    p.ENV_COMMIT_TRAN if op == "commit" else p.ENV_ROLLBACK_TRAN
-                )
+                out += self._end_tran(p.ENV_COMMIT_TRAN if op == "commit" else p.ENV_ROLLBACK_TRAN)
                 if req.tm_begin_new:
                     out += self._begin_tran()
         elif op == "save":

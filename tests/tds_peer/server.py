@@ -66,8 +66,12 @@ class TDSPeer:
         trace: bool = False,
         strict: bool = True,
         start_timeout: float = 30.0,
+        on_request: Callable[[Request], None] | None = None,
     ) -> None:
         self.responder = responder
+        # Sees every request (logins and TM requests too) in arrival order, before any
+        # later request of the same connection is answered: e.g. to follow transactions.
+        self.on_request = on_request
         self.host = "127.0.0.1"
         self.port = 0
         self.strict = strict
@@ -230,11 +234,7 @@ class TDSPeer:
     def app_requests(self) -> list[Request]:
         """Batch and RPC requests that execute application statements: no housekeeping, no
         sp_prepare (its statement is recorded again by the sp_execute calls that run it)."""
-        return [
-            r
-            for r in self.requests
-            if r.executes and not r.housekeeping and r.sql is not None
-        ]
+        return [r for r in self.requests if r.executes and not r.housekeeping and r.sql is not None]
 
     def statements(self) -> list[str]:
         """SQL texts of the executed batch and RPC requests (see ``app_requests``)."""
@@ -274,11 +274,7 @@ class TDSPeer:
 
     def _sync(self) -> None:
         """Barrier: every event the child sent before this call has been processed."""
-        if (
-            self._proc is None
-            or self._dead.is_set()
-            or threading.current_thread() is self._reader
-        ):
+        if self._proc is None or self._dead.is_set() or threading.current_thread() is self._reader:
             return
         n = next(self._sync_ids)
         try:
@@ -330,6 +326,11 @@ class TDSPeer:
                 self._cond.notify_all()
 
     def _append(self, req: Request) -> None:
+        if self.on_request is not None:
+            try:
+                self.on_request(req)
+            except Exception:
+                self.errors.append(f"on_request raised on {req!r}:\n{traceback.format_exc()}")
         with self._cond:
             self._requests.append(req)
             self._cond.notify_all()
