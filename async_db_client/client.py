@@ -174,6 +174,17 @@ class DBInstance:
                 versions[name] = await repo.migrate()
         return versions
 
+    async def outbox_pending(self) -> int:
+        """Writes waiting in the remote tier's outbox (0 without an outbox)."""
+        outbox = self._remote().outbox
+        return 0 if outbox is None else await outbox.pending()
+
+    async def flush_outbox(self, timeout: float | None = None) -> int:
+        """Wait for the outbox to be replayed (at most ``timeout``); the writes still
+        waiting (0 without an outbox)."""
+        outbox = self._remote().outbox
+        return 0 if outbox is None else await outbox.flush(timeout)
+
     def pool_stats(self) -> dict[str, PoolStats]:
         """Statistics of every pool this client opened, by redacted target."""
         return self.pools.stats()

@@ -35,6 +35,7 @@ __all__ = [
     "LocalConfig",
     "MSSQLConfig",
     "MySQLConfig",
+    "OutboxConfig",
     "PoolSettings",
     "TLSConfig",
     "TierConfig",
@@ -103,9 +104,18 @@ class TLSConfig(_Strict):
         return self
 
 
+class OutboxConfig(_Strict):
+    """A durable local outbox for remote writes when the database is unreachable."""
+
+    path: Annotated[str, Field(min_length=1)]
+    replay_batch: Annotated[int, Field(ge=1, le=10_000)] = 200
+
+
 class _ServerConfig(_Strict):
     auto_migrate: bool = True
     pool: PoolSettings = Field(default_factory=PoolSettings)
+    #: Remote tier only: keep writes in a local SQLite file while the server is down.
+    outbox: OutboxConfig | None = None
 
 
 class MySQLConfig(_ServerConfig):
@@ -260,6 +270,8 @@ class DatabaseConfig(_Strict):
                 raise ValueError(f"{tier}_type: required when {tier}_config is given")
             if kind is not None and config is None:
                 raise ValueError(f"{tier}_config: required for {tier}_type {kind!r}")
+            if tier != "remote" and getattr(config, "outbox", None) is not None:
+                raise ValueError(f"{tier}_config.outbox: only the remote tier has an outbox")
         return self
 
     def tier(self, name: str) -> MySQLConfig | MSSQLConfig | LocalConfig | None:

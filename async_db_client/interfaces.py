@@ -36,6 +36,7 @@ from .models import (
     SiteStatus,
     parse_model,
 )
+from .outbox import Outbox
 from .validation import (
     SINGLE_FIELDS,
     LogQuery,
@@ -120,6 +121,12 @@ class RemoteRepository(Repository):
     """A site's hash records and logs."""
 
     tier = "remote"
+    #: Where writes go when the database cannot be reached (opt-in; see outbox.py).
+    outbox: Outbox | None = None
+
+    async def aclose(self) -> None:
+        if self.outbox is not None:
+            await self.outbox.aclose()
 
     # ----------------------------------------------------------------- hash records
 
@@ -144,8 +151,12 @@ class RemoteRepository(Repository):
         except InvalidInputError as exc:
             logger.error("remote.insert_or_update_hash rejected a record: %s", exc)
             return False
+        now = epoch_seconds(self._now())
         with self._logged("insert_or_update_hash"):
-            await self._upsert(iter([valid]), epoch_seconds(self._now()), ordered=True)
+            if self.outbox is not None:
+                await self.outbox.upsert(valid, now)
+            else:
+                await self._upsert(iter([valid]), now, ordered=True)
         return True
 
     async def insert_or_update_hashes(
@@ -240,6 +251,8 @@ class RemoteRepository(Repository):
             entry = entry.model_copy(update={"timestamp": self._now()})
         key = check_idempotency_key(idempotency_key) or uuid.uuid4().hex
         with self._logged("put_log"):
+            if self.outbox is not None:
+                return await self.outbox.put_log(entry, key)
             return await self._insert_log(entry, key)
 
     async def get_logs(

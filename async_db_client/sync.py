@@ -229,6 +229,14 @@ class DBInstance:
         """See :meth:`async_db_client.DBInstance.migrate`."""
         return self._run(self._ensure()[1].migrate)
 
+    def outbox_pending(self) -> int:
+        """See :meth:`async_db_client.DBInstance.outbox_pending`."""
+        return self._run(self._ensure()[1].outbox_pending)
+
+    def flush_outbox(self, timeout: float | None = None) -> int:
+        """See :meth:`async_db_client.DBInstance.flush_outbox`."""
+        return self._run(self._ensure()[1].flush_outbox, timeout)
+
     def pool_stats(self) -> dict[str, PoolStats]:
         """See :meth:`async_db_client.DBInstance.pool_stats`."""
         return self._ensure()[1].pool_stats()

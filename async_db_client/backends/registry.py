@@ -39,7 +39,11 @@ def build_tier(
 
 
 def _sql_repository(
-    tier: str, dialect: Dialect, executor: Executor, clock: Clock | None
+    tier: str,
+    dialect: Dialect,
+    executor: Executor,
+    clock: Clock | None,
+    config: MySQLConfig | MSSQLConfig | None = None,
 ) -> Repository:
     from .sql_core import SQLCoreRepository
     from .sql_pipeline import SQLPipelineRepository
@@ -50,7 +54,19 @@ def _sql_repository(
         "core": SQLCoreRepository,
         "pipeline": SQLPipelineRepository,
     }
-    return classes[tier](dialect, executor, clock=clock)
+    repo = classes[tier](dialect, executor, clock=clock)
+    if config is not None and config.outbox is not None and isinstance(repo, SQLRemoteRepository):
+        from ..outbox import Outbox
+
+        settings = config.pool
+        repo.outbox = Outbox(
+            config.outbox.path,
+            replay_batch=config.outbox.replay_batch,
+            backoff_initial=max(0.05, settings.reconnect_backoff_initial),
+            backoff_max=settings.reconnect_backoff_max,
+        )
+        repo.outbox.bind(repo)
+    return repo
 
 
 def _executor(
@@ -121,7 +137,7 @@ def mysql_repository(
         driver = AiomysqlDriver(config)
     dialect = MySQLDialect()
     executor = _executor(tier, dialect, driver, config, pools)
-    return _sql_repository(tier, dialect, executor, clock)
+    return _sql_repository(tier, dialect, executor, clock, config)
 
 
 def mssql_repository(
@@ -139,7 +155,7 @@ def mssql_repository(
     )
     dialect = TSQLDialect()
     executor = _executor(tier, dialect, driver, config, pools)
-    return _sql_repository(tier, dialect, executor, clock)
+    return _sql_repository(tier, dialect, executor, clock, config)
 
 
 def _memory(tier: str, clock: Clock | None) -> Repository:

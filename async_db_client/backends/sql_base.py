@@ -9,6 +9,7 @@ from typing import Any
 from ..dialects.base import Dialect
 from ..errors import IntegrityError
 from ..executor import Executor, Runner, Session
+from ..interfaces import RemoteRepository
 from ..migrations import check_schema, migrate
 from ..models import LogEntry, LogLevel
 
@@ -72,6 +73,8 @@ class SQLRepositoryBase:
         clone.__dict__.update(self.__dict__)
         clone._db = runner
         clone._in_transaction = True
+        if isinstance(clone, RemoteRepository):
+            clone.outbox = None  # a transaction's writes belong to the transaction
         return clone
 
     @contextlib.asynccontextmanager
