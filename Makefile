@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install system-deps test demo lint bench clean
+.PHONY: install system-deps test demo lint bench reliability clean
 
 # System packages the drivers and tests need (unixODBC, MariaDB's ODBC driver, the
 # MariaDB server); installed with apt-get when running as root, otherwise listed.
@@ -34,6 +34,13 @@ lint: install
 
 bench: install
 	$(PY) benchmarks/bench_writes.py
+
+# Runs the fault, load and security tests, records their numbers and rewrites
+# RELIABILITY.md from them.
+reliability: install
+	ADC_RELIABILITY_REPORT=1 $(PY) -m pytest -q -m "live or slow" tests/test_faults_live.py \
+		tests/test_outbox_live.py tests/test_load_live.py tests/test_restart_live.py
+	$(PY) tools/write_reliability.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -40,6 +40,7 @@ from typing import Generic, Protocol, TypeVar
 
 from .config import PoolSettings
 from .errors import (
+    AsyncDBClientError,
     DBConnectionError,
     PoolClosedError,
     PoolTimeout,
@@ -396,8 +397,8 @@ class ConnectionPool(Generic[C]):
                 self.settings.reconnect_backoff_max,
             )
             if not retryable or loop.time() + delay >= deadline:
-                if isinstance(exc, DBConnectionError) and not retryable:
-                    raise
+                if isinstance(exc, AsyncDBClientError) and not retryable:
+                    raise  # already ours and final: a refused login, a missing driver
                 raise DBConnectionError(
                     f"cannot connect to {self.connector.description} "
                     f"({attempt + 1} attempt(s)): {self._last_connect_error}"

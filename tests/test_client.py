@@ -107,3 +107,21 @@ async def test_other_tasks_wait_for_a_transaction_and_see_committed_state() -> N
         assert await writer is True
         record = await db.get_hash_record("/x")
         assert record is not None and (record.current_hash, record.prev_hash) == ("w", "tx")
+
+
+async def test_a_missing_optional_driver_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from async_db_client import DriverNotInstalledError
+
+    monkeypatch.setitem(sys.modules, "aioodbc", None)  # as if not installed
+    config = {
+        "database": {
+            "pipeline_type": "mssql",
+            "pipeline_config": {"server": "127.0.0.1", "database": "d", "username": "u"},
+        }
+    }
+    async with DBClientFactory(config).create_client() as db:
+        with pytest.raises(DriverNotInstalledError, match=r"async_db_client\[mssql\]") as info:
+            await db.get_pipeline_updates()
+    assert isinstance(info.value, ImportError)

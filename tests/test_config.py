@@ -136,3 +136,23 @@ def test_factory_raises_configuration_error_and_logs_nothing_secret(
 def test_non_mapping_config() -> None:
     with pytest.raises(ConfigurationError, match="must be a mapping"):
         parse_config("database=mysql")  # type: ignore[arg-type]
+
+
+def test_importing_the_package_needs_no_optional_driver() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; sys.modules['aioodbc'] = None; sys.modules['pyodbc'] = None;"
+        " sys.modules['aiosqlite'] = None; import async_db_client, async_db_client.sync;"
+        " print(async_db_client.__version__)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == async_db_client_version()
+
+
+def async_db_client_version() -> str:
+    import async_db_client
+
+    return async_db_client.__version__
