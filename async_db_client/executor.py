@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
@@ -157,15 +158,19 @@ def _no_args(method: Callable[[Any], Awaitable[None]]) -> Callable[..., Awaitabl
     return method
 
 
-class Runner(Protocol):
+class Runner(ABC):
     """What repositories run statements through: an :class:`Executor` or a transaction."""
 
-    async def fetchall(self, sql: str, params: Params = ()) -> list[Row]: ...
+    async def fetchall(self, sql: str, params: Params = ()) -> list[Row]:
+        return await self.run(lambda s: s.fetchall(sql, params))
 
-    async def fetchone(self, sql: str, params: Params = ()) -> Row | None: ...
+    async def fetchone(self, sql: str, params: Params = ()) -> Row | None:
+        return await self.run(lambda s: s.fetchone(sql, params))
 
-    async def execute(self, sql: str, params: Params = ()) -> ExecResult: ...
+    async def execute(self, sql: str, params: Params = ()) -> ExecResult:
+        return await self.run(lambda s: s.execute(sql, params))
 
+    @abstractmethod
     async def run(
         self,
         work: Callable[[Session], Awaitable[T]],
@@ -173,19 +178,20 @@ class Runner(Protocol):
         transaction: bool = False,
         skip_prepare: bool = False,
         retry: bool = True,
-    ) -> T: ...
+    ) -> T:
+        """Run ``work`` with a session (see :meth:`Executor.run`)."""
 
     @property
+    @abstractmethod
     def parallelism(self) -> int:
         """How many independent statements may usefully run at once."""
-        ...
 
 
 PoolSource = Callable[[], ConnectionPool[Any]]
 Prepare = Callable[[Session], Awaitable[None]]
 
 
-class Executor:
+class Executor(Runner):
     """Runs operations on connections borrowed from one target's pool.
 
     ``pool_source`` returns the shared pool (created lazily by the pool manager);
@@ -218,15 +224,6 @@ class Executor:
     @property
     def pool(self) -> ConnectionPool[Any]:
         return self._pool_source()
-
-    async def fetchall(self, sql: str, params: Params = ()) -> list[Row]:
-        return await self.run(lambda s: s.fetchall(sql, params))
-
-    async def fetchone(self, sql: str, params: Params = ()) -> Row | None:
-        return await self.run(lambda s: s.fetchone(sql, params))
-
-    async def execute(self, sql: str, params: Params = ()) -> ExecResult:
-        return await self.run(lambda s: s.execute(sql, params))
 
     async def run(
         self,
@@ -340,7 +337,7 @@ async def _rollback_quietly(session: Session) -> None:
         logger.warning("rollback failed: %s: %s", type(exc).__name__, exc)
 
 
-class TransactionRunner:
+class TransactionRunner(Runner):
     """The :class:`Runner` of an open transaction: one connection, calls serialised.
 
     Tasks started inside the transaction may call it concurrently; their statements run
@@ -359,15 +356,6 @@ class TransactionRunner:
 
     def close(self) -> None:
         self._open = False
-
-    async def fetchall(self, sql: str, params: Params = ()) -> list[Row]:
-        return await self.run(lambda s: s.fetchall(sql, params))
-
-    async def fetchone(self, sql: str, params: Params = ()) -> Row | None:
-        return await self.run(lambda s: s.fetchone(sql, params))
-
-    async def execute(self, sql: str, params: Params = ()) -> ExecResult:
-        return await self.run(lambda s: s.execute(sql, params))
 
     async def run(
         self,

@@ -79,6 +79,17 @@ def mysql_database() -> Iterator[str]:
         drop_database(name)
 
 
+@pytest.fixture
+def own_database() -> Iterator[str]:
+    """A database of this test alone (for counting the server's connections to it)."""
+    require_mysql()
+    name = create_database("adc_own")
+    try:
+        yield name
+    finally:
+        drop_database(name)
+
+
 def mysql_config(
     database: str, *, pool: dict[str, Any] | None = None, **tier: Any
 ) -> dict[str, Any]:
@@ -115,3 +126,38 @@ def empty_tables(database: str, tier: str) -> None:
     with connect(database) as conn, conn.cursor() as cursor:
         for table in TABLES[tier]:
             cursor.execute(f"DELETE FROM {table}")
+
+
+def executor_of(db: Any) -> Any:
+    """The executor behind a client's SQL remote tier (for statements of a test's own)."""
+    from async_db_client.backends.sql_remote import SQLRemoteRepository
+
+    assert isinstance(db.remote_db, SQLRemoteRepository)
+    return db.remote_db.executor
+
+
+async def connection_id(executor: Any) -> int:
+    """The server's id of the connection the executor hands out next."""
+    row = await executor.fetchone("SELECT CONNECTION_ID()")
+    assert row is not None
+    return int(row[0])
+
+
+def server_connections(database: str) -> int:
+    """Connections the server has open to ``database`` (SHOW PROCESSLIST)."""
+    with connect() as conn, conn.cursor() as cursor:
+        cursor.execute("SHOW PROCESSLIST")
+        return sum(1 for row in cursor.fetchall() if row[3] == database)
+
+
+def open_transactions(database: str) -> int:
+    """Transactions open on the server in connections to ``database``."""
+    with connect() as conn, conn.cursor() as cursor:
+        cursor.execute(
+            "SELECT COUNT(*) FROM information_schema.innodb_trx trx"
+            " JOIN information_schema.processlist p ON p.id = trx.trx_mysql_thread_id"
+            " WHERE p.db = %s",
+            (database,),
+        )
+        (count,) = cursor.fetchone()
+        return int(count)

@@ -15,24 +15,16 @@ import pytest
 from async_db_client import DBClientFactory, DBInstance, PoolTimeout
 from async_db_client.backends.sql_remote import SQLRemoteRepository
 from async_db_client.sync import DBClientFactory as SyncFactory
-from tests.live import client_config, connect, empty_tables
+from tests.live import (
+    client_config,
+    connect,
+    empty_tables,
+    open_transactions,
+    server_connections,
+)
 from tests.reliability import report
 
 pytestmark = [pytest.mark.live, pytest.mark.slow]
-
-
-def server_connections(database: str) -> int:
-    """Connections the server has open to ``database`` (SHOW PROCESSLIST)."""
-    with connect() as conn, conn.cursor() as cursor:
-        cursor.execute("SHOW PROCESSLIST")
-        return sum(1 for row in cursor.fetchall() if row[3] == database)
-
-
-def open_transactions() -> int:
-    with connect() as conn, conn.cursor() as cursor:
-        cursor.execute("SELECT COUNT(*) FROM information_schema.innodb_trx")
-        (count,) = cursor.fetchone()
-        return int(count)
 
 
 @contextlib.asynccontextmanager
@@ -45,8 +37,8 @@ async def client(database: str, **pool: Any) -> AsyncIterator[DBInstance]:
 
 
 @pytest.mark.asyncio
-async def test_a_thousand_tasks_on_a_pool_of_ten(mysql_database: str) -> None:
-    async with client(mysql_database, min_size=2, max_size=10, acquire_timeout=30) as db:
+async def test_a_thousand_tasks_on_a_pool_of_ten(own_database: str) -> None:
+    async with client(own_database, min_size=2, max_size=10, acquire_timeout=30) as db:
 
         async def task(n: int) -> None:
             path = f"/load/{n % 250}"
@@ -61,7 +53,7 @@ async def test_a_thousand_tasks_on_a_pool_of_ten(mysql_database: str) -> None:
         assert stats.size <= 10 and stats.idle == stats.size
         assert stats.acquired_total >= 2000
         assert stats.acquire_wait_max_s <= 30
-        assert server_connections(mysql_database) == stats.size  # nothing leaked
+        assert server_connections(own_database) == stats.size  # nothing leaked
     report(
         "load: 1,000 tasks on a pool of 10",
         operations=2000,
@@ -97,9 +89,9 @@ async def test_waits_are_bounded_by_the_acquire_timeout(mysql_database: str) -> 
 
 
 @pytest.mark.asyncio
-async def test_cancellation_storm_leaves_nothing_checked_out(mysql_database: str) -> None:
+async def test_cancellation_storm_leaves_nothing_checked_out(own_database: str) -> None:
     rng = random.Random(20261126)
-    async with client(mysql_database, max_size=8, acquire_timeout=30) as db:
+    async with client(own_database, max_size=8, acquire_timeout=30) as db:
 
         async def paired_write(n: int) -> None:
             # Two writes in one transaction, with awaits between them: a cancellation
@@ -133,9 +125,9 @@ async def test_cancellation_storm_leaves_nothing_checked_out(mysql_database: str
         await asyncio.sleep(0.1)  # background closes of discarded connections
         stats = next(iter(db.pool_stats().values()))
         assert stats.in_use == 0
-        assert open_transactions() == 0
-        assert server_connections(mysql_database) == stats.size
-        with connect(mysql_database) as conn, conn.cursor() as cursor:
+        assert open_transactions(own_database) == 0
+        assert server_connections(own_database) == stats.size
+        with connect(own_database) as conn, conn.cursor() as cursor:
             cursor.execute(
                 "SELECT SUBSTRING_INDEX(path, '/', 3) AS pair, COUNT(*) FROM hash_records"
                 " WHERE path LIKE '/pair/%' GROUP BY pair HAVING COUNT(*) <> 2"
@@ -154,8 +146,8 @@ async def test_cancellation_storm_leaves_nothing_checked_out(mysql_database: str
     )
 
 
-def test_sync_facade_from_sixteen_threads(mysql_database: str) -> None:
-    config = client_config(mysql_database, tiers=("remote",), pool={"max_size": 8})
+def test_sync_facade_from_sixteen_threads(own_database: str) -> None:
+    config = client_config(own_database, tiers=("remote",), pool={"max_size": 8})
     errors: list[BaseException] = []
     with SyncFactory(config).create_client() as db:
         db.migrate()
@@ -179,7 +171,7 @@ def test_sync_facade_from_sixteen_threads(mysql_database: str) -> None:
         assert errors == []
         stats = next(iter(db.pool_stats().values()))
         assert stats.in_use == 0 and stats.size <= 8
-    with connect(mysql_database) as conn, conn.cursor() as cursor:
+    with connect(own_database) as conn, conn.cursor() as cursor:
         cursor.execute("SELECT COUNT(*) FROM hash_records WHERE path LIKE '/threads/%'")
         assert cursor.fetchone() == (800,)
     report("sync facade from 16 threads", operations=1600, seconds=round(elapsed, 2), errors=0)

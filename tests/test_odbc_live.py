@@ -17,9 +17,7 @@ from typing import Any
 import pytest
 
 from async_db_client import DBClientFactory, DBInstance, IntegrityError
-from async_db_client.backends.sql_remote import SQLRemoteRepository
-from async_db_client.executor import Executor
-from tests.live import client_config, connect, empty_tables
+from tests.live import client_config, connect, connection_id, empty_tables, executor_of
 
 pytestmark = [pytest.mark.live]
 
@@ -31,17 +29,6 @@ async def odbc_client(database: str, **pool: Any) -> AsyncIterator[DBInstance]:
         await db.migrate()
         empty_tables(database, "remote")
         yield db
-
-
-def executor_of(db: DBInstance) -> Executor:
-    assert isinstance(db.remote_db, SQLRemoteRepository)
-    return db.remote_db.executor
-
-
-async def connection_id(executor: Executor) -> int:
-    row = await executor.fetchone("SELECT CONNECTION_ID()")
-    assert row is not None
-    return int(row[0])
 
 
 @pytest.mark.asyncio
