@@ -266,7 +266,8 @@ class AiomysqlDriver:
             return exc
         code = _code(exc)
         if isinstance(
-            exc, pymysql.err.InterfaceError | ConnectionError | asyncio.IncompleteReadError
+            # OSError covers resets, broken pipes and socket timeouts: the stream is gone.
+            exc, pymysql.err.InterfaceError | OSError | asyncio.IncompleteReadError
         ):
             return ConnectionLostError(f"{self.description}: connection lost: {_message(exc)}")
         if isinstance(exc, pymysql.err.MySQLError):
