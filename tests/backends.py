@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -115,5 +116,49 @@ def _mysql_pipeline(database: str, client: DBInstance, clock: FakeClock) -> Pipe
     return repo
 
 
+class SQLiteBackend(Backend):
+    """Embedded SQLite through aiosqlite: a fresh database file per test."""
+
+    name = "sqlite"
+    tiers = ("remote", "core", "pipeline")
+    path = ""
+
+    def setup(self, request: pytest.FixtureRequest) -> None:
+        tmp_path: Path = request.getfixturevalue("tmp_path")
+        self.path = str(tmp_path / "contract.db")
+
+    @contextlib.asynccontextmanager
+    async def _repo(self, tier: str, clock: FakeClock) -> AsyncIterator[Any]:
+        config = {"database": {f"{tier}_type": "sqlite", f"{tier}_config": {"path": self.path}}}
+        async with DBClientFactory(config, clock=clock).create_client() as client:
+            yield getattr(client, f"{tier}_db")
+
+    def remote(self, clock: FakeClock) -> contextlib.AbstractAsyncContextManager[RemoteRepository]:
+        return self._repo("remote", clock)
+
+    def core(self, clock: FakeClock) -> contextlib.AbstractAsyncContextManager[CoreRepository]:
+        return self._repo("core", clock)
+
+    def pipeline(
+        self, clock: FakeClock
+    ) -> contextlib.AbstractAsyncContextManager[PipelineRepository]:
+        return self._repo("pipeline", clock)
+
+
+class SQLiteMemoryBackend(SQLiteBackend):
+    """SQLite ``:memory:``: one database per client, shared by its calls."""
+
+    name = "sqlite-memory"
+    tiers = ("remote",)
+
+    def setup(self, request: pytest.FixtureRequest) -> None:
+        self.path = ":memory:"
+
+
 #: Every backend the contract suites run against.
-BACKENDS: list[Callable[[], Backend]] = [MemoryBackend, MySQLBackend]
+BACKENDS: list[Callable[[], Backend]] = [
+    MemoryBackend,
+    MySQLBackend,
+    SQLiteBackend,
+    SQLiteMemoryBackend,
+]
