@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import threading
 import uuid
 import weakref
 from collections.abc import Sequence
@@ -51,6 +52,8 @@ SQLITE_CONSTRAINT = 19
 TRANSIENT_CODES = frozenset({SQLITE_BUSY, SQLITE_LOCKED})
 #: A memory database must never be retired with its only connection: "forever".
 _FOREVER = 10 * 365 * 24 * 3600.0
+#: How long a failed open waits for aiosqlite's thread to end.
+_THREAD_EXIT_WAIT = 2.0
 
 
 def sqlite_error_class(exc: BaseException) -> type[AsyncDBClientError]:
@@ -221,7 +224,22 @@ async def _run(conn: aiosqlite.Connection, sql: str) -> None:
 
 
 async def _close_quietly(conn: aiosqlite.Connection) -> None:
+    """Close ``conn`` after a failed open, and wait until its thread has ended.
+
+    When opening fails, aiosqlite queues the thread's shutdown itself without waiting
+    for it; if the event loop closed first, the thread would die reporting to a closed
+    loop (a traceback on stderr). So: wait for the thread, briefly.
+    """
     try:
         await conn.close()
     except Exception:
         conn.stop()
+    thread = _worker_thread(conn)
+    if thread is not None and thread.is_alive():
+        await asyncio.to_thread(thread.join, _THREAD_EXIT_WAIT)
+
+
+def _worker_thread(conn: aiosqlite.Connection) -> threading.Thread | None:
+    # aiosqlite 0.21+ keeps its thread in ``_thread``; 0.20's connection is the thread.
+    thread = getattr(conn, "_thread", conn)
+    return thread if isinstance(thread, threading.Thread) else None
