@@ -18,6 +18,7 @@ COMMANDS = [
     "get",
     "put",
     "priority",
+    "set-target",
     "logs",
     "prune-logs",
     "orphans",
@@ -151,6 +152,14 @@ def test_put_priority_orphans_untracked(data: Path) -> None:
     stored = ok("get", "/srv", data_dir=data)
     assert (stored["current_hash"], stored["prev_hash"]) == ("t", "h1")
     assert ok("priority", data_dir=data) == []
+    assert run_cli("set-target", "/srv/a", "wanted", data_dir=data).returncode == 0
+    assert ok("priority", data_dir=data) == ["/srv/a"]
+    assert run_cli("set-target", "/srv/a", data_dir=data).returncode == 0  # cleared
+    assert ok("priority", data_dir=data) == []
+    assert "no record for /nope" in one_line_error(
+        run_cli("set-target", "/nope", "h", data_dir=data), 1
+    )
+    assert run_cli("set-target", "/srv/a", "bad hash", data_dir=data).returncode == 2
 
     bad = run_cli("put", data_dir=data, stdin='{"path": "/p", "current_hash": "has space"}')
     assert "current_hash" in one_line_error(bad, 2)

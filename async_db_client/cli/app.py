@@ -275,13 +275,22 @@ def put(as_json: bool) -> None:
     if as_json:
         render.emit_json({"stored": stored, "rejected": rejected})
     else:
-        render.err().print(f"stored {stored} record(s)")
+        render.note(f"stored {stored} record(s)")
         for reject in rejected:
-            render.err().print(
-                f"rejected #{reject['index']} ({reject['path']}): {reject['reason']}"
-            )
+            render.note(f"rejected #{reject['index']} ({reject['path']}): {reject['reason']}")
     if rejected:
         fail(f"{len(rejected)} record(s) rejected")
+
+
+@cli.command("set-target")
+@click.argument("path")
+@click.argument("target_hash", required=False)
+def set_target(path: str, target_hash: str | None) -> None:
+    """Set the hash PATH should have (omit TARGET_HASH to clear it); see priority."""
+    if not run(lambda db: db.set_target_hash(path, target_hash)):
+        fail(f"no record for {path}")
+    what = f"set to {target_hash}" if target_hash else "cleared"
+    render.note(f"target hash of {path} {what}")
 
 
 @cli.command()
@@ -551,7 +560,7 @@ def export(output: Path | None, batch_size: int) -> None:
             raise
         os.replace(partial, output)
     where = output or "stdout"
-    render.err().print(
+    render.note(
         f"exported {counts['hash_records']} hash records, {counts['logs']} log entries to {where}"
     )
 
@@ -569,10 +578,8 @@ def import_(source: Any, batch_size: int, as_json: bool) -> None:
             {"hash_records": result.hash_records, "logs": result.logs, "rejected": rejected}
         )
     else:
-        render.err().print(
-            f"imported {result.hash_records} hash records, {result.logs} log entries"
-        )
+        render.note(f"imported {result.hash_records} hash records, {result.logs} log entries")
         for item in rejected[:20]:
-            render.err().print(f"  line {item['line']} rejected: {item['reason']}")
+            render.note(f"  line {item['line']} rejected: {item['reason']}")
     if rejected:
         fail(f"{len(rejected)} line(s) rejected")

@@ -21,8 +21,8 @@ from ..models import HashRecord, LogEntry
 __all__ = [
     "emit_json",
     "epoch_text",
-    "err",
     "log_table",
+    "note",
     "out",
     "pairs_table",
     "record_table",
@@ -44,8 +44,9 @@ def out() -> Console:
     return Console(file=sys.stdout, highlight=False, soft_wrap=False, width=width)
 
 
-def err() -> Console:
-    return Console(file=sys.stderr, highlight=False)
+def note(text: str) -> None:
+    """A line for people on stderr, as it is (no markup, no wrapping)."""
+    print(text, file=sys.stderr, flush=True)
 
 
 def emit_json(value: Any) -> None:
