@@ -275,6 +275,20 @@ async def test_a_damaged_cache_is_rebuilt(tree: Tree, db: DBInstance, tmp_path: 
     assert (await scan(db, tree.root, cache=cache)).counters.files_hashed == 0
 
 
+async def test_an_unusable_cache_only_costs_time(
+    tree: Tree, db: DBInstance, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_bytes(b"")
+    cache = blocker / "scan-cache.db"  # its "directory" is a file: cannot be created
+    first = await scan(db, tree.root, cache=cache)
+    second = await scan(db, tree.root, cache=cache)
+    assert first.root_hash == second.root_hash == tree.expected()
+    assert second.counters.files_hashed == tree.files  # nothing remembered, all hashed
+    warnings = [r.getMessage() for r in caplog.records if "going on without it" in r.getMessage()]
+    assert len(warnings) == 2 and "cannot be opened" in warnings[0]
+
+
 async def test_concurrency_is_bounded(
     tmp_path: Path, db: DBInstance, monkeypatch: pytest.MonkeyPatch
 ) -> None:

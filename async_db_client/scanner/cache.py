@@ -11,6 +11,10 @@ moment hashing started. A file written within that window of being hashed might 
 written again with the same size and an mtime in the same clock tick (file systems keep
 mtimes at coarse granularity); such a "racily clean" file is hashed again next time
 instead of trusted, as git does with its index.
+
+The cache only saves time, so it never stops a scan: a damaged cache file is replaced
+by a new one; a cache that cannot be opened or written (read-only directory, full disk)
+is logged once (WARNING) and the scan goes on without it, hashing every file.
 """
 
 from __future__ import annotations
@@ -36,6 +40,8 @@ RACY_WINDOW_NS = 2_000_000_000
 FORMAT_VERSION = 1
 #: Directories' worth of writes per transaction.
 COMMIT_EVERY = 200
+#: SQLite result codes of a file that is not a (sound) database: replace it.
+SQLITE_CORRUPT, SQLITE_NOTADB = 11, 26
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +68,8 @@ class FileStateCache:
 
     One aiosqlite connection (one thread); every call is one statement there. Writes are
     grouped into transactions of :data:`COMMIT_EVERY` directories and committed on close.
+    After a failure the cache is off (:attr:`enabled` False): lookups find nothing and
+    updates are dropped.
     """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
@@ -76,15 +84,38 @@ class FileStateCache:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
 
+    @property
+    def enabled(self) -> bool:
+        return self._conn is not None
+
     async def open(self) -> None:
-        await anyio.to_thread.run_sync(self._make_directory)
         try:
-            self._conn = await self._connect()
-        except sqlite3.DatabaseError as exc:
-            # Not a cache we can read (damaged, or not SQLite): start a new one.
-            logger.warning("scan cache %s unusable (%s); starting afresh", self.path, exc)
-            await anyio.to_thread.run_sync(self._remove_files)
-            self._conn = await self._connect()
+            await anyio.to_thread.run_sync(self._make_directory)
+            try:
+                self._conn = await self._connect()
+            except sqlite3.DatabaseError as exc:
+                if _code(exc) not in (SQLITE_CORRUPT, SQLITE_NOTADB):
+                    raise
+                logger.warning("scan cache %s is damaged (%s); starting afresh", self.path, exc)
+                await anyio.to_thread.run_sync(self._remove_files)
+                self._conn = await self._connect()
+        except (OSError, sqlite3.Error) as exc:
+            await self._give_up("cannot be opened", exc)
+
+    async def _give_up(self, what: str, exc: BaseException) -> None:
+        logger.warning(
+            "scan cache %s %s (%s: %s); going on without it: every file is hashed",
+            self.path,
+            what,
+            type(exc).__name__,
+            exc,
+        )
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                await conn.close()
+            except sqlite3.Error:
+                conn.stop()
 
     def _make_directory(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -116,32 +147,49 @@ class FileStateCache:
         return conn
 
     async def close(self) -> None:
-        conn, self._conn = self._conn, None
+        conn = self._conn
         if conn is None:
             return
         try:
             await conn.commit()
-        finally:
-            await conn.close()
-
-    def _db(self) -> aiosqlite.Connection:
-        if self._conn is None:
-            raise RuntimeError("the scan cache is not open")
-        return self._conn
+        except sqlite3.Error as exc:
+            await self._give_up("could not be saved", exc)
+            return
+        self._conn = None
+        await conn.close()
 
     async def files_in(self, directory: str) -> dict[str, CachedFile]:
         """What was remembered about the files of ``directory``, by name."""
-        rows = await self._db().execute_fetchall(
-            "SELECT name, size, mtime_ns, hashed_at_ns, sha256 FROM files WHERE dir = ?",
-            (directory,),
-        )
+        if self._conn is None:
+            return {}
+        try:
+            rows = await self._conn.execute_fetchall(
+                "SELECT name, size, mtime_ns, hashed_at_ns, sha256 FROM files WHERE dir = ?",
+                (directory,),
+            )
+        except sqlite3.Error as exc:
+            await self._give_up("cannot be read", exc)
+            return {}
         return {row[0]: CachedFile(*row) for row in rows}
 
     async def update(
         self, directory: str, hashed: Iterable[CachedFile], gone: Iterable[str]
     ) -> None:
         """Remember newly hashed files of ``directory``; forget the ones ``gone``."""
-        db = self._db()
+        if self._conn is None:
+            return
+        try:
+            await self._write(self._conn, directory, hashed, gone)
+        except sqlite3.Error as exc:
+            await self._give_up("cannot be written", exc)
+
+    async def _write(
+        self,
+        db: aiosqlite.Connection,
+        directory: str,
+        hashed: Iterable[CachedFile],
+        gone: Iterable[str],
+    ) -> None:
         rows = [(directory, f.name, f.size, f.mtime_ns, f.hashed_at_ns, f.sha256) for f in hashed]
         if rows:
             async with db.executemany(
@@ -163,3 +211,8 @@ class FileStateCache:
 async def _run(conn: aiosqlite.Connection, sql: str) -> None:
     async with conn.execute(sql):
         pass
+
+
+def _code(exc: BaseException) -> int | None:
+    code = getattr(exc, "sqlite_errorcode", None)
+    return code & 0xFF if isinstance(code, int) else None
