@@ -235,6 +235,11 @@ def test_export_then_import_gives_identical_records(tree: Path, data: Path, tmp_
     assert "line 2: not JSON" in one_line_error(broken, 1)
     unknown = run_cli("import", data_dir=fresh, stdin='{"type": "table"}\n')
     assert "line 1: unknown type 'table'" in one_line_error(unknown, 1)
+    binary = tmp_path / "binary.jsonl"
+    binary.write_bytes(
+        b'{"type": "header", "format": "async_db_client.export", "version": 1}\n\xff\n'
+    )
+    assert "not UTF-8" in one_line_error(run_cli("import", str(binary), data_dir=fresh), 1)
 
 
 # -------------------------------------------------------------- failures, config

@@ -89,6 +89,8 @@ def run(work: Callable[[DBInstance], Awaitable[T]]) -> T:
         raise BadUsage(str(exc)) from None
     except DBConnectionError as exc:
         raise Failed(f"{exc} (configuration: {current.source})") from None
+    except UnicodeDecodeError as exc:
+        raise Failed(f"input is not UTF-8 text: {exc.reason} at byte {exc.start}") from None
     except (AsyncDBClientError, NotImplementedError, BackupFormatError, OSError) as exc:
         raise Failed(str(exc) or type(exc).__name__) from None
 
