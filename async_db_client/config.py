@@ -229,6 +229,9 @@ class SQLiteConfig(_ServerConfig):
         return f"sqlite://{self.resolved_path()}"
 
     def pool_key(self) -> tuple[Any, ...]:
+        if self.in_memory:
+            # One memory database per client, whatever each tier's (forced) pool says.
+            return ("sqlite", SQLITE_MEMORY)
         return ("sqlite", self.resolved_path(), self.busy_timeout, self.pool)
 
 

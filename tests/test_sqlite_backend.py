@@ -218,6 +218,21 @@ async def test_memory_database_is_shared_within_a_client_only() -> None:
 
 
 @pytest.mark.asyncio
+async def test_memory_database_is_shared_whatever_the_tiers_pool_settings() -> None:
+    cfg = {
+        "database": {
+            "remote_type": "sqlite",
+            "remote_config": {"path": ":memory:", "pool": {"acquire_timeout": 3}},
+            "core_type": "sqlite",
+            "core_config": {"path": ":memory:", "busy_timeout": 1},
+        }
+    }
+    async with DBClientFactory(cfg).create_client() as db:
+        await db.migrate()
+        assert len(db.pool_stats()) == 1
+
+
+@pytest.mark.asyncio
 async def test_memory_data_survives_a_discarded_connection() -> None:
     async with DBClientFactory(config(":memory:")).create_client() as db:
         await db.insert_or_update_hash({"path": "/kept", "current_hash": "h"})
