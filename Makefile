@@ -25,8 +25,11 @@ install: system-deps $(STAMP)
 test: install
 	$(PY) -m pytest
 
+# Scans DEMO_DIR (default: this project) into the embedded SQLite store, rescans, shows
+# what the store holds, then changes a file in a temporary copy and shows the rotation.
+DEMO_DIR ?=
 demo: install
-	$(PY) examples/quick_start.py
+	DEMO_DIR="$(DEMO_DIR)" $(PY) tools/demo.py
 
 lint: install
 	$(VENV)/bin/ruff check async_db_client tests examples benchmarks tools

@@ -258,6 +258,24 @@ class DBInstance:
         """See :meth:`RemoteRepository.find_untracked_children`."""
         return await self._remote().find_untracked_children()
 
+    def iter_hash_records(self, *, batch_size: int = 1000) -> AsyncIterator[HashRecord]:
+        """See :meth:`RemoteRepository.iter_hash_records` (``async for record in ...``)."""
+        return self._remote().iter_hash_records(batch_size=batch_size)
+
+    def iter_logs(self, *, batch_size: int = 1000) -> AsyncIterator[LogEntry]:
+        """See :meth:`RemoteRepository.iter_logs` (``async for entry in ...``)."""
+        return self._remote().iter_logs(batch_size=batch_size)
+
+    async def restore_hash_records(
+        self, records: Iterable[Mapping[str, Any] | HashRecord]
+    ) -> BulkResult:
+        """See :meth:`RemoteRepository.restore_hash_records`."""
+        return await self._remote().restore_hash_records(records)
+
+    async def restore_logs(self, entries: Iterable[Mapping[str, Any] | LogEntry]) -> BulkResult:
+        """See :meth:`RemoteRepository.restore_logs`."""
+        return await self._remote().restore_logs(entries)
+
     # ----------------------------------------------------------------------- core
 
     async def get_dashboard_content(self) -> DashboardMetrics:

@@ -5,14 +5,16 @@ library's :class:`~async_db_client.errors.ConfigurationError`) accepts the seed'
 unchanged::
 
     {'database': {
-        'remote_type': 'mysql' | 'mssql' | 'local',   'remote_config': {...},
-        'core_type': 'mysql' | 'local',               'core_config': {...},
-        'pipeline_type': 'mssql' | 'local',           'pipeline_config': {...},
+        'remote_type': 'mysql' | 'mssql' | 'sqlite' | 'local',   'remote_config': {...},
+        'core_type': 'mysql' | 'sqlite' | 'local',               'core_config': {...},
+        'pipeline_type': 'mssql' | 'sqlite' | 'local',           'pipeline_config': {...},
     }}
 
-Any tier may be left out. Keys other than ``database`` at the top level are ignored (they
-belong to the application); inside ``database`` and each tier config, unknown keys are
-errors, so a typo never silently falls back to a default.
+Any tier may be left out (``DBClientFactory(None)`` has no tiers at all; the embedded
+default store of the command-line tool is the CLI's choice, see
+:mod:`async_db_client.cli`). Keys other than ``database`` at the top level are ignored
+(they belong to the application); inside ``database`` and each tier config, unknown keys
+are errors, so a typo never silently falls back to a default.
 
 Passwords are :class:`pydantic.SecretStr`: they never appear in a repr, str, log line or
 error message.
@@ -21,6 +23,7 @@ error message.
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
@@ -37,6 +40,7 @@ __all__ = [
     "MySQLConfig",
     "OutboxConfig",
     "PoolSettings",
+    "SQLiteConfig",
     "TLSConfig",
     "TierConfig",
     "parse_config",
@@ -44,10 +48,15 @@ __all__ = [
 
 TIERS = ("remote", "core", "pipeline")
 ENGINES_BY_TIER: dict[str, tuple[str, ...]] = {
-    "remote": ("mysql", "mssql", "local"),
-    "core": ("mysql", "local"),
-    "pipeline": ("mssql", "local"),
+    "remote": ("mysql", "mssql", "sqlite", "local"),
+    "core": ("mysql", "sqlite", "local"),
+    "pipeline": ("mssql", "sqlite", "local"),
 }
+#: The path that names a private in-memory SQLite database.
+SQLITE_MEMORY = ":memory:"
+
+#: The discriminator tags pydantic puts into error locations (dropped from key paths).
+ENGINE_TAGS = frozenset({"mysql", "mssql", "sqlite", "local"})
 
 PositiveSeconds = Annotated[float, Field(gt=0)]
 
@@ -211,6 +220,43 @@ class MSSQLConfig(_ServerConfig):
         )
 
 
+class SQLiteConfig(_ServerConfig):
+    """SQLite, embedded (``sqlite``): key ``path``, a database file or ``:memory:``.
+
+    A relative ``path`` is taken relative to the working directory; ``~`` is expanded.
+    The file is created if missing (its directory must exist). ``busy_timeout`` is how
+    long a statement waits for another connection's (or process's) write lock before it
+    fails with a retryable error.
+
+    ``:memory:`` is one database per client, shared by every tier of the client that
+    names it and kept for the client's lifetime; its pool always has exactly one
+    connection (``pool.min_size``/``max_size`` are forced to 1).
+    """
+
+    type: Literal["sqlite"] = "sqlite"
+    path: Annotated[str, Field(min_length=1)]
+    busy_timeout: PositiveSeconds = 30.0
+
+    @property
+    def in_memory(self) -> bool:
+        return self.path == SQLITE_MEMORY
+
+    def resolved_path(self) -> str:
+        """The absolute file path (``:memory:`` unchanged)."""
+        if self.in_memory:
+            return self.path
+        return os.path.abspath(os.path.expanduser(self.path))
+
+    def describe(self) -> str:
+        return f"sqlite://{self.resolved_path()}"
+
+    def pool_key(self) -> tuple[Any, ...]:
+        if self.in_memory:
+            # One memory database per client, whatever each tier's (forced) pool says.
+            return ("sqlite", SQLITE_MEMORY)
+        return ("sqlite", self.resolved_path(), self.busy_timeout, self.pool)
+
+
 class LocalConfig(_Strict):
     """The in-memory backend (``local``): no keys."""
 
@@ -220,17 +266,18 @@ class LocalConfig(_Strict):
         return "memory://"
 
 
-TierConfig = Annotated[MySQLConfig | MSSQLConfig | LocalConfig, Field(discriminator="type")]
+AnyTierConfig = MySQLConfig | MSSQLConfig | SQLiteConfig | LocalConfig
+TierConfig = Annotated[AnyTierConfig, Field(discriminator="type")]
 
 
 class DatabaseConfig(_Strict):
     """The ``database`` section: a type and a config per tier, each optional."""
 
-    remote_type: Literal["mysql", "mssql", "local"] | None = None
+    remote_type: Literal["mysql", "mssql", "sqlite", "local"] | None = None
     remote_config: TierConfig | None = None
-    core_type: Literal["mysql", "local"] | None = None
+    core_type: Literal["mysql", "sqlite", "local"] | None = None
     core_config: TierConfig | None = None
-    pipeline_type: Literal["mssql", "local"] | None = None
+    pipeline_type: Literal["mssql", "sqlite", "local"] | None = None
     pipeline_config: TierConfig | None = None
 
     @model_validator(mode="before")
@@ -274,11 +321,11 @@ class DatabaseConfig(_Strict):
                 raise ValueError(f"{tier}_config.outbox: only the remote tier has an outbox")
         return self
 
-    def tier(self, name: str) -> MySQLConfig | MSSQLConfig | LocalConfig | None:
+    def tier(self, name: str) -> AnyTierConfig | None:
         """The validated config of tier ``name`` ('remote', 'core', 'pipeline'), or None."""
         if name not in TIERS:
             raise ValueError(f"unknown tier {name!r}; expected one of {', '.join(TIERS)}")
-        config: MySQLConfig | MSSQLConfig | LocalConfig | None = getattr(self, f"{name}_config")
+        config: AnyTierConfig | None = getattr(self, f"{name}_config")
         return config
 
 
@@ -320,7 +367,7 @@ def parse_config(config: Mapping[str, Any] | ClientConfig | None) -> ClientConfi
 def _problem(loc: tuple[int | str, ...], message: str) -> tuple[str, str]:
     parts = [str(part) for part in loc]
     # Drop the discriminator tag pydantic inserts after 'remote_config' and friends.
-    if len(parts) >= 3 and parts[1].endswith("_config") and parts[2] in ("mysql", "mssql", "local"):
+    if len(parts) >= 3 and parts[1].endswith("_config") and parts[2] in ENGINE_TAGS:
         del parts[2]
     message = message.removeprefix("Value error, ")
     # Model-level checks phrase their message as "key: reason"; fold the key into the path.

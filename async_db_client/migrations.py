@@ -1,14 +1,21 @@
 """Schema migrations: versioned steps per tier, applied in order, recorded, locked.
 
 Each tier's steps (from its dialect) are applied in version order and recorded in the
-``async_db_client_schema`` table. The whole run holds a database-wide named lock, so
-two processes starting at once apply each step exactly once; steps are written to be
-idempotent (``IF NOT EXISTS``), so a run interrupted half-way can simply run again.
+``async_db_client_schema`` table. The whole run is exclusive, so two processes starting
+at once apply each step exactly once. How is the dialect's choice
+(:attr:`~async_db_client.dialects.base.Dialect.migration_lock`): a database-wide named
+lock (MySQL's ``GET_LOCK``), or one write transaction around the whole run (SQLite, whose
+DDL is transactional and which has no named locks: the second process waits for the
+write lock, then finds the steps recorded). Steps are written to be idempotent
+(``IF NOT EXISTS``), so a run interrupted half-way can simply run again.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 from .dialects.base import Dialect
@@ -33,8 +40,20 @@ async def current_version(session: Session, dialect: Dialect, tier: str) -> int:
     return int(row[0]) if row and row[0] is not None else 0
 
 
-async def migrate(session: Session, dialect: Dialect, tier: str) -> int:
-    """Apply ``tier``'s pending migrations; return the schema version reached."""
+@contextlib.asynccontextmanager
+async def _exclusive(session: Session, dialect: Dialect) -> AsyncIterator[None]:
+    """Hold the migration lock of ``dialect``'s kind for the body."""
+    if dialect.migration_lock == "transaction":
+        await session.begin()
+        try:
+            yield
+        except BaseException:
+            if not session.broken:
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(session.rollback())
+            raise
+        await session.commit()
+        return
     row = await session.fetchone(dialect.lock_migrations(), (LOCK_NAME, LOCK_TIMEOUT_S))
     if not row or row[0] != 1:
         raise MigrationError(
@@ -42,6 +61,15 @@ async def migrate(session: Session, dialect: Dialect, tier: str) -> int:
             "(another process is migrating?)"
         )
     try:
+        yield
+    finally:
+        if not session.broken:
+            await session.fetchone(dialect.unlock_migrations(), (LOCK_NAME,))
+
+
+async def migrate(session: Session, dialect: Dialect, tier: str) -> int:
+    """Apply ``tier``'s pending migrations; return the schema version reached."""
+    async with _exclusive(session, dialect):
         await session.execute(dialect.create_version_table())
         version = await current_version(session, dialect, tier)
         latest = latest_version(dialect, tier)
@@ -63,10 +91,7 @@ async def migrate(session: Session, dialect: Dialect, tier: str) -> int:
                 (tier, step.version, step.description, dialect.to_db_time(datetime.now(UTC))),
             )
             version = step.version
-        return version
-    finally:
-        if not session.broken:
-            await session.fetchone(dialect.unlock_migrations(), (LOCK_NAME,))
+    return version
 
 
 async def check_schema(session: Session, dialect: Dialect, tier: str) -> int:

@@ -37,7 +37,7 @@ import functools
 import os
 import threading
 import weakref
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -311,6 +311,37 @@ class DBInstance:
         """See :meth:`async_db_client.RemoteRepository.find_untracked_children`."""
         return self._run(self._remote().find_untracked_children)
 
+    def iter_hash_records(self, *, batch_size: int = 1000) -> Iterator[HashRecord]:
+        """See :meth:`async_db_client.RemoteRepository.iter_hash_records` (a generator)."""
+        return self._iterate(self._remote().iter_hash_records(batch_size=batch_size), batch_size)
+
+    def iter_logs(self, *, batch_size: int = 1000) -> Iterator[LogEntry]:
+        """See :meth:`async_db_client.RemoteRepository.iter_logs` (a generator)."""
+        return self._iterate(self._remote().iter_logs(batch_size=batch_size), batch_size)
+
+    def restore_hash_records(self, records: Iterable[Mapping[str, Any] | HashRecord]) -> BulkResult:
+        """See :meth:`async_db_client.RemoteRepository.restore_hash_records`."""
+        return self._run(self._remote().restore_hash_records, _in_caller(records))
+
+    def restore_logs(self, entries: Iterable[Mapping[str, Any] | LogEntry]) -> BulkResult:
+        """See :meth:`async_db_client.RemoteRepository.restore_logs`."""
+        return self._run(self._remote().restore_logs, _in_caller(entries))
+
+    def _iterate(self, source: AsyncIterator[T], batch_size: int) -> Iterator[T]:
+        # One portal round trip per batch, not per item; memory stays one batch.
+        chunk = max(1, batch_size) if isinstance(batch_size, int) else 1
+        try:
+            while True:
+                items, done = self._run(_take, source, chunk)
+                yield from items
+                if done:
+                    return
+        finally:
+            # Abandoned early (break, or the generator closed): end the async iterator
+            # in its loop. Nothing to do if the client is closed meanwhile.
+            with contextlib.suppress(Exception):
+                self._run(_aclose, source)
+
     # ----------------------------------------------------------------------- core
 
     def get_dashboard_content(self) -> DashboardMetrics:
@@ -407,6 +438,29 @@ class DBClientFactory:
     def create_client(self) -> DBInstance:
         """A new blocking client; its event loop starts on the first call."""
         return DBInstance(self._factory)
+
+
+def _in_caller(values: Iterable[T]) -> Iterable[T]:
+    """A lazy iterable read here, in the calling thread: it may block, or call this
+    facade (``restore_hash_records(other.iter_hash_records())``), neither of which it
+    may do inside the portal's loop. The restore holds its input in memory anyway."""
+    return list(values) if isinstance(values, Iterator) else values
+
+
+async def _take(source: AsyncIterator[T], count: int) -> tuple[list[T], bool]:
+    """Up to ``count`` items of ``source``, and whether it is exhausted."""
+    items: list[T] = []
+    async for item in source:
+        items.append(item)
+        if len(items) >= count:
+            return items, False
+    return items, True
+
+
+async def _aclose(source: AsyncIterator[Any]) -> None:
+    close = getattr(source, "aclose", None)
+    if close is not None:
+        await close()
 
 
 async def _close_within(client: _async.DBInstance, timeout: float) -> None:

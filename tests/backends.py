@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -125,6 +126,24 @@ def _mysql_pipeline(
     return repo
 
 
+class RepoBackend(Backend):
+    """A backend whose three tiers come from one ``_repo(tier, clock)`` context manager."""
+
+    def _repo(self, tier: str, clock: FakeClock) -> contextlib.AbstractAsyncContextManager[Any]:
+        raise NotImplementedError
+
+    def remote(self, clock: FakeClock) -> contextlib.AbstractAsyncContextManager[RemoteRepository]:
+        return self._repo("remote", clock)
+
+    def core(self, clock: FakeClock) -> contextlib.AbstractAsyncContextManager[CoreRepository]:
+        return self._repo("core", clock)
+
+    def pipeline(
+        self, clock: FakeClock
+    ) -> contextlib.AbstractAsyncContextManager[PipelineRepository]:
+        return self._repo("pipeline", clock)
+
+
 MSSQL_DRIVER = "ODBC Driver 18 for SQL Server"
 
 
@@ -185,7 +204,7 @@ class MSSQLPeerBackend(Backend):
 MSSQL_DSN_VARIABLE = "ASYNC_DB_CLIENT_MSSQL_DSN"
 
 
-class MSSQLLiveBackend(Backend):
+class MSSQLLiveBackend(RepoBackend):
     """A real SQL Server, when ``ASYNC_DB_CLIENT_MSSQL_DSN`` holds an ODBC connection
     string for it (the tests create and empty their tables in that database)."""
 
@@ -224,16 +243,33 @@ class MSSQLLiveBackend(Backend):
                     conn.execute(f"DELETE FROM {table}")
             yield repo
 
-    def remote(self, clock: FakeClock) -> contextlib.AbstractAsyncContextManager[RemoteRepository]:
-        return self._repo("remote", clock)
 
-    def core(self, clock: FakeClock) -> contextlib.AbstractAsyncContextManager[CoreRepository]:
-        return self._repo("core", clock)
+class SQLiteBackend(RepoBackend):
+    """Embedded SQLite through aiosqlite: a fresh database file per test."""
 
-    def pipeline(
-        self, clock: FakeClock
-    ) -> contextlib.AbstractAsyncContextManager[PipelineRepository]:
-        return self._repo("pipeline", clock)
+    name = "sqlite"
+    tiers = ("remote", "core", "pipeline")
+    path = ""
+
+    def setup(self, request: pytest.FixtureRequest) -> None:
+        tmp_path: Path = request.getfixturevalue("tmp_path")
+        self.path = str(tmp_path / "contract.db")
+
+    @contextlib.asynccontextmanager
+    async def _repo(self, tier: str, clock: FakeClock) -> AsyncIterator[Any]:
+        config = {"database": {f"{tier}_type": "sqlite", f"{tier}_config": {"path": self.path}}}
+        async with DBClientFactory(config, clock=clock).create_client() as client:
+            yield getattr(client, f"{tier}_db")
+
+
+class SQLiteMemoryBackend(SQLiteBackend):
+    """SQLite ``:memory:``: one database per client, shared by its calls."""
+
+    name = "sqlite-memory"
+    tiers = ("remote",)
+
+    def setup(self, request: pytest.FixtureRequest) -> None:
+        self.path = ":memory:"
 
 
 #: Every backend the contract suites run against.
@@ -241,6 +277,8 @@ BACKENDS: list[Callable[[], Backend]] = [
     MemoryBackend,
     MySQLBackend,
     MySQLOdbcBackend,
+    SQLiteBackend,
+    SQLiteMemoryBackend,
     MSSQLPeerBackend,
     MSSQLLiveBackend,
 ]

@@ -34,6 +34,14 @@ EXPECTED = {
     ],
     "error_handling.py": ["Database connection failed", "Connection error: cannot connect to"],
     "async_quick_start.py": ["Hash record stored", "['abc123def456', None]"],
+    "scanner.py": [
+        f"Scanned {EXAMPLES}: 1 directories, ",
+        # 0 unless an example file changed in the last 2 s (tests/test_scanner.py pins it)
+        "Second scan hashed ",
+        "Root record lists 0 dirs and ",
+        f"Log: INFO scan started: {EXAMPLES}",
+        "Log: INFO scan finished: 1 dirs, ",
+    ],
 }
 
 

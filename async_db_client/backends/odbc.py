@@ -18,6 +18,7 @@ import concurrent.futures
 import logging
 import math
 import re
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -129,6 +130,19 @@ class OdbcConnection:
     #: The pyodbc cursor of the statement running now, so it can be cancelled.
     running: Any = None
     closed: bool = field(default=False)
+    #: Held while ``running`` changes and while it is cancelled: cancelling a cursor
+    #: that another thread is closing crashes pyodbc (use after free).
+    cursor_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def cancel_running(self) -> None:
+        """Cancel the running statement, if any (from a thread other than its own)."""
+        with self.cursor_lock:
+            if self.running is None:
+                return
+            try:
+                self.running.cancel()
+            except Exception as exc:  # best effort: the connection is being discarded
+                logger.debug("cancelling an ODBC statement failed: %s", exc)
 
 
 class AioodbcDriver:
@@ -227,14 +241,14 @@ class AioodbcDriver:
         if conn.running is not None:
             # A statement is still running in a worker (its task was cancelled): cancel it
             # from the spare worker, or closing would wait for it to finish.
-            await self._in_thread(_cancel_quietly, conn.running)
+            await self._in_thread(conn.cancel_running)
         await conn.conn.close()
 
     def abort(self, conn: OdbcConnection) -> None:
         conn.closed = True
         if self._executor is not None and conn.conn._conn is not None:
             if conn.running is not None:
-                self._executor.submit(_cancel_quietly, conn.running)
+                self._executor.submit(conn.cancel_running)
             self._executor.submit(_close_quietly, conn.conn._conn)
 
     async def dispose(self) -> None:
@@ -269,7 +283,8 @@ class AioodbcDriver:
     def _run(conn: OdbcConnection, sql: str, params: Sequence[Any], rows: bool) -> Any:
         # Runs in a worker thread: the whole statement, so the cursor is always closed.
         cursor = conn.conn._conn.cursor()
-        conn.running = cursor
+        with conn.cursor_lock:
+            conn.running = cursor
         try:
             cursor.execute(sql, *params) if params else cursor.execute(sql)
             if rows:
@@ -279,8 +294,9 @@ class AioodbcDriver:
                 return [tuple(row) for row in cursor.fetchall()] if cursor.description else []
             return ExecResult(rowcount=cursor.rowcount)
         finally:
-            conn.running = None
-            cursor.close()
+            with conn.cursor_lock:
+                conn.running = None
+                cursor.close()
 
     async def begin(self, conn: OdbcConnection) -> None:
         await self._in_thread(setattr, conn.conn._conn, "autocommit", False)
@@ -330,13 +346,6 @@ def _finish(raw: Any, commit: bool) -> None:
         raw.commit() if commit else raw.rollback()
     finally:
         raw.autocommit = True
-
-
-def _cancel_quietly(cursor: Any) -> None:
-    try:
-        cursor.cancel()
-    except Exception as exc:  # best effort: the connection is being discarded anyway
-        logger.debug("cancelling an ODBC statement failed: %s", exc)
 
 
 def _close_quietly(raw: Any) -> None:

@@ -5,8 +5,16 @@ from __future__ import annotations
 from typing import Any
 
 from ..clock import Clock
-from ..config import LocalConfig, MSSQLConfig, MySQLConfig
+from ..config import (
+    AnyTierConfig,
+    LocalConfig,
+    MSSQLConfig,
+    MySQLConfig,
+    PoolSettings,
+    SQLiteConfig,
+)
 from ..dialects.base import Dialect
+from ..errors import DriverNotInstalledError
 from ..executor import Driver, Executor
 from ..interfaces import Repository
 from ..pool import ConnectionPool
@@ -18,7 +26,7 @@ __all__ = ["build_tier"]
 
 def build_tier(
     tier: str,
-    config: MySQLConfig | MSSQLConfig | LocalConfig | None,
+    config: AnyTierConfig | None,
     pools: PoolManager,
     clock: Clock | None,
 ) -> Repository | None:
@@ -35,6 +43,8 @@ def build_tier(
         return mysql_repository(tier, config, pools, clock)
     if isinstance(config, MSSQLConfig):
         return mssql_repository(tier, config, pools, clock)
+    if isinstance(config, SQLiteConfig):
+        return sqlite_repository(tier, config, pools, clock)
     raise NotImplementedError(f"{config.type} backend for the {tier} tier")
 
 
@@ -43,7 +53,7 @@ def _sql_repository(
     dialect: Dialect,
     executor: Executor,
     clock: Clock | None,
-    config: MySQLConfig | MSSQLConfig | None = None,
+    config: MySQLConfig | MSSQLConfig | SQLiteConfig | None = None,
 ) -> Repository:
     from .sql_core import SQLCoreRepository
     from .sql_pipeline import SQLPipelineRepository
@@ -73,11 +83,14 @@ def _executor(
     tier: str,
     dialect: Dialect,
     driver: Driver[Any],
-    config: MySQLConfig | MSSQLConfig,
+    config: MySQLConfig | MSSQLConfig | SQLiteConfig,
     pools: PoolManager,
+    *,
+    settings: PoolSettings | None = None,
 ) -> Executor:
     key = config.pool_key()
     name = config.describe()
+    settings = settings or config.pool
     cached: ConnectionPool[Any] | None = None
 
     def pool_source() -> ConnectionPool[Any]:
@@ -86,7 +99,7 @@ def _executor(
         nonlocal cached
         if cached is None or cached.closed:
             cached = pools.get(
-                key, lambda unique: ConnectionPool(driver, config.pool, name=unique), name
+                key, lambda unique: ConnectionPool(driver, settings, name=unique), name
             )
         return cached
 
@@ -94,9 +107,9 @@ def _executor(
     return Executor(
         pool_source,
         driver,
-        config.pool,
+        settings,
         prepare=prepare,
-        bulk_connections=config.pool.bulk_connections,
+        bulk_connections=settings.bulk_connections,
     )
 
 
@@ -155,6 +168,27 @@ def mssql_repository(
     )
     dialect = TSQLDialect()
     executor = _executor(tier, dialect, driver, config, pools)
+    return _sql_repository(tier, dialect, executor, clock, config)
+
+
+def sqlite_repository(
+    tier: str, config: SQLiteConfig, pools: PoolManager, clock: Clock | None
+) -> Repository:
+    """The SQL repository of ``tier`` on SQLite through aiosqlite."""
+    try:
+        from .sqlite import AiosqliteDriver
+    except ModuleNotFoundError as exc:
+        if exc.name != "aiosqlite":
+            raise
+        raise DriverNotInstalledError("aiosqlite", "sqlite") from None
+    from ..dialects.sqlite import SQLiteDialect
+
+    dialect = SQLiteDialect()
+    driver = AiosqliteDriver(config)
+    # SQLite has one writer at a time: a bulk write on several connections would only
+    # queue them on the write lock, so bulk writes use one.
+    settings = driver.pool_settings.model_copy(update={"bulk_connections": 1})
+    executor = _executor(tier, dialect, driver, config, pools, settings=settings)
     return _sql_repository(tier, dialect, executor, clock, config)
 
 

@@ -16,7 +16,7 @@ import functools
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 from ..validation import LOG_ORDER_COLUMNS, SINGLE_FIELDS
 
@@ -123,6 +123,10 @@ class Dialect:
     last_insert_id_sql: str | None = None
     #: False if one upsert statement must not name the same key twice (SQL Server MERGE).
     upsert_accepts_repeated_keys = True
+    #: How migrations exclude each other: ``"named"``, a database-wide named lock
+    #: (:meth:`lock_migrations`); or ``"transaction"``, the whole run in one write
+    #: transaction, for engines with transactional DDL and no named locks (SQLite).
+    migration_lock: Literal["named", "transaction"] = "named"
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
@@ -369,7 +373,7 @@ class Dialect:
 
     def lock_migrations(self) -> str:
         """Take the migration lock (waits); returns one row whose first value is 1 on
-        success. Params: lock name, timeout seconds."""
+        success. Params: lock name, timeout seconds. Only for ``migration_lock="named"``."""
         raise NotImplementedError
 
     def unlock_migrations(self) -> str:
@@ -410,9 +414,10 @@ class Dialect:
             "create_version_table": self.create_version_table(),
             "current_version": self.current_version,
             "record_version": self.record_version,
-            "lock_migrations": self.lock_migrations(),
-            "unlock_migrations": self.unlock_migrations(),
         }
+        if self.migration_lock == "named":
+            statements["lock_migrations"] = self.lock_migrations()
+            statements["unlock_migrations"] = self.unlock_migrations()
         if self.last_insert_id_sql:
             statements["last_insert_id"] = self.last_insert_id_sql
         for field in SINGLE_FIELDS:

@@ -1,0 +1,587 @@
+"""The ``async-db-client`` commands.
+
+Exit codes: 0 success; 1 the operation failed (database unreachable or refusing, record
+missing, records rejected, a tier unhealthy); 2 bad usage (options, arguments, the
+configuration, malformed input). Failures print one line on stderr, never a traceback.
+Every command that reads has ``--json``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import json
+import logging
+import os
+import socket
+import sys
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NoReturn, TypeVar
+
+import click
+
+from .. import __version__
+from ..client import DBClientFactory, DBInstance
+from ..errors import AsyncDBClientError, ConfigurationError, DBConnectionError, InvalidInputError
+from ..models import HashRecord, parse_model
+from ..scanner import make_progress
+from ..scanner import scan as scan_tree
+from ..scanner.progress import human_bytes
+from ..validation import LOG_ORDER_COLUMNS
+from . import render
+from .backup import BackupFormatError, export_jsonl, import_jsonl
+from .settings import Settings, load_settings
+
+__all__ = ["cli"]
+
+T = TypeVar("T")
+
+
+class Failed(click.ClickException):
+    """The operation failed: one line on stderr, exit code 1."""
+
+    exit_code = 1
+
+
+class BadUsage(click.ClickException):
+    """The invocation is wrong (configuration, input): one line on stderr, exit code 2."""
+
+    exit_code = 2
+
+
+class State:
+    """The group's options, and the settings they lead to (loaded on first need)."""
+
+    def __init__(self, config_file: str | None) -> None:
+        self.config_file = config_file
+        self._settings: Settings | None = None
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            try:
+                self._settings = load_settings(self.config_file)
+            except ConfigurationError as exc:
+                raise BadUsage(str(exc)) from None
+        return self._settings
+
+
+def run(work: Callable[[DBInstance], Awaitable[T]]) -> T:
+    """Run ``work`` with a client on the configured database, in a fresh event loop.
+
+    This library's errors become one-line failures (exit 1), bad input exit 2.
+    """
+    settings = click.get_current_context().find_object(State)
+    assert settings is not None
+    current = settings.settings
+
+    async def main() -> T:
+        async with DBClientFactory(current.config).create_client() as db:
+            return await work(db)
+
+    try:
+        return asyncio.run(main())
+    except BrokenPipeError:
+        raise  # the reader went away (``| head``): main() ends quietly
+    except (ConfigurationError, InvalidInputError) as exc:
+        raise BadUsage(str(exc)) from None
+    except DBConnectionError as exc:
+        raise Failed(f"{exc} (configuration: {current.source})") from None
+    except UnicodeDecodeError as exc:
+        raise Failed(f"input is not UTF-8 text: {exc.reason} at byte {exc.start}") from None
+    except (AsyncDBClientError, NotImplementedError, BackupFormatError, OSError) as exc:
+        raise Failed(str(exc) or type(exc).__name__) from None
+
+
+def fail(message: str) -> NoReturn:
+    raise Failed(message)
+
+
+json_option = click.option(
+    "--json", "as_json", is_flag=True, help="Print JSON (for scripts) instead of tables."
+)
+
+
+# ------------------------------------------------------------------------ the group
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option(
+    "--config",
+    "config_file",
+    metavar="FILE",
+    help="TOML configuration file (wins over $ASYNC_DB_CLIENT_CONFIG and the embedded default).",
+)
+@click.option("-v", "--verbose", count=True, help="Log the library's activity (-vv: debug).")
+@click.version_option(__version__, prog_name="async-db-client")
+@click.pass_context
+def cli(ctx: click.Context, config_file: str | None, verbose: int) -> None:
+    """Hash directory trees and query the hash-record database.
+
+    Configuration, first found wins: --config FILE; the file named by
+    $ASYNC_DB_CLIENT_CONFIG; the embedded default, a SQLite file in the per-user data
+    directory ($ASYNC_DB_CLIENT_DATA_DIR, else $XDG_DATA_HOME/async_db_client, else
+    ~/.local/share/async_db_client).
+    """
+    ctx.obj = State(config_file)
+    _configure_logging(verbose)
+
+
+class _Stderr:
+    """Whatever sys.stderr is at write time (a live progress display swaps it)."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
+_handler: logging.Handler | None = None
+
+
+def _configure_logging(verbose: int) -> None:
+    global _handler
+    library = logging.getLogger("async_db_client")
+    if _handler is not None:  # called again in one process (the demo, tests)
+        library.removeHandler(_handler)
+    _handler = logging.StreamHandler(_Stderr())
+    _handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    if verbose:
+        library.setLevel(logging.DEBUG if verbose > 1 else logging.INFO)
+    else:
+        # Quiet by default: failures are reported once, by the command. The scanner's
+        # warnings (unreadable files) are shown, though.
+        library.setLevel(logging.WARNING)
+        _handler.addFilter(lambda record: record.name == "async_db_client.scanner")
+    library.addHandler(_handler)
+
+
+# ------------------------------------------------------------------------ scanning
+
+
+@cli.command()
+@click.argument("path", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option(
+    "-x",
+    "--exclude",
+    multiple=True,
+    metavar="PATTERN",
+    help="Leave out names matching PATTERN (fnmatch, at any depth). Repeatable.",
+)
+@click.option(
+    "--cache",
+    "cache_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Scan cache file [default: <data dir>/scan-cache.db].",
+)
+@click.option("--no-cache", is_flag=True, help="Hash every file; do not use the scan cache.")
+@click.option("--concurrency", type=click.IntRange(1, 256), default=8, show_default=True)
+@click.option("--batch-size", type=click.IntRange(1, 100_000), default=500, show_default=True)
+@click.option("--site-id", help="Site id for the logs and the core tier [default: host name].")
+@click.option("--progress/--no-progress", default=True, help="Show progress on stderr.")
+@json_option
+@click.pass_obj
+def scan(
+    state: State,
+    path: Path,
+    exclude: tuple[str, ...],
+    cache_file: Path | None,
+    no_cache: bool,
+    concurrency: int,
+    batch_size: int,
+    site_id: str | None,
+    progress: bool,
+    as_json: bool,
+) -> None:
+    """Hash the tree under PATH and store one hash record per directory."""
+    cache = None if no_cache else (cache_file or state.settings.scan_cache)
+    reporter = make_progress(sys.stderr, enabled=progress and not as_json)
+    result = run(
+        lambda db: scan_tree(
+            db,
+            path,
+            cache=cache,
+            concurrency=concurrency,
+            batch_size=batch_size,
+            exclude=exclude,
+            progress=reporter,
+            site_id=site_id or socket.gethostname()[:64] or None,
+        )
+    )
+    if as_json:
+        render.emit_json(result.as_dict())
+    else:
+        c = result.counters
+        render.pairs_table(
+            f"scan of {result.root}",
+            {
+                "session": result.session_id,
+                "root hash": result.root_hash,
+                "directories": c.directories,
+                "files": f"{c.files} ({c.files_hashed} hashed, {c.files_cached} unchanged)",
+                "links": c.links,
+                "bytes": f"{human_bytes(c.bytes_seen)} ({human_bytes(c.bytes_hashed)} read)",
+                "unreadable": c.unreadable,
+                "left out": c.skipped,
+                "records": f"{result.records_stored} stored, {result.records_rejected} rejected",
+                "seconds": f"{result.seconds:.2f}",
+            },
+        )
+    if result.root_hash is None:
+        fail(f"{result.root} could not be read")
+
+
+# ------------------------------------------------------------------------ records
+
+
+@cli.command()
+@click.argument("path")
+@json_option
+def get(path: str, as_json: bool) -> None:
+    """Show the hash record stored for PATH (exactly as stored: scan stores absolute paths)."""
+    record = run(lambda db: db.get_hash_record(path))
+    if as_json:
+        render.emit_json(record.model_dump() if record else None)
+    elif record is not None:
+        render.record_table(record)
+    if record is None:
+        fail(f"no record for {path}")
+
+
+@cli.command()
+@json_option
+def put(as_json: bool) -> None:
+    """Store the hash record given as JSON on stdin (an object, or a list of them).
+
+    Rotation applies as for any write: a new hash moves the old one to prev_hash.
+    """
+    try:
+        value = json.loads(sys.stdin.read())
+    except json.JSONDecodeError as exc:
+        raise BadUsage(f"stdin is not JSON: {exc}") from None
+    if isinstance(value, dict):
+        try:
+            record = parse_model(HashRecord, value, "record")
+        except InvalidInputError as exc:
+            raise BadUsage(str(exc)) from None
+        run(lambda db: db.insert_or_update_hash(record))
+        stored, rejected = 1, []
+    elif isinstance(value, list):
+        result = run(lambda db: db.insert_or_update_hashes(value))
+        stored, rejected = result.stored, [r.model_dump() for r in result.rejected]
+    else:
+        raise BadUsage("stdin must hold a JSON object or a list of objects")
+    if as_json:
+        render.emit_json({"stored": stored, "rejected": rejected})
+    else:
+        render.note(f"stored {stored} record(s)")
+        for reject in rejected:
+            render.note(f"rejected #{reject['index']} ({reject['path']}): {reject['reason']}")
+    if rejected:
+        fail(f"{len(rejected)} record(s) rejected")
+
+
+@cli.command("set-target")
+@click.argument("path")
+@click.argument("target_hash", required=False)
+def set_target(path: str, target_hash: str | None) -> None:
+    """Set the hash PATH should have (omit TARGET_HASH to clear it); see priority."""
+    if not run(lambda db: db.set_target_hash(path, target_hash)):
+        fail(f"no record for {path}")
+    what = f"set to {target_hash}" if target_hash else "cleared"
+    render.note(f"target hash of {path} {what}")
+
+
+@cli.command()
+@json_option
+def priority(as_json: bool) -> None:
+    """Paths whose target hash is set and differs from their current hash."""
+    paths = run(lambda db: db.get_priority_updates())
+    if as_json:
+        render.emit_json(paths)
+    else:
+        render.table(f"priority updates ({len(paths)})", ("path",), ((p,) for p in paths))
+
+
+@cli.command()
+@json_option
+def orphans(as_json: bool) -> None:
+    """Records whose parent's record does not list them."""
+    paths = run(lambda db: db.find_orphaned_entries())
+    if as_json:
+        render.emit_json(paths)
+    else:
+        render.table(f"orphaned records ({len(paths)})", ("path",), ((p,) for p in paths))
+
+
+@cli.command()
+@json_option
+def untracked(as_json: bool) -> None:
+    """Directories a record lists that have no record of their own."""
+    paths = run(lambda db: db.find_untracked_children())
+    if as_json:
+        render.emit_json(paths)
+    else:
+        render.table(f"untracked children ({len(paths)})", ("path",), ((p,) for p in paths))
+
+
+@dataclass(slots=True)
+class _Ranked:
+    rank: tuple[int, str]
+    item: dict[str, Any]
+
+    def __lt__(self, other: _Ranked) -> bool:
+        return self.rank > other.rank  # inverted: heapq's min-heap becomes a max-heap
+
+
+class _Top:
+    """The ``size`` items of smallest rank pushed so far, in bounded memory."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.heap: list[_Ranked] = []  # heap[0]: the largest rank kept
+
+    def push(self, rank: tuple[int, str], item: dict[str, Any]) -> None:
+        if len(self.heap) < self.size:
+            heapq.heappush(self.heap, _Ranked(rank, item))
+        elif rank < self.heap[0].rank:
+            heapq.heapreplace(self.heap, _Ranked(rank, item))
+
+    def items(self) -> list[dict[str, Any]]:
+        return [entry.item for entry in sorted(self.heap, key=lambda e: e.rank)]
+
+
+@cli.command()
+@click.option("--top", type=click.IntRange(1, 1000), default=5, show_default=True)
+@json_option
+def summary(top: int, as_json: bool) -> None:
+    """Count the records; show the slowest-changing and the newest directories.
+
+    Slowest-changing: the current hash has held the longest (oldest current_dtg_first).
+    Newest: the current hash appeared most recently. Streams every record once.
+    """
+
+    async def work(db: DBInstance) -> dict[str, Any]:
+        count = 0
+        oldest, newest = _Top(top), _Top(top)
+        async for record in db.iter_hash_records():
+            count += 1
+            first = record.current_dtg_first or 0
+            item = {"path": record.path, "current_hash": record.current_hash, "since": first}
+            oldest.push((first, record.path), item)
+            newest.push((-first, record.path), item)
+        return {"records": count, "slowest_changing": oldest.items(), "newest": newest.items()}
+
+    data = run(work)
+    if as_json:
+        render.emit_json(data)
+        return
+    render.out().print(f"hash records: {data['records']}")
+    for key, title in (("slowest_changing", "slowest-changing"), ("newest", "newest")):
+        render.table(
+            f"{title} directories",
+            ("path", "current hash", "since"),
+            (
+                (i["path"], i["current_hash"][:16] + "…", render.epoch_text(i["since"]))
+                for i in data[key]
+            ),
+        )
+
+
+# ---------------------------------------------------------------------------- logs
+
+
+@cli.command()
+@click.option("--limit", type=click.IntRange(0), default=50, show_default=True)
+@click.option("--all", "everything", is_flag=True, help="No limit.")
+@click.option("--offset", type=click.IntRange(0), default=0, show_default=True)
+@click.option(
+    "--order-by", type=click.Choice(LOG_ORDER_COLUMNS), default="timestamp", show_default=True
+)
+@click.option(
+    "--order",
+    type=click.Choice(["ASC", "DESC"], case_sensitive=False),
+    default="DESC",
+    show_default=True,
+)
+@click.option("--session", help="Only this session's entries.")
+@click.option("--older-than", type=click.IntRange(0), metavar="DAYS", help="Only older entries.")
+@json_option
+def logs(
+    limit: int,
+    everything: bool,
+    offset: int,
+    order_by: str,
+    order: str,
+    session: str | None,
+    older_than: int | None,
+    as_json: bool,
+) -> None:
+    """Show log entries, filtered, ordered and paged."""
+    entries = run(
+        lambda db: db.get_logs(
+            None if everything else limit, offset, order_by, order, session, older_than
+        )
+    )
+    if as_json:
+        render.emit_json([e.model_dump(mode="json") for e in entries])
+    else:
+        render.log_table(f"log entries ({len(entries)})", entries)
+
+
+@cli.command("prune-logs")
+@click.option(
+    "--older-than",
+    "days",
+    type=click.IntRange(0),
+    required=True,
+    metavar="DAYS",
+    help="Delete entries older than DAYS days.",
+)
+@click.option("--dry-run", is_flag=True, help="Only count what would be deleted.")
+@json_option
+def prune_logs(days: int, dry_run: bool, as_json: bool) -> None:
+    """Delete log entries older than a number of days (in pages of 1,000)."""
+    page_size = 1000
+
+    async def work(db: DBInstance) -> int:
+        total = 0
+        while True:
+            page = await db.get_logs(
+                page_size, total if dry_run else 0, "log_id", "ASC", None, days
+            )
+            if dry_run:
+                total += len(page)
+            elif page:
+                total += (await db.delete_log_entries([e.log_id or 0 for e in page]))[0]
+            if len(page) < page_size:
+                return total
+
+    count = run(work)
+    if as_json:
+        render.emit_json({"deleted": 0 if dry_run else count, "matching": count})
+    else:
+        verb = "would delete" if dry_run else "deleted"
+        render.out().print(f"{verb} {count} log entries older than {days} days")
+
+
+# ----------------------------------------------------------------- core, operations
+
+
+@cli.command()
+@json_option
+def dashboard(as_json: bool) -> None:
+    """The core tier's dashboard: sites by sync and liveness state."""
+    metrics = run(lambda db: db.get_dashboard_content())
+    if as_json:
+        render.emit_json(metrics.model_dump())
+    else:
+        render.pairs_table("dashboard", metrics.model_dump())
+
+
+@cli.command()
+@json_option
+@click.pass_obj
+def health(state: State, as_json: bool) -> None:
+    """Check that every configured tier answers (exit 1 if one does not)."""
+    status = run(lambda db: db.health_check())
+    if as_json:
+        render.emit_json(status)
+    else:
+        render.table(
+            "health",
+            ("tier", "status"),
+            ((tier, "ok" if ok else "FAILED") for tier, ok in status.items()),
+        )
+        render.out().print(f"configuration: {state.settings.source}")
+    if not all(status.values()):
+        fail("unhealthy: " + ", ".join(t for t, ok in status.items() if not ok))
+
+
+@cli.command()
+@json_option
+def migrate(as_json: bool) -> None:
+    """Bring every configured tier's schema up to date."""
+    versions = run(lambda db: db.migrate())
+    if as_json:
+        render.emit_json(versions)
+    else:
+        render.table("schema versions", ("tier", "version"), versions.items())
+
+
+@cli.command("pool-stats")
+@json_option
+def pool_stats(as_json: bool) -> None:
+    """Connection-pool statistics (after a health check has opened the pools)."""
+
+    async def work(db: DBInstance) -> dict[str, dict[str, object]]:
+        await db.health_check()
+        return {name: stats.as_dict() for name, stats in db.pool_stats().items()}
+
+    stats = run(work)
+    if as_json:
+        render.emit_json(stats)
+        return
+    columns = ("size", "idle", "in_use", "acquired_total", "connections_opened", "retries")
+    render.table(
+        "connection pools",
+        ("pool", *columns),
+        ((name, *(values[c] for c in columns)) for name, values in stats.items()),
+    )
+
+
+# -------------------------------------------------------------------------- backup
+
+
+@cli.command()
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write to this file (complete or not at all) [default: stdout].",
+)
+@click.option("--batch-size", type=click.IntRange(1, 100_000), default=1000, show_default=True)
+def export(output: Path | None, batch_size: int) -> None:
+    """Write every hash record and log entry as JSON Lines (streamed)."""
+    if output is None:
+        counts = run(lambda db: export_jsonl(db, sys.stdout, batch_size=batch_size))
+    else:
+        partial = output.with_name(output.name + ".partial")
+
+        async def work(db: DBInstance) -> dict[str, int]:
+            with partial.open("w", encoding="utf-8") as stream:
+                return await export_jsonl(db, stream, batch_size=batch_size)
+
+        try:
+            counts = run(work)
+        except BaseException:
+            partial.unlink(missing_ok=True)
+            raise
+        os.replace(partial, output)
+    where = output or "stdout"
+    render.note(
+        f"exported {counts['hash_records']} hash records, {counts['logs']} log entries to {where}"
+    )
+
+
+@cli.command("import")
+@click.argument("source", type=click.File("r", encoding="utf-8"), default="-")
+@click.option("--batch-size", type=click.IntRange(1, 100_000), default=1000, show_default=True)
+@json_option
+def import_(source: Any, batch_size: int, as_json: bool) -> None:
+    """Restore a JSON Lines backup made by export (from SOURCE, default stdin), streamed."""
+    result = run(lambda db: import_jsonl(db, source, batch_size=batch_size))
+    rejected = [{"line": line, "reason": reason} for line, reason in result.rejected]
+    if as_json:
+        render.emit_json(
+            {"hash_records": result.hash_records, "logs": result.logs, "rejected": rejected}
+        )
+    else:
+        render.note(f"imported {result.hash_records} hash records, {result.logs} log entries")
+        for item in rejected[:20]:
+            render.note(f"  line {item['line']} rejected: {item['reason']}")
+    if rejected:
+        fail(f"{len(rejected)} line(s) rejected")

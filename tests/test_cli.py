@@ -1,0 +1,351 @@
+"""The command-line tool through its real entry points, in subprocesses: --json outputs
+parsed and checked, exit codes, one-line errors, configuration precedence, backups."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+COMMANDS = [
+    "scan",
+    "get",
+    "put",
+    "priority",
+    "set-target",
+    "logs",
+    "prune-logs",
+    "orphans",
+    "untracked",
+    "dashboard",
+    "health",
+    "migrate",
+    "export",
+    "import",
+    "pool-stats",
+    "summary",
+]
+AN_HOUR_AGO = time.time() - 3600
+
+
+def run_cli(
+    *args: str, data_dir: Path, stdin: str | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("ASYNC_DB_CLIENT")}
+    environment.update({"ASYNC_DB_CLIENT_DATA_DIR": str(data_dir), **(env or {})})
+    return subprocess.run(
+        [sys.executable, "-m", "async_db_client", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=environment,
+    )
+
+
+def ok(*args: str, data_dir: Path, stdin: str | None = None, **kw: Any) -> Any:
+    """Run a command with --json; it must succeed; its parsed output."""
+    result = run_cli(*args, "--json", data_dir=data_dir, stdin=stdin, **kw)
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    return json.loads(result.stdout)
+
+
+def one_line_error(result: subprocess.CompletedProcess[str], code: int) -> str:
+    assert result.returncode == code, (result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("Error: ")
+    return lines[0]
+
+
+@pytest.fixture
+def data(tmp_path: Path) -> Path:
+    return tmp_path / "data"
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> Path:
+    root = tmp_path / "tree"
+    (root / "sub" / "deeper").mkdir(parents=True)
+    (root / "empty").mkdir()
+    (root / "a.txt").write_text("alpha")
+    (root / "sub" / "b.txt").write_text("beta")
+    (root / "sub" / "deeper" / "c.txt").write_text("gamma")
+    os.symlink("a.txt", root / "link")
+    for directory, dirs, files in os.walk(root):
+        for name in dirs + files:
+            os.utime(Path(directory, name), (AN_HOUR_AGO, AN_HOUR_AGO), follow_symlinks=False)
+    return root
+
+
+# --------------------------------------------------------------------- the tool
+
+
+def test_console_script_and_module_are_the_same_tool(data: Path) -> None:
+    script = Path(sys.executable).with_name("async-db-client")
+    result = subprocess.run([script, "--version"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and result.stdout.strip() == "async-db-client, version 0.1.0"
+    helped = run_cli("--help", data_dir=data)
+    assert helped.returncode == 0
+    for command in COMMANDS:
+        assert f"  {command} " in helped.stdout, command
+
+
+def test_scan_then_read_it_back(tree: Path, data: Path) -> None:
+    scanned = ok("scan", str(tree), "--site-id", "site-a", data_dir=data)
+    assert scanned["root"] == str(tree) and len(scanned["root_hash"]) == 64
+    assert scanned["counters"]["directories"] == 4 and scanned["records_stored"] == 4
+    assert scanned["counters"]["files_hashed"] == 3 and scanned["counters"]["links"] == 1
+
+    record = ok("get", str(tree), data_dir=data)
+    assert record["current_hash"] == scanned["root_hash"]
+    assert (record["dirs"], record["files"], record["links"]) == (
+        ["empty", "sub"],
+        ["a.txt"],
+        ["link"],
+    )
+    assert record["session_id"] == scanned["session_id"]
+
+    logs = ok("logs", "--session", scanned["session_id"], "--order", "asc", data_dir=data)
+    assert [e["summary_message"].split(":")[0] for e in logs] == ["scan started", "scan finished"]
+    assert {e["site_id"] for e in logs} == {"site-a"}
+
+    summary = ok("summary", "--top", "2", data_dir=data)
+    assert summary["records"] == 4 and len(summary["newest"]) == 2
+    assert ok("untracked", data_dir=data) == [] and ok("orphans", data_dir=data) == []
+    dashboard = ok("dashboard", data_dir=data)
+    assert (dashboard["live_current"], dashboard["sync_unknown"]) == (1, 1)
+    assert dashboard["hash_record_count"] == 4
+
+    again = ok("scan", str(tree), data_dir=data)
+    assert again["root_hash"] == scanned["root_hash"]
+    assert again["counters"]["files_hashed"] == 0 and again["counters"]["files_cached"] == 3
+    (data / "scan-cache.db").unlink()
+    assert ok("scan", str(tree), "--no-cache", data_dir=data)["counters"]["files_hashed"] == 3
+
+
+def test_scan_progress_is_plain_lines_when_not_a_terminal(tree: Path, data: Path) -> None:
+    result = run_cli("scan", str(tree), data_dir=data)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.splitlines()[0] == f"scanning {tree}"
+    assert "done in" in result.stderr and "files (" in result.stderr
+    assert str(tree) in result.stdout and "root hash" in result.stdout  # the table
+
+
+def test_put_priority_orphans_untracked(data: Path) -> None:
+    record = {"path": "/srv", "current_hash": "h1", "dirs": ["a", "gone"], "target_hash": "t"}
+    assert ok("put", data_dir=data, stdin=json.dumps(record)) == {"stored": 1, "rejected": []}
+    bulk = [{"path": "/srv/a", "current_hash": "x"}, {"path": "/srv/stray", "current_hash": "y"}]
+    assert ok("put", data_dir=data, stdin=json.dumps(bulk))["stored"] == 2
+    assert ok("priority", data_dir=data) == ["/srv"]
+    assert ok("orphans", data_dir=data) == ["/srv/stray"]
+    assert ok("untracked", data_dir=data) == ["/srv/gone"]
+    ok("put", data_dir=data, stdin=json.dumps({"path": "/srv", "current_hash": "t"}))
+    stored = ok("get", "/srv", data_dir=data)
+    assert (stored["current_hash"], stored["prev_hash"]) == ("t", "h1")
+    assert ok("priority", data_dir=data) == []
+    assert run_cli("set-target", "/srv/a", "wanted", data_dir=data).returncode == 0
+    assert ok("priority", data_dir=data) == ["/srv/a"]
+    assert run_cli("set-target", "/srv/a", data_dir=data).returncode == 0  # cleared
+    assert ok("priority", data_dir=data) == []
+    assert "no record for /nope" in one_line_error(
+        run_cli("set-target", "/nope", "h", data_dir=data), 1
+    )
+    assert run_cli("set-target", "/srv/a", "bad hash", data_dir=data).returncode == 2
+
+    bad = run_cli("put", data_dir=data, stdin='{"path": "/p", "current_hash": "has space"}')
+    assert "current_hash" in one_line_error(bad, 2)
+    assert "not JSON" in one_line_error(run_cli("put", data_dir=data, stdin="{"), 2)
+    partly = run_cli(
+        "put", "--json", data_dir=data, stdin='[{"path": "/ok", "current_hash": "h"}, {}]'
+    )
+    assert partly.returncode == 1
+    assert json.loads(partly.stdout)["stored"] == 1
+
+
+def test_logs_paging_ordering_and_pruning(tree: Path, data: Path) -> None:
+    for _ in range(2):
+        ok("scan", str(tree), data_dir=data)
+    everything = ok("logs", "--order-by", "log_id", "--order", "ASC", data_dir=data)
+    assert [e["log_id"] for e in everything] == [1, 2, 3, 4]
+    page = ok("logs", "--limit", "2", "--offset", "1", "--order-by", "log_id", data_dir=data)
+    assert [e["log_id"] for e in page] == [3, 2]
+    assert ok("logs", "--older-than", "1", data_dir=data) == []
+    assert ok("prune-logs", "--older-than", "1", data_dir=data) == {"deleted": 0, "matching": 0}
+    time.sleep(0.01)  # "older than 0 days": strictly before now
+    assert ok("prune-logs", "--older-than", "0", "--dry-run", data_dir=data)["matching"] == 4
+    assert len(ok("logs", data_dir=data)) == 4
+    assert ok("prune-logs", "--older-than", "0", data_dir=data)["deleted"] == 4
+    assert ok("logs", "--all", data_dir=data) == []
+
+
+def test_operations_commands(data: Path) -> None:
+    assert ok("migrate", data_dir=data) == {"remote": 1, "core": 1}
+    assert ok("health", data_dir=data) == {"local_db": True, "core_db": True}
+    stats = ok("pool-stats", data_dir=data)
+    [(name, pool)] = stats.items()
+    assert name == f"sqlite://{data / 'hashes.db'}"
+    assert pool["size"] >= 1 and pool["acquired_total"] >= 2
+    human = run_cli("health", data_dir=data)
+    assert human.returncode == 0
+    assert f"configuration: embedded default ({data / 'hashes.db'})" in human.stdout
+
+
+def test_export_then_import_gives_identical_records(tree: Path, data: Path, tmp_path: Path) -> None:
+    ok("scan", str(tree), data_dir=data)
+    ok("put", data_dir=data, stdin=json.dumps({"path": str(tree), "current_hash": "rotated"}))
+    backup = tmp_path / "backup.jsonl"
+    exported = run_cli("export", "-o", str(backup), data_dir=data)
+    assert exported.returncode == 0, exported.stderr
+    assert "exported 4 hash records, 2 log entries" in exported.stderr
+    lines = [json.loads(line) for line in backup.read_text().splitlines()]
+    assert [line["type"] for line in lines] == ["header"] + ["hash_record"] * 4 + ["log"] * 2
+
+    fresh = tmp_path / "fresh"
+    imported = ok("import", str(backup), data_dir=fresh)
+    assert imported == {"hash_records": 4, "logs": 2, "rejected": []}
+    assert ok("import", str(backup), data_dir=fresh)["logs"] == 2  # again: stored once
+    again = run_cli("export", data_dir=fresh)
+    assert again.returncode == 0
+    copied = [json.loads(line) for line in again.stdout.splitlines()]
+
+    def records(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [row for row in rows if row["type"] == "hash_record"]
+
+    def logs(rows: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+        fields = ("summary_message", "log_level", "timestamp", "session_id", "site_id")
+        return [tuple(row[f] for f in fields) for row in rows if row["type"] == "log"]
+
+    assert records(copied) == records(lines)
+    rotated = next(r for r in records(copied) if r["path"] == str(tree))
+    assert rotated["current_hash"] == "rotated" and rotated["prev_hash"] is not None
+    assert logs(copied) == logs(lines)
+
+    from_stdin = ok("import", data_dir=tmp_path / "third", stdin=backup.read_text())
+    assert from_stdin["hash_records"] == 4
+    broken = run_cli("import", data_dir=fresh, stdin='{"type": "hash_record"}\nnot json\n')
+    assert "line 2: not JSON" in one_line_error(broken, 1)
+    unknown = run_cli("import", data_dir=fresh, stdin='{"type": "table"}\n')
+    assert "line 1: unknown type 'table'" in one_line_error(unknown, 1)
+    binary = tmp_path / "binary.jsonl"
+    binary.write_bytes(
+        b'{"type": "header", "format": "async_db_client.export", "version": 1}\n\xff\n'
+    )
+    assert "not UTF-8" in one_line_error(run_cli("import", str(binary), data_dir=fresh), 1)
+
+
+# -------------------------------------------------------------- failures, config
+
+
+def write_config(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+def test_unreachable_database_is_one_clear_line(tmp_path: Path, data: Path) -> None:
+    config = write_config(
+        tmp_path / "down.toml",
+        '[database]\nremote_type = "mysql"\n[database.remote_config]\n'
+        'host = "127.0.0.1"\nport = 1\ndatabase = "x"\nuser = "u"\npassword = "hunter2"\n'
+        "pool = { acquire_timeout = 1, connect_timeout = 0.5 }\n",
+    )
+    result = run_cli("--config", str(config), "get", "/x", data_dir=data)
+    line = one_line_error(result, 1)
+    assert "cannot connect to mysql://u@127.0.0.1:1/x" in line
+    assert f"(configuration: --config {config})" in line
+    assert "hunter2" not in result.stderr + result.stdout
+    unhealthy = run_cli("--config", str(config), "health", "--json", data_dir=data)
+    assert unhealthy.returncode == 1 and json.loads(unhealthy.stdout) == {"local_db": False}
+
+    missing_dir = write_config(
+        tmp_path / "nodir.toml",
+        '[database]\nremote_type = "sqlite"\n'
+        '[database.remote_config]\npath = "/no/such/dir/h.db"\n',
+    )
+    line = one_line_error(run_cli("--config", str(missing_dir), "logs", data_dir=data), 1)
+    assert "cannot open sqlite:///no/such/dir/h.db" in line
+
+
+def test_bad_usage_exits_2(tmp_path: Path, data: Path) -> None:
+    assert run_cli("logs", "--order", "sideways", data_dir=data).returncode == 2
+    assert run_cli("no-such-command", data_dir=data).returncode == 2
+    assert run_cli("prune-logs", data_dir=data).returncode == 2  # --older-than is required
+    assert run_cli("scan", str(tmp_path / "missing"), data_dir=data).returncode == 2
+    typo = write_config(tmp_path / "typo.toml", '[database]\nremote_type = "postgres"\n')
+    assert "database.remote_type" in one_line_error(
+        run_cli("--config", str(typo), "logs", data_dir=data), 2
+    )
+    not_toml = write_config(tmp_path / "bad.toml", "[database\n")
+    assert "not valid TOML" in one_line_error(
+        run_cli("--config", str(not_toml), "logs", data_dir=data), 2
+    )
+    line = one_line_error(
+        run_cli("--config", str(tmp_path / "none.toml"), "logs", data_dir=data), 2
+    )
+    assert "config file not found" in line
+    assert "core tier is not configured" in one_line_error(
+        run_cli(
+            "--config",
+            str(write_config(tmp_path / "remote-only.toml", '[database]\nremote_type = "local"\n')),
+            "dashboard",
+            data_dir=data,
+        ),
+        1,
+    )
+
+
+def test_configuration_precedence(tmp_path: Path, data: Path) -> None:
+    # A file's relative SQLite path is relative to the file.
+    (tmp_path / "env").mkdir()
+    (tmp_path / "flag").mkdir()
+    env_file = write_config(
+        tmp_path / "env" / "c.toml",
+        '[database]\nremote_type = "sqlite"\n[database.remote_config]\npath = "env.db"\n',
+    )
+    flag_file = write_config(
+        tmp_path / "flag" / "c.toml",
+        '[database]\nremote_type = "sqlite"\n[database.remote_config]\npath = "flag.db"\n',
+    )
+    from_env = {"ASYNC_DB_CLIENT_CONFIG": str(env_file)}
+
+    def source(*args: str, env: dict[str, str] | None = None) -> str:
+        result = run_cli(*args, "health", data_dir=data, env=env)
+        assert result.returncode == 0, result.stderr
+        return result.stdout.strip().splitlines()[-1]
+
+    assert source() == f"configuration: embedded default ({data / 'hashes.db'})"
+    assert source(env=from_env) == f"configuration: $ASYNC_DB_CLIENT_CONFIG={env_file}"
+    assert (
+        source("--config", str(flag_file), env=from_env) == f"configuration: --config {flag_file}"
+    )
+    assert (tmp_path / "env" / "env.db").exists() and (tmp_path / "flag" / "flag.db").exists()
+    assert (data / "hashes.db").exists()
+
+
+def test_default_data_dir_follows_xdg(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ASYNC_DB_CLIENT", "XDG_"))}
+    for extra, expected in (
+        ({"HOME": str(home)}, home / ".local" / "share" / "async_db_client"),
+        (
+            {"HOME": str(home), "XDG_DATA_HOME": str(tmp_path / "xdg")},
+            tmp_path / "xdg" / "async_db_client",
+        ),
+    ):
+        result = subprocess.run(
+            [sys.executable, "-m", "async_db_client", "health"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**env, **extra},
+        )
+        assert result.returncode == 0, result.stderr
+        assert (expected / "hashes.db").exists()
