@@ -325,7 +325,9 @@ async def main() -> int:
 
     setup = await aiomysql.connect(host=HOST, port=PORT, user=USER, password=PASSWORD)
     async with setup.cursor() as cursor:
-        await cursor.execute(f"CREATE DATABASE IF NOT EXISTS {DATABASE} CHARACTER SET utf8mb4")
+        await cursor.execute("SHOW DATABASES LIKE %s", (DATABASE,))
+        if not await cursor.fetchone():
+            await cursor.execute(f"CREATE DATABASE {DATABASE} CHARACTER SET utf8mb4")
     setup.close()
 
     runs = []
