@@ -16,4 +16,4 @@ def clock() -> FakeClock:
     return FakeClock(START)
 
 
-from tests.live import mysql_database  # noqa: E402,F401  (a session fixture)
+from tests.live import mysql_database, mysql_least_privilege  # noqa: E402,F401  (session fixtures)
