@@ -209,7 +209,7 @@ class SQLRemoteRepository(SQLRepositoryBase, RemoteRepository):
 
     async def _untracked(self) -> list[str]:
         rows = await self._db.fetchall(self.dialect.untracked())
-        return sorted(join_child(row[0], row[1]) for row in rows)
+        return sorted({join_child(row[0], row[1]) for row in rows})
 
     # ---------------------------------------------------------- backup, restore
 
