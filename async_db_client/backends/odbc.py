@@ -18,6 +18,7 @@ import concurrent.futures
 import logging
 import math
 import re
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -129,6 +130,8 @@ class OdbcConnection:
     #: The pyodbc cursor of the statement running now, so it can be cancelled.
     running: Any = None
     closed: bool = field(default=False)
+    #: Held by the worker thread while a statement runs (the cursor included).
+    busy: threading.Lock = field(default_factory=threading.Lock)
 
 
 class AioodbcDriver:
@@ -228,6 +231,9 @@ class AioodbcDriver:
             # A statement is still running in a worker (its task was cancelled): cancel it
             # from the spare worker, or closing would wait for it to finish.
             await self._in_thread(_cancel_quietly, conn.running)
+        # Closing under a statement still running in a worker frees the handles that
+        # worker is using (a segfault in the driver): wait for it to leave.
+        await self._in_thread(_wait_idle, conn)
         await conn.conn.close()
 
     def abort(self, conn: OdbcConnection) -> None:
@@ -235,7 +241,7 @@ class AioodbcDriver:
         if self._executor is not None and conn.conn._conn is not None:
             if conn.running is not None:
                 self._executor.submit(_cancel_quietly, conn.running)
-            self._executor.submit(_close_quietly, conn.conn._conn)
+            self._executor.submit(_close_quietly, conn.conn._conn, conn.busy)
 
     async def dispose(self) -> None:
         """Stop the worker threads (the pool is closed)."""
@@ -268,6 +274,11 @@ class AioodbcDriver:
     @staticmethod
     def _run(conn: OdbcConnection, sql: str, params: Sequence[Any], rows: bool) -> Any:
         # Runs in a worker thread: the whole statement, so the cursor is always closed.
+        with conn.busy:
+            return AioodbcDriver._run_locked(conn, sql, params, rows)
+
+    @staticmethod
+    def _run_locked(conn: OdbcConnection, sql: str, params: Sequence[Any], rows: bool) -> Any:
         cursor = conn.conn._conn.cursor()
         conn.running = cursor
         try:
@@ -339,8 +350,14 @@ def _cancel_quietly(cursor: Any) -> None:
         logger.debug("cancelling an ODBC statement failed: %s", exc)
 
 
-def _close_quietly(raw: Any) -> None:
+def _wait_idle(conn: OdbcConnection) -> None:
+    with conn.busy:
+        pass
+
+
+def _close_quietly(raw: Any, busy: threading.Lock) -> None:
     try:
-        raw.close()
+        with busy:  # not under a statement still running in another worker
+            raw.close()
     except Exception as exc:
         logger.debug("closing an ODBC connection failed: %s", exc)
