@@ -260,6 +260,7 @@ def live(database: str, password: str, **extra: Any) -> dict[str, Any]:
     return remote({**mysql_tier(MYSQL["port"], password, **extra), "database": database})
 
 
+@pytest.mark.live
 @pytest.mark.asyncio
 async def test_wrong_password_against_the_live_server(secret_user: str, seen: Seen) -> None:
     for driver in ("aiomysql", "odbc"):
@@ -274,6 +275,7 @@ async def test_wrong_password_against_the_live_server(secret_user: str, seen: Se
     assert raw.value.args[0] == 1045
 
 
+@pytest.mark.live
 @pytest.mark.asyncio
 async def test_a_working_session_and_its_failures(secret_user: str, seen: Seen) -> None:
     """Logged in with the password, through aiomysql and through ODBC: migrations,
@@ -313,6 +315,7 @@ async def test_a_working_session_and_its_failures(secret_user: str, seen: Seen) 
             seen.show(db.pool_stats(), DBClientFactory(config))
 
 
+@pytest.mark.live
 def test_the_sync_facade_with_the_password(secret_user: str, seen: Seen) -> None:
     config = live(secret_user, PASSWORD, pool={"max_size": 1, "acquire_timeout": 0.5})
     with async_db_client.sync.DBClientFactory(config).create_client() as db:

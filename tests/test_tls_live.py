@@ -29,7 +29,7 @@ from async_db_client.backends.sql_remote import SQLRemoteRepository
 from tests.live import MYSQL, unavailable
 from tests.mariadb_server import PrivateMariaDB
 
-pytestmark = [pytest.mark.live, pytest.mark.slow]
+pytestmark = pytest.mark.live
 
 OPENSSL = shutil.which("openssl")
 
