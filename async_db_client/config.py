@@ -58,7 +58,9 @@ SQLITE_MEMORY = ":memory:"
 #: The discriminator tags pydantic puts into error locations (dropped from key paths).
 ENGINE_TAGS = frozenset({"mysql", "mssql", "sqlite", "local"})
 
-PositiveSeconds = Annotated[float, Field(gt=0)]
+# Finite: an infinite query timeout would reach MariaDB as "max_statement_time = inf"
+# and fail every connection; None (where allowed) means no limit.
+PositiveSeconds = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 
 
 class _Strict(BaseModel):
@@ -82,7 +84,7 @@ class PoolSettings(_Strict):
     query_timeout: PositiveSeconds | None = 300.0
     max_lifetime: PositiveSeconds = 3600.0
     max_idle: PositiveSeconds = 600.0
-    check_after_idle: Annotated[float, Field(ge=0)] = 5.0
+    check_after_idle: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 5.0
     reconnect_backoff_initial: PositiveSeconds = 0.05
     reconnect_backoff_max: PositiveSeconds = 5.0
     retry_attempts: Annotated[int, Field(ge=0, le=20)] = 3
@@ -93,7 +95,9 @@ class PoolSettings(_Strict):
     @model_validator(mode="after")
     def _sizes(self) -> PoolSettings:
         if self.min_size > self.max_size:
-            raise ValueError(f"min_size ({self.min_size}) exceeds max_size ({self.max_size})")
+            raise ValueError(
+                f"min_size: min_size ({self.min_size}) exceeds max_size ({self.max_size})"
+            )
         return self
 
 
@@ -108,8 +112,10 @@ class TLSConfig(_Strict):
 
     @model_validator(mode="after")
     def _pair(self) -> TLSConfig:
-        if (self.cert is None) != (self.key is None):
-            raise ValueError("cert and key must be given together")
+        if self.cert is not None and self.key is None:
+            raise ValueError("key: required when cert is given (cert and key go together)")
+        if self.key is not None and self.cert is None:
+            raise ValueError("cert: required when key is given (cert and key go together)")
         return self
 
 
@@ -193,7 +199,8 @@ class MSSQLConfig(_ServerConfig):
             missing = [k for k in ("server", "database", "username") if not getattr(self, k)]
             if missing:
                 raise ValueError(
-                    f"{', '.join(missing)} required (or give a full odbc_connect string)"
+                    f"{missing[0]}: {', '.join(missing)} required "
+                    "(or give a full odbc_connect string)"
                 )
         return self
 
@@ -354,28 +361,58 @@ def parse_config(config: Mapping[str, Any] | ClientConfig | None) -> ClientConfi
     try:
         return ClientConfig.model_validate(config)
     except pydantic.ValidationError as exc:
-        problems = [
-            _problem(error["loc"], error["msg"])
-            for error in exc.errors(include_input=False, include_url=False)
-        ]
-        text = "; ".join(f"{key}: {message}" if key else message for key, message in problems)
-        raise ConfigurationError(
-            f"invalid configuration: {text}", key=problems[0][0] or None
-        ) from None
+        errors = exc.errors(include_input=False, include_url=False)
+    # Raised outside the except block: the pydantic error (whose text shows input values,
+    # passwords included) is not even kept as the new error's __context__.
+    problems = [_problem(config, error["loc"], error["msg"], error["type"]) for error in errors]
+    text = "; ".join(f"{key}: {message}" if key else message for key, message in problems)
+    raise ConfigurationError(f"invalid configuration: {text}", key=problems[0][0] or None)
 
 
-def _problem(loc: tuple[int | str, ...], message: str) -> tuple[str, str]:
-    parts = [str(part) for part in loc]
-    # Drop the discriminator tag pydantic inserts after 'remote_config' and friends.
-    if len(parts) >= 3 and parts[1].endswith("_config") and parts[2] in ENGINE_TAGS:
-        del parts[2]
+def _problem(
+    config: Mapping[str, Any], loc: tuple[int | str, ...], message: str, kind: str
+) -> tuple[str, str]:
+    """The dotted key of one pydantic error, as the user wrote it, and its message.
+
+    pydantic's location has parts the user never wrote (the tier tag after
+    ``remote_config``, union members such as ``bool`` or ``literal['strict']``,
+    ``[key]``); walking the input keeps only keys that are there, plus a missing
+    required key. Model-level checks phrase their message as "key: reason".
+    """
     message = message.removeprefix("Value error, ")
-    # Model-level checks phrase their message as "key: reason"; fold the key into the path.
+    parts = [(part, kind == "missing" and n == len(loc) - 1) for n, part in enumerate(loc)]
     head, sep, rest = message.partition(": ")
     if sep and head.replace("_", "").replace(".", "").isalnum() and " " not in head:
-        parts.extend(head.split("."))
+        parts.extend((name, True) for name in head.split("."))
         message = rest
-    return ".".join(parts), message
+    path: list[str] = []
+    node: Any = config
+    for part, may_be_missing in parts:
+        key = _lookup(node, part)
+        if key is not _ABSENT:
+            path.append(str(part))
+            node = node[key]
+        elif may_be_missing and isinstance(node, Mapping):
+            path.append(str(part))  # a required key the user left out
+            break
+        # else: a tag pydantic added to the location; the user's keys go on below it
+    return ".".join(path), message
+
+
+_ABSENT = object()
+
+
+def _lookup(node: Any, part: int | str) -> Any:
+    """The key (or index) of ``node`` that location part ``part`` names, or _ABSENT."""
+    if isinstance(node, Mapping):
+        if part in node:
+            return part
+        for key in node:  # a key pydantic reported as a str (an int key, say)
+            if str(key) == str(part):
+                return key
+    elif isinstance(node, list | tuple) and isinstance(part, int) and 0 <= part < len(node):
+        return part
+    return _ABSENT
 
 
 def _digest(secret: SecretStr | None) -> str:

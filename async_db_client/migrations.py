@@ -68,11 +68,21 @@ async def _exclusive(session: Session, dialect: Dialect) -> AsyncIterator[None]:
 
 
 async def migrate(session: Session, dialect: Dialect, tier: str) -> int:
-    """Apply ``tier``'s pending migrations; return the schema version reached."""
+    """Apply ``tier``'s pending migrations; return the schema version reached.
+
+    A schema already at the latest version is only read: no lock and no DDL, so a
+    runtime user with nothing but SELECT/INSERT/UPDATE/DELETE on the tables can keep
+    ``auto_migrate`` on once an admin has migrated.
+    """
+    latest = latest_version(dialect, tier)
+    try:
+        if await current_version(session, dialect, tier) == latest:
+            return latest
+    except QueryError:
+        pass  # no version table yet: create it below
     async with _exclusive(session, dialect):
         await session.execute(dialect.create_version_table())
         version = await current_version(session, dialect, tier)
-        latest = latest_version(dialect, tier)
         if version > latest:
             raise MigrationError(
                 f"the {tier} schema is at version {version}, newer than this library knows "

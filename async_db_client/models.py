@@ -10,8 +10,13 @@ Validation rules (each failure names the field):
 * ``path``: non-empty, at most 4096 bytes of UTF-8, no NUL.
 * hashes (``current_hash``, ``prev_hash``, ``target_hash``): non-empty, at most 128
   characters, no whitespace or control characters.
-* child names (``dirs``, ``files``, ``links``): non-empty, no ``/``, no NUL.
-* ``session_id`` and ``site_id``: at most 64 characters, no NUL.
+* child names (``dirs``, ``files``, ``links``): non-empty, no ``/``, no NUL; the three
+  lists of one record take at most 4 MiB as compact JSON (UTF-8), so a record always
+  fits one statement of every engine (MariaDB's default packet limit is 16 MiB).
+* ``session_id`` and ``site_id``: at most 64 characters, no control characters
+  (U+0000-U+001F, U+007F-U+009F), not ending in a space: SQL compares ``'a'`` and
+  ``'a '`` as equal (MariaDB's PAD SPACE collations, SQL Server always), so such ids
+  would name one site in SQL and two in memory, and control characters sort differently.
 * timestamps given as epoch seconds are non-negative integers; datetimes are UTC (a naive
   datetime is taken as UTC, an aware one is converted).
 """
@@ -19,17 +24,27 @@ Validation rules (each failure names the field):
 from __future__ import annotations
 
 import enum
+import json
+import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar
 
 import pydantic
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    model_validator,
+)
 
 from .errors import InvalidInputError
 
 __all__ = [
     "MAX_HASH_CHARS",
+    "MAX_NAMES_JSON_BYTES",
     "MAX_PATH_BYTES",
     "MAX_SESSION_ID_CHARS",
     "BulkResult",
@@ -41,7 +56,9 @@ __all__ = [
     "RejectedRecord",
     "SiteCompletion",
     "SiteStatus",
+    "check_identifier",
     "describe_validation_error",
+    "names_json_bytes",
     "parse_model",
 ]
 
@@ -52,6 +69,13 @@ MAX_SITE_ID_CHARS = 64
 MAX_SUMMARY_CHARS = 4000
 MAX_DETAIL_CHARS = 1_000_000
 MAX_EPOCH = 2**53  # beyond any real clock; keeps values exact in JSON and doubles
+#: The names in dirs, files and links of one record together, as JSON strings with their
+#: commas (see :func:`names_json_bytes`). Escaped into a MySQL statement that is at most
+#: 8 MiB, well inside MariaDB's default 16 MiB packet.
+MAX_NAMES_JSON_BYTES = 4 * 1024 * 1024
+_NAME_LISTS = ("dirs", "files", "links")
+_NAMES_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
 
 
 def _utf8_len(value: str, what: str) -> int:
@@ -111,6 +135,36 @@ def _check_text(limit: int) -> Any:
     return check
 
 
+def check_identifier(value: str, limit: int) -> str:
+    """A site or session id: at most ``limit`` characters, valid Unicode, no control
+    characters, no trailing space (SQL would compare it equal to the id without)."""
+    if len(value) > limit:
+        raise ValueError(f"is {len(value)} characters, the limit is {limit}")
+    if _CONTROL.search(value):
+        raise ValueError("must not contain control characters")
+    if value.endswith(" "):
+        raise ValueError("must not end with a space")
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError("is not valid Unicode (contains a lone surrogate)") from None
+    return value
+
+
+def _identifier(limit: int) -> Any:
+    def check(value: str) -> str:
+        return check_identifier(value, limit)
+
+    return check
+
+
+def names_json_bytes(lists: list[list[str]]) -> int:
+    """What :data:`MAX_NAMES_JSON_BYTES` limits: the names of ``lists`` as JSON strings
+    (quoted, escaped, UTF-8), each with its comma; the lists' brackets not counted."""
+    return sum(len(_NAMES_JSON.encode(names).encode("utf-8")) - 1 for names in lists if names)
+
+
 def _check_non_blank(value: str) -> str:
     if not value.strip():
         raise ValueError("must not be empty")
@@ -131,8 +185,8 @@ Path = Annotated[str, pydantic.Strict(), AfterValidator(_check_path)]
 HashValue = Annotated[str, pydantic.Strict(), AfterValidator(_check_hash)]
 Names = Annotated[list[Annotated[str, pydantic.Strict()]], AfterValidator(_check_names)]
 Epoch = Annotated[int, pydantic.Strict(), Field(ge=0, le=MAX_EPOCH)]
-SessionId = Annotated[str, pydantic.Strict(), AfterValidator(_check_text(MAX_SESSION_ID_CHARS))]
-SiteId = Annotated[str, pydantic.Strict(), AfterValidator(_check_text(MAX_SITE_ID_CHARS))]
+SessionId = Annotated[str, pydantic.Strict(), AfterValidator(_identifier(MAX_SESSION_ID_CHARS))]
+SiteId = Annotated[str, pydantic.Strict(), AfterValidator(_identifier(MAX_SITE_ID_CHARS))]
 UTCDateTime = Annotated[datetime, AfterValidator(_as_utc)]
 
 
@@ -190,6 +244,31 @@ class HashRecord(RecordModel):
     links: Names = Field(default_factory=list)
     target_hash: HashValue | None = None
     session_id: SessionId | None = None
+
+    @model_validator(mode="after")
+    def _names_fit(self) -> HashRecord:
+        dirs, files, links = lists = (self.dirs, self.files, self.links)
+        # The common case, in a few C calls: JSON takes at most 6 bytes a character
+        # ("\u001f") and 3 a name (quotes, comma), so no need to encode.
+        if not (dirs or files or links) or (
+            6 * (len("".join(dirs)) + len("".join(files)) + len("".join(links)))
+            + 3 * (len(dirs) + len(files) + len(links))
+            <= MAX_NAMES_JSON_BYTES
+        ):
+            return self
+        sizes = [names_json_bytes([names]) for names in lists]  # exact, for a rare record
+        if sum(sizes) > MAX_NAMES_JSON_BYTES:
+            # Named after the list that crosses the limit, counting the ones before it.
+            crossing = next(
+                name
+                for n, name in enumerate(_NAME_LISTS)
+                if sum(sizes[: n + 1]) > MAX_NAMES_JSON_BYTES
+            )
+            raise ValueError(
+                f"{crossing}: dirs, files and links take {sum(sizes)} bytes as JSON, "
+                f"the limit is {MAX_NAMES_JSON_BYTES}"
+            )
+        return self
 
 
 class LogLevel(enum.StrEnum):
@@ -280,15 +359,24 @@ class BulkResult(RecordModel):
     rejected: list[RejectedRecord] = Field(default_factory=list)
 
 
+def _located(error: Any) -> tuple[str, str]:
+    """(dotted location, message) of one pydantic error. A model-level check has no
+    location and phrases its message as "field: reason" instead."""
+    location = ".".join(str(part) for part in error["loc"])
+    message = error["msg"].removeprefix("Value error, ")
+    if not location:
+        head, sep, rest = message.partition(": ")
+        if sep and head.isidentifier():
+            return head, rest
+    return location, message
+
+
 def describe_validation_error(exc: pydantic.ValidationError) -> str:
     """A one-line summary of ``exc`` naming each bad field, without echoing any input."""
     parts = []
     for error in exc.errors(include_input=False, include_url=False):
-        location = ".".join(str(part) for part in error["loc"]) or "record"
-        message = error["msg"]
-        if message.startswith("Value error, "):
-            message = message[len("Value error, ") :]
-        parts.append(f"{location}: {message}")
+        location, message = _located(error)
+        parts.append(f"{location or 'record'}: {message}")
     return "; ".join(parts)
 
 
@@ -311,6 +399,6 @@ def parse_model(model: type[M], value: Any, what: str) -> M:
         return model.model_validate(dict(value))
     except pydantic.ValidationError as exc:
         errors = exc.errors(include_input=False, include_url=False)
-        first = ".".join(str(part) for part in errors[0]["loc"]) if errors else None
+        first = (_located(errors[0])[0] or None) if errors else None
         reason = describe_validation_error(exc)
         raise InvalidInputError(f"invalid {what}: {reason}", field=first, reason=reason) from None

@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from .errors import InvalidInputError
-from .models import MAX_HASH_CHARS, MAX_PATH_BYTES
+from .models import MAX_HASH_CHARS, MAX_PATH_BYTES, MAX_SESSION_ID_CHARS, check_identifier
 
 __all__ = [
     "LOG_ORDER_COLUMNS",
@@ -87,14 +87,22 @@ def check_hash_arg(value: Any, name: str) -> str:
 
 
 def check_site_arg(value: Any, name: str = "site_id") -> str:
-    """A site identifier: a non-empty str of at most 64 characters without NUL."""
+    """A site identifier: a non-blank str of at most 64 characters, valid Unicode, without
+    control characters or a trailing space (see :func:`~async_db_client.models.check_identifier`).
+    """
     if not isinstance(value, str):
         raise InvalidInputError(f"{name} must be a str, not {type(value).__name__}", field=name)
-    if not value.strip() or len(value) > 64 or "\x00" in value:
-        raise InvalidInputError(
-            f"{name} must be 1 to 64 characters without NUL, got {_show(value)}", field=name
-        )
+    if not value.strip():
+        raise InvalidInputError(f"{name} must not be blank, got {_show(value)}", field=name)
+    _identifier_arg(value, name, 64)
     return value
+
+
+def _identifier_arg(value: str, name: str, limit: int) -> None:
+    try:
+        check_identifier(value, limit)
+    except ValueError as exc:
+        raise InvalidInputError(f"{name} {exc}, got {_show(value)}", field=name) from None
 
 
 def check_idempotency_key(value: Any) -> str | None:
@@ -182,10 +190,13 @@ class LogQuery:
         offset = check_non_negative_int(offset, "offset")
         column = check_choice(order_by, "order_by", LOG_ORDER_COLUMNS)
         direction = check_choice(order_direction, "order_direction", _DIRECTIONS, fold_case=True)
-        if session_id_filter is not None and not isinstance(session_id_filter, str):
-            raise InvalidInputError(
-                "session_id_filter must be a str or None", field="session_id_filter"
-            )
+        if session_id_filter is not None:
+            # A filter no session id could equal is refused: SQL would match 'a' for 'a '.
+            if not isinstance(session_id_filter, str):
+                raise InvalidInputError(
+                    "session_id_filter must be a str or None", field="session_id_filter"
+                )
+            _identifier_arg(session_id_filter, "session_id_filter", MAX_SESSION_ID_CHARS)
         days = check_non_negative_int(older_than_days, "older_than_days", allow_none=True)
         if days is not None and days > 100_000:
             raise InvalidInputError("older_than_days must be <= 100000", field="older_than_days")

@@ -20,7 +20,13 @@ from async_db_client.backends.memory_core import MemoryCoreRepository
 from async_db_client.backends.memory_pipeline import MemoryPipelineRepository
 from async_db_client.backends.memory_remote import MemoryRemoteRepository
 from async_db_client.interfaces import CoreRepository, PipelineRepository, RemoteRepository
-from tests.live import TABLES, empty_tables, mysql_config, unavailable
+from tests.live import (
+    TABLES,
+    LeastPrivilegeDatabase,
+    empty_tables,
+    mysql_config,
+    unavailable,
+)
 
 
 class Backend:
@@ -112,6 +118,35 @@ class MySQLOdbcBackend(MySQLBackend):
 
     name = "mysql-odbc"
     driver = "odbc"
+
+
+class MySQLLeastPrivilegeBackend(MySQLBackend):
+    """The live MariaDB through aiomysql as a runtime user that may only SELECT, INSERT,
+    UPDATE and DELETE rows of the library's tables: an admin (root) applied the migrations
+    once per session, and the repositories run with ``auto_migrate: false``."""
+
+    name = "mysql-least-privilege"
+    grant = LeastPrivilegeDatabase("", "", "")
+
+    def setup(self, request: pytest.FixtureRequest) -> None:
+        self.grant = request.getfixturevalue("mysql_least_privilege")
+        self.database = self.grant.database
+
+    @contextlib.asynccontextmanager
+    async def _client(self, tier: str, clock: FakeClock) -> AsyncIterator[DBInstance]:
+        tier_config = {
+            **mysql_config(self.database, auto_migrate=False),
+            "user": self.grant.user,
+            "password": self.grant.password,
+        }
+        config = {"database": {f"{tier}_type": "mysql", f"{tier}_config": tier_config}}
+        if tier == "pipeline":
+            config = {"database": {}}
+        empty_tables(self.database, tier)  # as root: the runtime user may not, by design
+        async with DBClientFactory(config, clock=clock).create_client() as client:
+            if tier == "pipeline":
+                client.pipeline_db = _mysql_pipeline(tier_config, client, clock)
+            yield client
 
 
 def _mysql_pipeline(
@@ -279,6 +314,7 @@ BACKENDS: list[Callable[[], Backend]] = [
     MySQLOdbcBackend,
     SQLiteBackend,
     SQLiteMemoryBackend,
+    MySQLLeastPrivilegeBackend,
     MSSQLPeerBackend,
     MSSQLLiveBackend,
 ]

@@ -16,4 +16,8 @@ def clock() -> FakeClock:
     return FakeClock(START)
 
 
-from tests.live import mysql_database, own_database  # noqa: E402,F401  (fixtures)
+from tests.live import (  # noqa: E402  (fixtures)
+    mysql_database,  # noqa: F401
+    mysql_least_privilege,  # noqa: F401
+    own_database,  # noqa: F401
+)

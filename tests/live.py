@@ -8,9 +8,11 @@ skipped with a reason saying how to start the server. The server is the one on
 
 from __future__ import annotations
 
+import asyncio
 import os
 import secrets
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import pymysql
@@ -161,3 +163,71 @@ def open_transactions(database: str) -> int:
         )
         (count,) = cursor.fetchone()
         return int(count)
+
+
+#: Every table the library creates (the version table included).
+LIBRARY_TABLES = (
+    *(table for tables in TABLES.values() for table in tables),
+    "async_db_client_schema",
+)
+#: What a runtime user needs once an admin has applied the migrations: nothing more.
+RUNTIME_PRIVILEGES = "SELECT, INSERT, UPDATE, DELETE"
+
+
+@dataclass(frozen=True)
+class LeastPrivilegeDatabase:
+    """A migrated database and a user holding only :data:`RUNTIME_PRIVILEGES` on its
+    tables."""
+
+    database: str
+    user: str
+    password: str
+
+
+async def migrate_all_tiers(database: str) -> None:
+    """Apply every tier's migrations as the admin (root) user."""
+    from async_db_client import DBClientFactory
+    from async_db_client.backends.registry import mysql_repository
+    from async_db_client.config import MySQLConfig
+
+    config = client_config(database, tiers=("remote", "core"))
+    async with DBClientFactory(config).create_client() as client:
+        await client.migrate()
+        # The pipeline tier is SQL Server's in production; its MySQL SQL runs in the tests.
+        pipeline = mysql_repository(
+            "pipeline", MySQLConfig(**mysql_config(database)), client.pools, None
+        )
+        await pipeline.migrate()
+
+
+def grant_runtime_user(database: str, user: str, password: str) -> None:
+    """Create ``user`` with SELECT/INSERT/UPDATE/DELETE on the library's tables only."""
+    with connect() as conn, conn.cursor() as cursor:
+        cursor.execute("CREATE USER %s@'%%' IDENTIFIED BY %s", (user, password))
+        for table in LIBRARY_TABLES:
+            cursor.execute(
+                f"GRANT {RUNTIME_PRIVILEGES} ON `{database}`.`{table}` TO %s@'%%'", (user,)
+            )
+
+
+def drop_user(user: str) -> None:
+    with connect() as conn, conn.cursor() as cursor:
+        cursor.execute("DROP USER IF EXISTS %s@'%%'", (user,))
+
+
+@pytest.fixture(scope="session")
+def mysql_least_privilege() -> Iterator[LeastPrivilegeDatabase]:
+    """A database migrated by root, and a runtime user with DML rights on its tables only;
+    both dropped at the end of the session."""
+    require_mysql()
+    database = create_database("adc_lp")
+    user = f"adc_lp_{os.getpid()}_{secrets.token_hex(3)}"
+    # Characters that need quoting in SQL, ODBC and URLs, so a leak or a quoting bug shows.
+    password = f"lp'P\\w\"d;%{{}}@{secrets.token_hex(4)}"
+    try:
+        asyncio.run(migrate_all_tiers(database))
+        grant_runtime_user(database, user, password)
+        yield LeastPrivilegeDatabase(database, user, password)
+    finally:
+        drop_user(user)
+        drop_database(database)

@@ -107,7 +107,7 @@ def test_bad_config_names_the_key(path: list[str], value: Any, key: str) -> None
     assert key in str(info.value)
     assert SECRET not in str(info.value) and "12345" not in str(info.value)
     assert isinstance(info.value, ValueError)
-    assert info.value.__cause__ is None and info.value.__suppress_context__
+    assert info.value.__cause__ is None and info.value.__context__ is None
 
 
 def test_pool_min_above_max_is_named() -> None:

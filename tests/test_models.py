@@ -36,6 +36,12 @@ def test_hash_record_defaults_and_dict_reads() -> None:
         ({"links": ["\x00"]}, "links", "NUL"),
         ({"files": [""]}, "files", "#0 is empty"),
         ({"session_id": "x" * 65}, "session_id", "65 characters"),
+        ({"session_id": "s "}, "session_id", "must not end with a space"),
+        ({"session_id": "a\tb"}, "session_id", "control characters"),
+        ({"session_id": "a\x85"}, "session_id", "control characters"),
+        ({"session_id": "\ud800"}, "session_id", "lone surrogate"),
+        ({"files": ["x" * 4_000_000, "y" * 194_299]}, "files", "4194305 bytes as JSON"),
+        ({"dirs": ["x" * 4_000_000], "links": ["y" * 194_299]}, "links", "limit is 4194304"),
         ({"current_dtg_first": True}, "current_dtg_first", "valid integer"),
         ({"current_dtg_first": "12"}, "current_dtg_first", "valid integer"),
         ({"prev_dtg_latest": -5}, "prev_dtg_latest", "greater than or equal"),
@@ -53,6 +59,9 @@ def test_hash_record_rules(fields: dict[str, object], location: str, message: st
 
 def test_boundaries_are_inclusive() -> None:
     HashRecord(path="/" + "x" * 4095, current_hash="h" * 128, session_id="s" * 64)
+    # Names: each counts as its JSON string plus a comma; 4 MiB in all.
+    HashRecord(path="/a", current_hash="h", files=["x" * 4_000_000], dirs=["y" * 194_298])
+    HashRecord(path="/a", current_hash="h", session_id=" s\u202e\u00e9")  # leading space
 
 
 def test_error_messages_never_echo_input() -> None:

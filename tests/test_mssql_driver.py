@@ -114,6 +114,7 @@ async def test_first_use_runs_the_migrations_in_order(clock: FakeClock) -> None:
         sent = [r.qmark_sql for r in peer.app_requests() if r.executes]
     steps = [s for m in D.migrations("remote") for s in m.statements]
     assert sent == [
+        D.current_version,  # read first: a current schema needs no lock and no DDL
         D.lock_migrations(),
         D.create_version_table(),
         D.current_version,

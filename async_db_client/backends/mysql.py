@@ -17,6 +17,7 @@ from typing import Any
 
 import aiomysql
 import pymysql
+from pymysql.constants.CLIENT import SSL as CLIENT_SSL
 from pymysql.constants.SERVER_STATUS import SERVER_STATUS_NO_BACKSLASH_ESCAPES
 
 from ..config import MySQLConfig, TLSConfig
@@ -123,6 +124,44 @@ class _Cursor(aiomysql.Cursor):  # type: ignore[misc]
             )
 
 
+#: Starts the message of a TLS failure: a certificate or protocol mismatch, which another
+#: attempt would meet again (never retried).
+TLS_FAILED = "TLS failed"
+CR_SSL_CONNECTION_ERROR = 2026
+
+
+class _Connection(aiomysql.Connection):  # type: ignore[misc]
+    """aiomysql's connection, refusing to log in without TLS when TLS is configured.
+
+    aiomysql alone skips TLS, silently, when the server's greeting does not offer it (a
+    server without TLS, or anyone in between who strips the flag), and then sends the
+    login and every statement in plaintext.
+    """
+
+    async def _request_authentication(self) -> None:
+        if self._ssl_context is not None and not self.server_capabilities & CLIENT_SSL:
+            raise pymysql.err.OperationalError(
+                CR_SSL_CONNECTION_ERROR,
+                f"{TLS_FAILED}: the server does not offer TLS, and ssl is configured",
+            )
+        await super()._request_authentication()
+
+
+def _tls_failure(exc: BaseException) -> str | None:
+    """The TLS error behind a failed connect, if one is (a handshake that failed for
+    good: certificate, host name, protocol; not a connection cut during it)."""
+    seen: set[int] = set()
+    error: BaseException | None = exc
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, ssl.SSLError) and not isinstance(
+            error, ssl.SSLEOFError | ssl.SSLZeroReturnError | ssl.SSLSyscallError
+        ):
+            return str(error)
+        error = error.__cause__ or error.__context__
+    return None
+
+
 def _ssl_context(tls: TLSConfig) -> ssl.SSLContext:
     context = ssl.create_default_context(cafile=tls.ca)
     context.check_hostname = tls.verify_cert and tls.verify_identity
@@ -161,7 +200,7 @@ class AiomysqlDriver:
 
     async def connect(self, timeout: float) -> aiomysql.Connection:
         config = self.config
-        conn = aiomysql.Connection(
+        conn = _Connection(
             host=config.host,
             port=config.port,
             user=config.user,
@@ -181,9 +220,9 @@ class AiomysqlDriver:
         except BaseException as exc:
             conn.close()
             if isinstance(exc, pymysql.err.MySQLError):
-                raise DBConnectionError(
-                    f"cannot connect to {self.description}: {_message(exc)}"
-                ) from None
+                tls = _tls_failure(exc)
+                reason = f"{TLS_FAILED}: {tls}" if tls else _message(exc)
+                raise DBConnectionError(f"cannot connect to {self.description}: {reason}") from None
             raise
         return conn
 
@@ -225,6 +264,8 @@ class AiomysqlDriver:
         cause = exc.__cause__ or exc.__context__ or exc
         if isinstance(exc, DBConnectionError):
             text = str(exc)
+            if TLS_FAILED in text:
+                return False
             return any(f"({code})" in text for code in CONNECT_RETRYABLE_CODES)
         if isinstance(cause, OSError | asyncio.TimeoutError):
             return True
@@ -267,7 +308,8 @@ class AiomysqlDriver:
         code = _code(exc)
         if isinstance(
             # OSError covers resets, broken pipes and socket timeouts: the stream is gone.
-            exc, pymysql.err.InterfaceError | OSError | asyncio.IncompleteReadError
+            exc,
+            pymysql.err.InterfaceError | OSError | asyncio.IncompleteReadError,
         ):
             return ConnectionLostError(f"{self.description}: connection lost: {_message(exc)}")
         if isinstance(exc, pymysql.err.MySQLError):

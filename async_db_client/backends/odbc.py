@@ -133,6 +133,9 @@ class OdbcConnection:
     #: Held while ``running`` changes and while it is cancelled: cancelling a cursor
     #: that another thread is closing crashes pyodbc (use after free).
     cursor_lock: threading.Lock = field(default_factory=threading.Lock)
+    #: Held by the worker thread while a statement runs (the cursor included): closing
+    #: the connection under it would free the handles it uses.
+    busy: threading.Lock = field(default_factory=threading.Lock)
 
     def cancel_running(self) -> None:
         """Cancel the running statement, if any (from a thread other than its own)."""
@@ -242,6 +245,9 @@ class AioodbcDriver:
             # A statement is still running in a worker (its task was cancelled): cancel it
             # from the spare worker, or closing would wait for it to finish.
             await self._in_thread(conn.cancel_running)
+        # Closing under a statement still running in a worker frees the handles that
+        # worker is using (a segfault in the driver): wait for it to leave.
+        await self._in_thread(_wait_idle, conn)
         await conn.conn.close()
 
     def abort(self, conn: OdbcConnection) -> None:
@@ -249,7 +255,7 @@ class AioodbcDriver:
         if self._executor is not None and conn.conn._conn is not None:
             if conn.running is not None:
                 self._executor.submit(conn.cancel_running)
-            self._executor.submit(_close_quietly, conn.conn._conn)
+            self._executor.submit(_close_quietly, conn.conn._conn, conn.busy)
 
     async def dispose(self) -> None:
         """Stop the worker threads (the pool is closed)."""
@@ -282,6 +288,11 @@ class AioodbcDriver:
     @staticmethod
     def _run(conn: OdbcConnection, sql: str, params: Sequence[Any], rows: bool) -> Any:
         # Runs in a worker thread: the whole statement, so the cursor is always closed.
+        with conn.busy:
+            return AioodbcDriver._run_locked(conn, sql, params, rows)
+
+    @staticmethod
+    def _run_locked(conn: OdbcConnection, sql: str, params: Sequence[Any], rows: bool) -> Any:
         cursor = conn.conn._conn.cursor()
         with conn.cursor_lock:
             conn.running = cursor
@@ -348,8 +359,14 @@ def _finish(raw: Any, commit: bool) -> None:
         raw.autocommit = True
 
 
-def _close_quietly(raw: Any) -> None:
+def _wait_idle(conn: OdbcConnection) -> None:
+    with conn.busy:
+        pass
+
+
+def _close_quietly(raw: Any, busy: threading.Lock) -> None:
     try:
-        raw.close()
+        with busy:  # not under a statement still running in another worker
+            raw.close()
     except Exception as exc:
         logger.debug("closing an ODBC connection failed: %s", exc)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
 
 from ..dialects.base import Dialect
@@ -13,7 +13,25 @@ from ..interfaces import RemoteRepository
 from ..migrations import check_schema, migrate
 from ..models import LogEntry, LogLevel
 
-__all__ = ["SQLRepositoryBase", "insert_returning_id", "schema_step"]
+__all__ = ["SQLRepositoryBase", "insert_returning_id", "schema_step", "statement_chunks"]
+
+
+def statement_chunks(
+    rows: Sequence[tuple[Any, ...]], max_rows: int, max_bytes: int
+) -> Iterator[Sequence[tuple[Any, ...]]]:
+    """Consecutive runs of ``rows`` for multi-row statements: at most ``max_rows`` rows,
+    and no more than ``max_bytes`` of SQL by a safe estimate (4 bytes a character, the
+    most a character takes once encoded and escaped), unless one row alone is larger.
+    A statement must fit the server's packet limit whatever the rows hold."""
+    start, size = 0, 0
+    for end, row in enumerate(rows):
+        row_size = 200 + 4 * sum(len(value) for value in row if isinstance(value, str))
+        if end > start and (end - start >= max_rows or size + row_size > max_bytes):
+            yield rows[start:end]
+            start, size = end, 0
+        size += row_size
+    if start < len(rows):
+        yield rows[start:]
 
 
 def schema_step(dialect: Dialect, tier: str, *, auto_migrate: bool) -> Any:
@@ -136,8 +154,7 @@ class SQLRepositoryBase:
             for entry, key in entries
         ]
         per_statement = max(1, min(500, d.max_params // 7))
-        for start in range(0, len(rows), per_statement):
-            chunk = rows[start : start + per_statement]
+        for chunk in statement_chunks(rows, per_statement, d.max_statement_bytes):
             await self._db.execute(
                 d.insert_logs_ignoring_known_keys(self.tier, len(chunk)),
                 [value for row in chunk for value in row],

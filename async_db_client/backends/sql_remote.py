@@ -15,7 +15,7 @@ from ..interfaces import RemoteRepository, SingleValue
 from ..models import HashRecord, LogEntry
 from ..paths import join_child, parent_and_name, path_key
 from ..validation import LogQuery
-from .sql_base import SQLRepositoryBase
+from .sql_base import SQLRepositoryBase, statement_chunks
 
 __all__ = ["SQLRemoteRepository"]
 
@@ -209,7 +209,7 @@ class SQLRemoteRepository(SQLRepositoryBase, RemoteRepository):
 
     async def _untracked(self) -> list[str]:
         rows = await self._db.fetchall(self.dialect.untracked())
-        return sorted(join_child(row[0], row[1]) for row in rows)
+        return sorted({join_child(row[0], row[1]) for row in rows})
 
     # ---------------------------------------------------------- backup, restore
 
@@ -246,8 +246,7 @@ class SQLRemoteRepository(SQLRepositoryBase, RemoteRepository):
                 )
             )
         per_statement = max(1, min(BULK_ROWS // 2, d.max_params // len(rows[0])))
-        for start in range(0, len(rows), per_statement):
-            chunk = rows[start : start + per_statement]
+        for chunk in statement_chunks(rows, per_statement, d.max_statement_bytes):
             sql = d.restore_hashes(len(chunk))
             await self._db.execute(sql, list(itertools.chain.from_iterable(chunk)))
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import re
 
 from .base import (
     LOG_INSERT_COLUMNS,
@@ -18,6 +19,12 @@ __all__ = ["MySQLDialect"]
 
 _TABLE_OPTIONS = "ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin ROW_FORMAT=DYNAMIC"
 _KEY = "CHAR(64) CHARACTER SET ascii COLLATE ascii_bin"
+# A \u00XX escape (after any number of escaped backslashes) whose hex has a letter.
+_LOWER_HEX_ESCAPE = re.compile(r"(?<!\\)((?:\\\\)*)\\u00([01][a-f])")
+
+
+def _upper_hex(match: re.Match[str]) -> str:
+    return f"{match.group(1)}\\u00{match.group(2).upper()}"
 
 
 def _log_table(table: str) -> str:
@@ -139,6 +146,16 @@ class MySQLDialect(Dialect):
     max_statement_bytes = 4_000_000
     last_insert_id_sql = "SELECT LAST_INSERT_ID()"
 
+    def to_db_names(self, names: list[str]) -> str:
+        # MariaDB stores JSON as text and JSON_CONTAINS compares escaped text: a name
+        # must be escaped here exactly as JSON_QUOTE escapes it (\u001F, not \u001f),
+        # or find_orphaned_entries would not see it listed. MySQL's binary JSON compares
+        # values and accepts either.
+        text = super().to_db_names(names)
+        if "\\u00" in text:
+            text = _LOWER_HEX_ESCAPE.sub(_upper_hex, text)
+        return text
+
     @functools.lru_cache(maxsize=64)  # noqa: B019 - dialects are few and long-lived
     def upsert_hashes(self, rows: int) -> str:
         row = f"({', '.join('?' * len(UPSERT_COLUMNS))})"
@@ -188,12 +205,15 @@ class MySQLDialect(Dialect):
 
     def untracked(self) -> str:
         return (
-            "SELECT DISTINCT parent.path, listed.name FROM hash_records parent,"
+            # No DISTINCT: it would fold 'A' and 'a' (the column's collation is _ci) and
+            # 'a' and 'a ' (PAD SPACE); the repository drops exact duplicates.
+            "SELECT parent.path, listed.name FROM hash_records parent,"
             " JSON_TABLE(parent.dirs, '$[*]' COLUMNS ("
             "name VARCHAR(4096) CHARACTER SET utf8mb4 PATH '$')) AS listed"
             " WHERE NOT EXISTS (SELECT 1 FROM hash_records child"
             " WHERE child.parent_key = parent.path_key"
-            " AND child.name = listed.name COLLATE utf8mb4_bin)"
+            # Byte-exact: utf8mb4_bin pads with spaces, so 'a' would equal 'a '.
+            " AND CAST(child.name AS BINARY) = CAST(listed.name AS BINARY))"
         )
 
     def paging(self, *, limit: bool, offset: bool) -> str:
