@@ -244,7 +244,11 @@ class Executor(Runner):
         while True:
             pool = self._pool_source()
             try:
-                return await self._attempt(pool, work, transaction)
+                if transaction:
+                    return await self._attempt_transaction(pool, work)
+                # The common case inline: one coroutine frame fewer on every statement.
+                async with pool.connection() as conn:
+                    return await work(Session(pool, conn, self._driver))
             except (ConnectionLostError, TransientQueryError) as exc:
                 if not retry or attempt >= self._settings.retry_attempts:
                     raise
@@ -265,13 +269,11 @@ class Executor(Runner):
                 attempt += 1
                 await asyncio.sleep(delay)
 
-    async def _attempt(
-        self, pool: ConnectionPool[Any], work: Callable[[Session], Awaitable[T]], transaction: bool
+    async def _attempt_transaction(
+        self, pool: ConnectionPool[Any], work: Callable[[Session], Awaitable[T]]
     ) -> T:
         async with pool.connection() as conn:
             session = Session(pool, conn, self._driver)
-            if not transaction:
-                return await work(session)
             await session.begin()
             try:
                 result = await work(session)

@@ -93,6 +93,7 @@ LOG_ORDER_SQL = {name: ("logged_at" if name == "timestamp" else name) for name i
 VERSION_TABLE = "async_db_client_schema"
 # One encoder, reused: json.dumps with options builds a new one per call (bulk hot path).
 _JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+_JSON_DECODER = json.JSONDecoder()
 
 
 @dataclass(frozen=True)
@@ -159,10 +160,15 @@ class Dialect:
     def from_db_names(self, value: Any) -> list[str]:
         if isinstance(value, bytes | bytearray):
             value = value.decode("utf-8")
-        names = json.loads(value) if value else []
-        if not isinstance(names, list):
-            raise TypeError("child names column does not hold a JSON array")
-        return [str(name) for name in names]
+        if not value or value == "[]":
+            return []
+        # raw_decode skips json.loads' wrapper (two regex scans): this runs three times
+        # for every record read. The column holds what to_db_names wrote, or the same
+        # array as the engine prints it.
+        names, _ = _JSON_DECODER.raw_decode(value.strip())
+        if type(names) is not list or not all(type(name) is str for name in names):
+            raise TypeError("child names column does not hold a JSON array of strings")
+        return names
 
     # ------------------------------------------------------------ remote: records
 
