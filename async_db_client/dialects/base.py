@@ -311,7 +311,10 @@ class Dialect:
 
     def newest_baselines(self) -> str:
         """The two newest baseline hashes, newest first."""
-        raise NotImplementedError
+        return (
+            "SELECT baseline_hash FROM core_baselines"
+            " ORDER BY created_at DESC, baseline_id DESC LIMIT 2"
+        )
 
     #: Per (sync bucket, live bucket): site count and reported record count. Params:
     #: has_baseline (1/0), newest, second newest (a space if none), 24 h cutoff,
@@ -365,9 +368,12 @@ class Dialect:
 
     # ------------------------------------------------------------------ migrations
 
+    #: Each tier's schema steps, in version order (set by each engine's dialect).
+    migration_steps: dict[str, tuple[Migration, ...]] = {}
+
     def migrations(self, tier: str) -> tuple[Migration, ...]:
         """Every schema step of ``tier``, in version order."""
-        raise NotImplementedError
+        return self.migration_steps[tier]
 
     def create_version_table(self) -> str:
         raise NotImplementedError

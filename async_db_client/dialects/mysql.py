@@ -142,6 +142,11 @@ class MySQLDialect(Dialect):
     """SQL for MySQL 8 / MariaDB 10.6+, any driver (aiomysql, or ODBC)."""
 
     name = "mysql"
+    migration_steps = {
+        "remote": REMOTE_MIGRATIONS,
+        "core": CORE_MIGRATIONS,
+        "pipeline": PIPELINE_MIGRATIONS,
+    }
     max_params = 60_000
     max_statement_bytes = 4_000_000
     last_insert_id_sql = "SELECT LAST_INSERT_ID()"
@@ -244,15 +249,6 @@ class MySQLDialect(Dialect):
             " ON DUPLICATE KEY UPDATE root_hash = VALUES(root_hash),"
             " root_hash_at = VALUES(root_hash_at)"
         )
-
-    def newest_baselines(self) -> str:
-        return (
-            "SELECT baseline_hash FROM core_baselines"
-            " ORDER BY created_at DESC, baseline_id DESC LIMIT 2"
-        )
-
-    def migrations(self, tier: str) -> tuple[Migration, ...]:
-        return {"remote": REMOTE_MIGRATIONS, "core": CORE_MIGRATIONS}.get(tier, PIPELINE_MIGRATIONS)
 
     def create_version_table(self) -> str:
         return (

@@ -157,6 +157,11 @@ class SQLiteDialect(Dialect):
     """SQL for SQLite through any driver (aiosqlite here)."""
 
     name = "sqlite"
+    migration_steps = {
+        "remote": REMOTE_MIGRATIONS,
+        "core": CORE_MIGRATIONS,
+        "pipeline": PIPELINE_MIGRATIONS,
+    }
     #: SQLITE_MAX_VARIABLE_NUMBER is 32,766 since SQLite 3.32 (999 before; builds of
     #: older versions are rare enough that 999-parameter batches are not worth it).
     max_params = 32_766
@@ -260,16 +265,7 @@ class SQLiteDialect(Dialect):
             " root_hash_at = excluded.root_hash_at"
         )
 
-    def newest_baselines(self) -> str:
-        return (
-            "SELECT baseline_hash FROM core_baselines"
-            " ORDER BY created_at DESC, baseline_id DESC LIMIT 2"
-        )
-
     # ------------------------------------------------------------------ migrations
-
-    def migrations(self, tier: str) -> tuple[Migration, ...]:
-        return {"remote": REMOTE_MIGRATIONS, "core": CORE_MIGRATIONS}.get(tier, PIPELINE_MIGRATIONS)
 
     def create_version_table(self) -> str:
         return (

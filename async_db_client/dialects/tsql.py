@@ -175,6 +175,11 @@ class TSQLDialect(Dialect):
     """SQL for Microsoft SQL Server 2016+ through ODBC."""
 
     name = "tsql"
+    migration_steps = {
+        "remote": REMOTE_MIGRATIONS,
+        "core": CORE_MIGRATIONS,
+        "pipeline": PIPELINE_MIGRATIONS,
+    }
     #: SQL Server allows 2,100 parameters per statement; keep a margin.
     max_params = 2000
     max_statement_bytes = 4_000_000
@@ -321,9 +326,6 @@ class TSQLDialect(Dialect):
     )
 
     # ------------------------------------------------------------------ migrations
-
-    def migrations(self, tier: str) -> tuple[Migration, ...]:
-        return {"remote": REMOTE_MIGRATIONS, "core": CORE_MIGRATIONS}.get(tier, PIPELINE_MIGRATIONS)
 
     def create_version_table(self) -> str:
         return _create(
