@@ -106,13 +106,13 @@ class Session:
         return rows[0] if rows else None
 
     async def begin(self) -> None:
-        await self._call(_no_args(self._driver.begin))
+        await self._call(self._driver.begin)
 
     async def commit(self) -> None:
-        await self._call(_no_args(self._driver.commit))
+        await self._call(self._driver.commit)
 
     async def rollback(self) -> None:
-        await self._call(_no_args(self._driver.rollback))
+        await self._call(self._driver.rollback)
 
     @property
     def broken(self) -> bool:
@@ -152,10 +152,6 @@ class Session:
             # Not a statement the server refused: the connection's state is unknown.
             self._conn.broken = True
         return error
-
-
-def _no_args(method: Callable[[Any], Awaitable[None]]) -> Callable[..., Awaitable[None]]:
-    return method
 
 
 class Runner(ABC):

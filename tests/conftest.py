@@ -29,3 +29,4 @@ from tests.live import (  # noqa: E402  (fixtures)
     mysql_least_privilege,  # noqa: F401
     own_database,  # noqa: F401
 )
+from tests.mariadb_server import private_server  # noqa: E402,F401  (a fixture)

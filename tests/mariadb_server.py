@@ -19,6 +19,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pymysql
+import pytest
 
 from tests.live import unavailable
 
@@ -153,11 +154,14 @@ class PrivateMariaDB:
         self.close()
 
 
-@contextlib.contextmanager
-def private_mariadb(extra_args: Sequence[str] = ()) -> Iterator[PrivateMariaDB]:
-    server = PrivateMariaDB(extra_args)
+@pytest.fixture
+def private_server() -> Iterator[PrivateMariaDB]:
+    """A started private mariadbd with an empty database ``hashdb``; stopped and removed
+    at the end of the test."""
+    server = PrivateMariaDB()
     try:
         server.start()
+        server.execute("CREATE DATABASE hashdb CHARACTER SET utf8mb4")
         yield server
     finally:
         server.close()

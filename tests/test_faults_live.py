@@ -167,39 +167,33 @@ async def test_bulk_write_through_a_fault(name: str, fault_database: str) -> Non
 
 
 @pytest.mark.asyncio
-async def test_bulk_write_through_a_server_kill() -> None:
-    server = PrivateMariaDB()
-    try:
-        server.start()
-        server.execute("CREATE DATABASE hashdb CHARACTER SET utf8mb4")
-        pool = fault_pool()
-        async with client(server.port, "hashdb", pool) as db:
-            await db.migrate()
-            assert not (await bulk_under_fault(db, PATHS, "v1")).failed_calls
-            restarted: list[float] = []
+async def test_bulk_write_through_a_server_kill(private_server: PrivateMariaDB) -> None:
+    pool = fault_pool()
+    async with client(private_server.port, "hashdb", pool) as db:
+        await db.migrate()
+        assert not (await bulk_under_fault(db, PATHS, "v1")).failed_calls
+        restarted: list[float] = []
 
-            async def kill_and_restart(outcome: Outcome) -> None:
-                await outcome.progress(START_AFTER)
-                await asyncio.to_thread(server.kill)
-                await asyncio.sleep(1.0)
-                await asyncio.to_thread(server.start)
-                restarted.append(time.monotonic())
+        async def kill_and_restart(outcome: Outcome) -> None:
+            await outcome.progress(START_AFTER)
+            await asyncio.to_thread(private_server.kill)
+            await asyncio.sleep(1.0)
+            await asyncio.to_thread(private_server.start)
+            restarted.append(time.monotonic())
 
-            outcome = await bulk_under_fault(db, PATHS, "v2", kill_and_restart)
-            assert max(c.seconds for c in outcome.calls) <= call_bound(pool)
-            recovery = outcome.first_success_after(restarted[0])
-            again = await bulk_under_fault(db, PATHS, "v2")
-            assert not again.failed_calls
-            stats = next(iter(db.pool_stats().values()))
-        counts = audit(table("hashdb", port=server.port), PATHS, outcome)
-        report(
-            "kill -9 of the server, restarted after 1 s",
-            **counts,
-            errors=sorted({c.error for c in outcome.calls if c.error}),
-            slowest_call_s=round(max(c.seconds for c in outcome.calls), 2),
-            recovery_s=None if recovery is None else round(recovery, 2),
-            retries=stats.retries,
-            connections_lost=stats.connections_lost,
-        )
-    finally:
-        server.close()
+        outcome = await bulk_under_fault(db, PATHS, "v2", kill_and_restart)
+        assert max(c.seconds for c in outcome.calls) <= call_bound(pool)
+        recovery = outcome.first_success_after(restarted[0])
+        again = await bulk_under_fault(db, PATHS, "v2")
+        assert not again.failed_calls
+        stats = next(iter(db.pool_stats().values()))
+    counts = audit(table("hashdb", port=private_server.port), PATHS, outcome)
+    report(
+        "kill -9 of the private_server, restarted after 1 s",
+        **counts,
+        errors=sorted({c.error for c in outcome.calls if c.error}),
+        slowest_call_s=round(max(c.seconds for c in outcome.calls), 2),
+        recovery_s=None if recovery is None else round(recovery, 2),
+        retries=stats.retries,
+        connections_lost=stats.connections_lost,
+    )

@@ -39,53 +39,49 @@ def config(port: int, **pool: object) -> dict[str, object]:
 
 
 @pytest.mark.asyncio
-async def test_server_killed_and_restarted(clock: FakeClock) -> None:
-    server = PrivateMariaDB()
-    try:
-        server.start()
-        server.execute("CREATE DATABASE hashdb CHARACTER SET utf8mb4")
-        async with DBClientFactory(config(server.port), clock=clock).create_client() as db:
-            first = [{"path": f"/d/{i}", "current_hash": "v1"} for i in range(500)]
-            assert (await db.insert_or_update_hashes(first)).stored == 500
-            assert await db.put_log({"summary_message": "before"}) is not None
-            assert isinstance(db.remote_db, SQLRemoteRepository)
-            pool = db.remote_db.executor.pool
-            assert pool.get_stats().size >= 2
+async def test_server_killed_and_restarted(
+    clock: FakeClock, private_server: PrivateMariaDB
+) -> None:
+    async with DBClientFactory(config(private_server.port), clock=clock).create_client() as db:
+        first = [{"path": f"/d/{i}", "current_hash": "v1"} for i in range(500)]
+        assert (await db.insert_or_update_hashes(first)).stored == 500
+        assert await db.put_log({"summary_message": "before"}) is not None
+        assert isinstance(db.remote_db, SQLRemoteRepository)
+        pool = db.remote_db.executor.pool
+        assert pool.get_stats().size >= 2
 
-            server.kill()
-            start = time.monotonic()
-            with pytest.raises(DBConnectionError):
-                await db.get_hash_record("/d/1")
-            assert time.monotonic() - start < 6  # bounded by the acquire timeout, no hang
-            assert await db.health_check() == {"local_db": False}
+        private_server.kill()
+        start = time.monotonic()
+        with pytest.raises(DBConnectionError):
+            await db.get_hash_record("/d/1")
+        assert time.monotonic() - start < 6  # bounded by the acquire timeout, no hang
+        assert await db.health_check() == {"local_db": False}
 
-            server.start()
-            restarted = time.monotonic()
-            clock.advance(60)
-            second = [{"path": f"/d/{i}", "current_hash": "v2"} for i in range(500)]
-            result = await db.insert_or_update_hashes(second)
-            recovery = time.monotonic() - restarted
-            assert result.stored == 500 and result.rejected == []
-            assert recovery < 5
+        private_server.start()
+        restarted = time.monotonic()
+        clock.advance(60)
+        second = [{"path": f"/d/{i}", "current_hash": "v2"} for i in range(500)]
+        result = await db.insert_or_update_hashes(second)
+        recovery = time.monotonic() - restarted
+        assert result.stored == 500 and result.rejected == []
+        assert recovery < 5
 
-            for i in (0, 250, 499):
-                record = await db.get_hash_record(f"/d/{i}")
-                assert record is not None
-                assert (record.current_hash, record.prev_hash) == ("v2", "v1")
-                assert record.current_dtg_first == record.prev_dtg_latest + 60
-            with server.connect(database="hashdb") as conn, conn.cursor() as cursor:
-                cursor.execute("SELECT COUNT(*), COUNT(DISTINCT path) FROM hash_records")
-                assert cursor.fetchone() == (500, 500)
-            assert [e.summary_message for e in await db.get_logs()] == ["before"]
+        for i in (0, 250, 499):
+            record = await db.get_hash_record(f"/d/{i}")
+            assert record is not None
+            assert (record.current_hash, record.prev_hash) == ("v2", "v1")
+            assert record.current_dtg_first == record.prev_dtg_latest + 60
+        with private_server.connect(database="hashdb") as conn, conn.cursor() as cursor:
+            cursor.execute("SELECT COUNT(*), COUNT(DISTINCT path) FROM hash_records")
+            assert cursor.fetchone() == (500, 500)
+        assert [e.summary_message for e in await db.get_logs()] == ["before"]
 
-            stats = pool.get_stats()
-            assert stats.connections_lost >= 1
-            assert stats.connection_errors >= 1
-            for _ in range(50):  # the maintainer refills to min_size in the background
-                if pool.get_stats().size >= 2:
-                    break
-                await asyncio.sleep(0.05)
-            assert pool.get_stats().size >= 2
-            assert pool.get_stats().in_use == 0
-    finally:
-        server.close()
+        stats = pool.get_stats()
+        assert stats.connections_lost >= 1
+        assert stats.connection_errors >= 1
+        for _ in range(50):  # the maintainer refills to min_size in the background
+            if pool.get_stats().size >= 2:
+                break
+            await asyncio.sleep(0.05)
+        assert pool.get_stats().size >= 2
+        assert pool.get_stats().in_use == 0
