@@ -33,6 +33,7 @@ from .errors import (
     SyncUsageError,
     TooManyWaitersError,
     TransientQueryError,
+    UsageError,
     WrongEventLoopError,
 )
 from .interfaces import CoreRepository, PipelineRepository, RemoteRepository
@@ -89,6 +90,7 @@ __all__ = [
     "SystemClock",
     "TooManyWaitersError",
     "TransientQueryError",
+    "UsageError",
     "WrongEventLoopError",
     "__version__",
     "parse_config",

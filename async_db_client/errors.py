@@ -11,14 +11,15 @@ and also from the built-in class a caller would naturally catch::
     │   ├── ConnectionLostError                lost in the middle of an operation
     │   └── PoolTimeout (TimeoutError)         no connection within the acquire timeout
     │       └── TooManyWaitersError            the pool's queue of waiting tasks is full
-    ├── PoolClosedError (RuntimeError)         the pool or client was closed
-    ├── WrongEventLoopError (RuntimeError)     a pool used from another event loop
+    ├── UsageError (RuntimeError)              the library used in a way it cannot work
+    │   ├── PoolClosedError                    the pool or client was closed
+    │   ├── WrongEventLoopError                a pool used from another event loop
+    │   └── SyncUsageError                     the sync facade misused (e.g. inside a loop)
     ├── QueryError                             the server rejected or failed a statement
     │   ├── IntegrityError                     a constraint was violated
     │   ├── TransientQueryError                deadlock or lock wait timeout (retryable)
     │   └── QueryTimeoutError (TimeoutError)   the statement exceeded the query timeout
-    ├── MigrationError                         the schema could not be brought up to date
-    └── SyncUsageError (RuntimeError)          the sync facade misused (e.g. inside a loop)
+    └── MigrationError                         the schema could not be brought up to date
 
 Messages never contain a password: configuration errors are built from field locations
 only, and connection errors from a redacted description of the target.
@@ -42,6 +43,7 @@ __all__ = [
     "SyncUsageError",
     "TooManyWaitersError",
     "TransientQueryError",
+    "UsageError",
     "WrongEventLoopError",
 ]
 
@@ -94,11 +96,16 @@ class TooManyWaitersError(PoolTimeout):
     """The pool already has ``max_waiting`` tasks queued; the request was refused at once."""
 
 
-class PoolClosedError(AsyncDBClientError, RuntimeError):
+class UsageError(AsyncDBClientError, RuntimeError):
+    """The library was used in a way it cannot work: a closed client, a transaction used
+    after it ended or opened inside another, a pool from the wrong event loop."""
+
+
+class PoolClosedError(UsageError):
     """The pool (or the client that owns it) has been closed."""
 
 
-class WrongEventLoopError(AsyncDBClientError, RuntimeError):
+class WrongEventLoopError(UsageError):
     """A pool was used from an event loop other than the one it was opened in."""
 
 
@@ -126,5 +133,5 @@ class MigrationError(AsyncDBClientError):
     """The schema could not be migrated (or is newer than this library knows)."""
 
 
-class SyncUsageError(AsyncDBClientError, RuntimeError):
+class SyncUsageError(UsageError):
     """The sync facade was used where it cannot work, such as inside a running event loop."""
