@@ -36,7 +36,6 @@ from .errors import (
     UsageError,
     WrongEventLoopError,
 )
-from .interfaces import CoreRepository, PipelineRepository, RemoteRepository
 from .models import (
     BulkResult,
     DashboardMetrics,
@@ -49,6 +48,7 @@ from .models import (
     SiteStatus,
 )
 from .pool import PoolStats
+from .tiers import CoreRepository, PipelineRepository, RemoteRepository
 
 __version__ = "0.1.0"
 

@@ -6,9 +6,10 @@
         await db.insert_or_update_hash({'path': '/data', 'current_hash': 'abc'})
         record = await db.get_hash_record('/data')
 
-Every method delegates to the tier that owns it. A method of a tier that is not configured
-raises :class:`NotImplementedError` naming the missing ``*_type`` key, as the
-predecessor did.
+Every tier method delegates to the tier that owns it (those delegations are generated
+from the contracts in :mod:`async_db_client.tiers` by ``tools/gen_facades.py``). A method
+of a tier that is not configured raises :class:`NotImplementedError` naming the missing
+``*_type`` key, as the predecessor did.
 """
 
 from __future__ import annotations
@@ -16,14 +17,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
+from datetime import datetime
 from types import MappingProxyType, TracebackType
-from typing import Any, Literal
+from typing import Any
 
+from .backends.registry import build_tier
 from .clock import Clock
 from .config import ClientConfig, parse_config
 from .errors import PoolClosedError
-from .interfaces import CoreRepository, PipelineRepository, RemoteRepository, Repository
 from .models import (
     BulkResult,
     DashboardMetrics,
@@ -33,16 +35,23 @@ from .models import (
     SiteCompletion,
     SiteStatus,
 )
+from .outbox import Outbox
 from .pool_manager import PoolManager, PoolStats
+from .tiers import (
+    CoreRepository,
+    PipelineRepository,
+    RemoteRepository,
+    Repository,
+    SingleValue,
+    Tier,
+)
 
-__all__ = ["DBClientFactory", "DBInstance", "Tier"]
+__all__ = ["DBClientFactory", "DBInstance", "Tier", "joining"]
 
-Tier = Literal["remote", "core", "pipeline"]
-
-# The transactions open in the current task, by (client id, tier): calls made on the
+# The transactions open in the current context, by (client id, tier): calls made on the
 # client inside ``async with db.transaction():`` join that transaction.
-_ACTIVE_TX: contextvars.ContextVar[Mapping[tuple[int, str], Repository]] = contextvars.ContextVar(
-    "async_db_client_active_tx", default=MappingProxyType({})
+_ACTIVE_TX: contextvars.ContextVar[Mapping[tuple[int, str], Repository[Any]]] = (
+    contextvars.ContextVar("async_db_client_active_tx", default=MappingProxyType({}))
 )
 
 
@@ -69,7 +78,7 @@ class DBInstance:
 
     def __repr__(self) -> str:
         tiers = [
-            f"{name}={type(repo).__name__}"
+            f"{name}={type(repo.store).__name__}"
             for name, repo in (
                 ("remote", self.remote_db),
                 ("core", self.core_db),
@@ -107,7 +116,7 @@ class DBInstance:
                 await repo.aclose()
         await self.pools.aclose()
 
-    def _tier(self, tier: str) -> Repository:
+    def _tier(self, tier: str) -> Repository[Any]:
         if self._closed:
             raise PoolClosedError("the client is closed")
         active = _ACTIVE_TX.get()
@@ -115,7 +124,7 @@ class DBInstance:
             tx = active.get((id(self), tier))
             if tx is not None:
                 return tx
-        repo: Repository | None
+        repo: Repository[Any] | None
         if tier == "remote":
             repo = self.remote_db
         elif tier == "core":
@@ -155,15 +164,11 @@ class DBInstance:
         be used directly. Transactions do not nest.
         """
         repo = self._tier(tier)
-        key = (id(self), tier)
-        if key in _ACTIVE_TX.get():
+        if (id(self), tier) in _ACTIVE_TX.get():
             raise PoolClosedError(f"a {tier} transaction is already open in this task")
         async with repo.transaction() as tx:
-            token = _ACTIVE_TX.set({**_ACTIVE_TX.get(), key: tx})
-            try:
+            with joining(self, tier, tx):
                 yield tx
-            finally:
-                _ACTIVE_TX.reset(token)
 
     async def migrate(self) -> dict[str, int]:
         """Apply pending schema migrations on every configured tier; their versions."""
@@ -176,14 +181,19 @@ class DBInstance:
 
     async def outbox_pending(self) -> int:
         """Writes waiting in the remote tier's outbox (0 without an outbox)."""
-        outbox = self._remote().outbox
+        outbox = self._outbox()
         return 0 if outbox is None else await outbox.pending()
 
     async def flush_outbox(self, timeout: float | None = None) -> int:
         """Wait for the outbox to be replayed (at most ``timeout``); the writes still
         waiting (0 without an outbox)."""
-        outbox = self._remote().outbox
+        outbox = self._outbox()
         return 0 if outbox is None else await outbox.flush(timeout)
+
+    def _outbox(self) -> Outbox | None:
+        # Inside a transaction the tier is the transaction's, whose writes bypass it.
+        store = self._remote().store
+        return store if isinstance(store, Outbox) else None
 
     def pool_stats(self) -> dict[str, PoolStats]:
         """Statistics of every pool this client opened, by redacted target."""
@@ -198,161 +208,172 @@ class DBInstance:
             merged.update(result)
         return merged
 
+    # --- generated by tools/gen_facades.py from the tier contracts; do not edit ---
     # --------------------------------------------------------------------- remote
 
     async def get_hash_record(self, path: str) -> HashRecord | None:
-        """See :meth:`RemoteRepository.get_hash_record`."""
+        """The record stored for ``path``, or None."""
         return await self._remote().get_hash_record(path)
 
     async def insert_or_update_hash(self, record: Mapping[str, Any] | HashRecord) -> bool:
-        """See :meth:`RemoteRepository.insert_or_update_hash`."""
+        """Store ``record`` with prev-hash rotation; False (logged) if it is invalid."""
         return await self._remote().insert_or_update_hash(record)
 
     async def insert_or_update_hashes(
         self, records: Iterable[Mapping[str, Any] | HashRecord]
     ) -> BulkResult:
-        """See :meth:`RemoteRepository.insert_or_update_hashes`."""
+        """Validate every record, store the valid ones, report the rejected ones."""
         return await self._remote().insert_or_update_hashes(records)
 
-    async def get_single_field(self, path: str, field: str) -> str | int | None:
-        """See :meth:`RemoteRepository.get_single_field`."""
+    async def get_single_field(self, path: str, field: str) -> SingleValue:
+        """One field of the record for ``path`` (None if no record)."""
         return await self._remote().get_single_field(path, field)
 
     async def set_target_hash(self, path: str, target_hash: str | None) -> bool:
-        """See :meth:`RemoteRepository.set_target_hash`."""
+        """Set (or with None, clear) the target hash of an existing record."""
         return await self._remote().set_target_hash(path, target_hash)
 
     async def get_priority_updates(self) -> list[str]:
-        """See :meth:`RemoteRepository.get_priority_updates`."""
+        """Paths whose ``target_hash`` is set and differs from ``current_hash``, sorted."""
         return await self._remote().get_priority_updates()
 
     async def put_log(
         self, args_dict: Mapping[str, Any] | LogEntry, *, idempotency_key: str | None = None
     ) -> int | None:
-        """See :meth:`RemoteRepository.put_log`."""
+        """Store a log entry and return its new id; None (logged) if it is invalid."""
         return await self._remote().put_log(args_dict, idempotency_key=idempotency_key)
 
     async def get_logs(
-        self,
-        limit: int | None = None,
-        offset: int = 0,
-        order_by: str = "timestamp",
-        order_direction: str = "DESC",
-        session_id_filter: str | None = None,
-        older_than_days: int | None = None,
+        self, limit: int | None = None, offset: int = 0, order_by: str = "timestamp",
+        order_direction: str = "DESC", session_id_filter: str | None = None,
+        older_than_days: int | None = None
     ) -> list[LogEntry]:
-        """See :meth:`RemoteRepository.get_logs`."""
+        """Log entries, filtered and paged."""
         return await self._remote().get_logs(
             limit, offset, order_by, order_direction, session_id_filter, older_than_days
         )
 
     async def delete_log_entries(self, log_ids: Iterable[int]) -> tuple[int, list[int]]:
-        """See :meth:`RemoteRepository.delete_log_entries`."""
+        """Delete the given log entries: ``(deleted_count, ids_not_found)``."""
         return await self._remote().delete_log_entries(log_ids)
 
     async def find_orphaned_entries(self) -> list[str]:
-        """See :meth:`RemoteRepository.find_orphaned_entries`."""
+        """Paths whose parent has a record that does not list them, sorted."""
         return await self._remote().find_orphaned_entries()
 
     async def find_untracked_children(self) -> list[str]:
-        """See :meth:`RemoteRepository.find_untracked_children`."""
+        """``parent/name`` for each name in a record's ``dirs`` with no record, sorted."""
         return await self._remote().find_untracked_children()
 
     def iter_hash_records(self, *, batch_size: int = 1000) -> AsyncIterator[HashRecord]:
-        """See :meth:`RemoteRepository.iter_hash_records` (``async for record in ...``)."""
+        """Every stored record, in key order, fetched ``batch_size`` at a time."""
         return self._remote().iter_hash_records(batch_size=batch_size)
 
     def iter_logs(self, *, batch_size: int = 1000) -> AsyncIterator[LogEntry]:
-        """See :meth:`RemoteRepository.iter_logs` (``async for entry in ...``)."""
+        """Every log entry, oldest id first, fetched ``batch_size`` at a time."""
         return self._remote().iter_logs(batch_size=batch_size)
 
     async def restore_hash_records(
         self, records: Iterable[Mapping[str, Any] | HashRecord]
     ) -> BulkResult:
-        """See :meth:`RemoteRepository.restore_hash_records`."""
+        """Store complete records exactly as given (for restoring a backup)."""
         return await self._remote().restore_hash_records(records)
 
     async def restore_logs(self, entries: Iterable[Mapping[str, Any] | LogEntry]) -> BulkResult:
-        """See :meth:`RemoteRepository.restore_logs`."""
+        """Store log entries as given (timestamp required; new ids are assigned)."""
         return await self._remote().restore_logs(entries)
 
-    # ----------------------------------------------------------------------- core
+    # --------------------------------------------------------------------- core
 
     async def get_dashboard_content(self) -> DashboardMetrics:
-        """See :meth:`CoreRepository.get_dashboard_content`."""
+        """The eleven dashboard counters; every site in one sync and one live bucket."""
         return await self._core().get_dashboard_content()
 
     async def get_recent_logs(self) -> list[LogEntry]:
-        """See :meth:`CoreRepository.get_recent_logs`."""
+        """Central log entries of the last 30 days, newest first."""
         return await self._core().get_recent_logs()
 
     async def get_hash_record_count(self) -> int:
-        """See :meth:`CoreRepository.get_hash_record_count`."""
+        """Total hash records over all sites, as last reported in their heartbeats."""
         return await self._core().get_hash_record_count()
 
     async def get_log_count_last_24h(self, log_level: str) -> int:
-        """See :meth:`CoreRepository.get_log_count_last_24h`."""
+        """How many central log entries of ``log_level`` (any case) in the last 24 h."""
         return await self._core().get_log_count_last_24h(log_level)
 
     async def get_sites(self) -> list[SiteStatus]:
-        """See :meth:`CoreRepository.get_sites`."""
+        """Every known site's status, sorted by site id."""
         return await self._core().get_sites()
 
     async def put_site_heartbeat(
         self, site_id: str, *, hash_record_count: int | None = None
     ) -> None:
-        """See :meth:`CoreRepository.put_site_heartbeat`."""
+        """Record that ``site_id`` is alive now (registering it if new)."""
         await self._core().put_site_heartbeat(site_id, hash_record_count=hash_record_count)
 
     async def put_site_root_hash(
-        self, site_id: str, root_hash: str, *, computed_at: Any = None
+        self, site_id: str, root_hash: str, *, computed_at: datetime | None = None
     ) -> None:
-        """See :meth:`CoreRepository.put_site_root_hash`."""
+        """Record the root hash a site computed (at ``computed_at``, default now)."""
         await self._core().put_site_root_hash(site_id, root_hash, computed_at=computed_at)
 
-    async def put_baseline(self, baseline_hash: str, *, created_at: Any = None) -> int:
-        """See :meth:`CoreRepository.put_baseline`."""
+    async def put_baseline(self, baseline_hash: str, *, created_at: datetime | None = None) -> int:
+        """Publish a new baseline hash (the newest becomes the sync reference); its id."""
         return await self._core().put_baseline(baseline_hash, created_at=created_at)
 
     async def put_core_log(
         self, args_dict: Mapping[str, Any] | LogEntry, *, idempotency_key: str | None = None
     ) -> int | None:
-        """See :meth:`CoreRepository.put_core_log`."""
+        """Store a central log entry (same rules as the remote ``put_log``)."""
         return await self._core().put_core_log(args_dict, idempotency_key=idempotency_key)
 
-    # ------------------------------------------------------------------- pipeline
+    # --------------------------------------------------------------------- pipeline
 
     async def get_pipeline_updates(self) -> list[PipelineUpdate]:
-        """See :meth:`PipelineRepository.get_pipeline_updates`."""
+        """Pending (unanswered) update requests, oldest first."""
         return await self._pipeline().get_pipeline_updates()
 
     async def put_pipeline_hash(self, update_path: str, hash_value: str) -> bool:
-        """See :meth:`PipelineRepository.put_pipeline_hash`."""
+        """Answer every pending request for ``update_path`` with ``hash_value``."""
         return await self._pipeline().put_pipeline_hash(update_path, hash_value)
 
     async def get_official_sites(self) -> list[str]:
-        """See :meth:`PipelineRepository.get_official_sites`."""
+        """Identifiers of the official sites, sorted."""
         return await self._pipeline().get_official_sites()
 
     async def put_pipeline_site_completion(self, site: str) -> bool:
-        """See :meth:`PipelineRepository.put_pipeline_site_completion`."""
+        """Record that official site ``site`` completed now; False if not official/invalid."""
         return await self._pipeline().put_pipeline_site_completion(site)
 
     async def enqueue_pipeline_update(self, path: str, site_id: str | None = None) -> int:
-        """See :meth:`PipelineRepository.enqueue_pipeline_update`."""
+        """Queue an update request for ``path`` (optionally for a site); its id."""
         return await self._pipeline().enqueue_pipeline_update(path, site_id)
 
     async def register_official_site(self, site_id: str) -> bool:
-        """See :meth:`PipelineRepository.register_official_site`."""
+        """Make ``site_id`` official; False if it already was."""
         return await self._pipeline().register_official_site(site_id)
 
     async def get_pipeline_site_completions(self, site: str | None = None) -> list[SiteCompletion]:
-        """See :meth:`PipelineRepository.get_pipeline_site_completions`."""
+        """Completion records (of one site, or all), oldest first."""
         return await self._pipeline().get_pipeline_site_completions(site)
 
     async def pipeline_health_check(self) -> dict[str, bool]:
-        """See :meth:`PipelineRepository.pipeline_health_check`."""
+        """``{'pipeline_db': True}`` if the database answers, else False (never raises)."""
         return await self._pipeline().pipeline_health_check()
+    # --- end of generated code ---
+
+
+@contextlib.contextmanager
+def joining(client: DBInstance, tier: Tier, tx: Repository[Any]) -> Iterator[None]:
+    """For the block, calls on ``client`` for ``tier`` made in the current context (this
+    task and tasks it starts, or this thread) go to ``tx``, a repository bound to an open
+    transaction. :meth:`DBInstance.transaction` uses it, and so does the sync facade from
+    the calling thread (each of its calls carries the thread's context into the loop)."""
+    token = _ACTIVE_TX.set({**_ACTIVE_TX.get(), (id(client), tier): tx})
+    try:
+        yield
+    finally:
+        _ACTIVE_TX.reset(token)
 
 
 class DBClientFactory:
@@ -377,8 +398,6 @@ class DBClientFactory:
 
     def create_client(self) -> DBInstance:
         """A new client; no connection is opened until the first call needs one."""
-        from .backends.registry import build_tier
-
         pools = PoolManager()
         database = self.config.database
         remote = build_tier("remote", database.tier("remote"), pools, self.clock)

@@ -26,7 +26,7 @@ from __future__ import annotations
 import enum
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar
 
@@ -47,6 +47,7 @@ __all__ = [
     "MAX_NAMES_JSON_BYTES",
     "MAX_PATH_BYTES",
     "MAX_SESSION_ID_CHARS",
+    "MAX_SITE_ID_CHARS",
     "BulkResult",
     "DashboardMetrics",
     "HashRecord",
@@ -56,7 +57,9 @@ __all__ = [
     "RejectedRecord",
     "SiteCompletion",
     "SiteStatus",
+    "check_hash",
     "check_identifier",
+    "check_path",
     "describe_validation_error",
     "names_json_bytes",
     "parse_model",
@@ -78,34 +81,45 @@ _NAMES_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
 
 
-def _utf8_len(value: str, what: str) -> int:
+# The rules below are the only place each input rule is written: the models apply them
+# to record fields, and validation.py to method arguments (naming the argument, as
+# ``name``). They raise ValueError saying what is wrong, never echoing the value.
+
+
+def _says(name: str, text: str) -> str:
+    return f"{name} {text}" if name else text
+
+
+def _utf8_len(value: str, what: str = "") -> int:
     try:
         return len(value.encode("utf-8"))
     except UnicodeEncodeError:
         # Lone surrogates (e.g. os.fsdecode of undecodable bytes) cannot be stored anywhere.
-        raise ValueError(f"{what} is not valid Unicode (contains a lone surrogate)") from None
+        raise ValueError(_says(what, "is not valid Unicode (contains a lone surrogate)")) from None
 
 
-def _check_path(value: str) -> str:
+def check_path(value: str, name: str = "path") -> str:
+    """A path: non-empty, no NUL, at most 4096 bytes of UTF-8 (ValueError otherwise)."""
     if not value:
-        raise ValueError("path must not be empty")
+        raise ValueError(f"{name} must not be empty")
     if "\x00" in value:
-        raise ValueError("path must not contain NUL")
-    size = _utf8_len(value, "path")
+        raise ValueError(f"{name} must not contain NUL")
+    size = _utf8_len(value, name)
     if size > MAX_PATH_BYTES:
-        raise ValueError(f"path is {size} bytes of UTF-8, the limit is {MAX_PATH_BYTES}")
+        raise ValueError(f"{name} is {size} bytes of UTF-8, the limit is {MAX_PATH_BYTES}")
     return value
 
 
-def _check_hash(value: str) -> str:
+def check_hash(value: str, name: str = "hash") -> str:
+    """A hash: 1 to 128 characters, no whitespace or control characters."""
     if not value:
-        raise ValueError("hash must not be empty")
+        raise ValueError(f"{name} must not be empty")
     if len(value) > MAX_HASH_CHARS:
-        raise ValueError(f"hash is {len(value)} characters, the limit is {MAX_HASH_CHARS}")
-    # isprintable() is False for every whitespace character except the space itself.
+        raise ValueError(f"{name} is {len(value)} characters, the limit is {MAX_HASH_CHARS}")
+    # isprintable() is False for every whitespace character except the space itself, and
+    # for lone surrogates, so a printable hash is also valid UTF-8.
     if not value.isprintable() or " " in value:
-        raise ValueError("hash must not contain whitespace or control characters")
-    _utf8_len(value, "hash")
+        raise ValueError(f"{name} must not contain whitespace or control characters")
     return value
 
 
@@ -129,30 +143,27 @@ def _check_text(limit: int) -> Any:
             raise ValueError("must not contain NUL")
         if len(value) > limit:
             raise ValueError(f"is {len(value)} characters, the limit is {limit}")
-        _utf8_len(value, "text")
+        _utf8_len(value)
         return value
 
     return check
 
 
-def check_identifier(value: str, limit: int) -> str:
+def check_identifier(value: str, limit: int, name: str = "") -> str:
     """A site or session id: at most ``limit`` characters, valid Unicode, no control
     characters, no trailing space (SQL would compare it equal to the id without)."""
     if len(value) > limit:
-        raise ValueError(f"is {len(value)} characters, the limit is {limit}")
+        raise ValueError(_says(name, f"is {len(value)} characters, the limit is {limit}"))
     if _CONTROL.search(value):
-        raise ValueError("must not contain control characters")
+        raise ValueError(_says(name, "must not contain control characters"))
     if value.endswith(" "):
-        raise ValueError("must not end with a space")
+        raise ValueError(_says(name, "must not end with a space"))
     if not value.isascii():
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            raise ValueError("is not valid Unicode (contains a lone surrogate)") from None
+        _utf8_len(value, name)
     return value
 
 
-def _identifier(limit: int) -> Any:
+def _identifier(limit: int) -> Callable[[str], str]:
     def check(value: str) -> str:
         return check_identifier(value, limit)
 
@@ -181,8 +192,8 @@ def _upper(value: Any) -> Any:
     return value.upper() if isinstance(value, str) else value
 
 
-Path = Annotated[str, pydantic.Strict(), AfterValidator(_check_path)]
-HashValue = Annotated[str, pydantic.Strict(), AfterValidator(_check_hash)]
+Path = Annotated[str, pydantic.Strict(), AfterValidator(check_path)]
+HashValue = Annotated[str, pydantic.Strict(), AfterValidator(check_hash)]
 Names = Annotated[list[Annotated[str, pydantic.Strict()]], AfterValidator(_check_names)]
 Epoch = Annotated[int, pydantic.Strict(), Field(ge=0, le=MAX_EPOCH)]
 SessionId = Annotated[str, pydantic.Strict(), AfterValidator(_identifier(MAX_SESSION_ID_CHARS))]

@@ -1,7 +1,12 @@
 """A durable outbox for the remote tier: writes survive an unreachable database.
 
-Opt in per client with ``outbox: {path: ...}`` in the remote tier's config. Then, when
-``insert_or_update_hash`` or ``put_log`` cannot reach the database (any
+:class:`Outbox` wraps a remote store and keeps its protocol
+(:class:`~async_db_client.tiers.remote.RemoteStore`): with ``outbox: {path: ...}`` in
+the remote tier's config, the registry hands the repository ``Outbox(store)`` instead of
+the store. Single writes go through the outbox; everything else (reads, bulk writes,
+transactions, health, migrations) goes straight to the wrapped store.
+
+When ``insert_or_update_hash`` or ``put_log`` cannot reach the database (any
 :class:`~async_db_client.errors.DBConnectionError`), the write is appended to a local
 SQLite file and the call returns success: True, or for ``put_log`` a *negative* id, the
 outbox sequence number negated (the real id is assigned on replay). A background task
@@ -31,20 +36,21 @@ import logging
 import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, TypeVar
+from typing import Any, TypeVar
 
 from .errors import DBConnectionError
 from .models import HashRecord, LogEntry
-from .pool import backoff_delay
+from .retry import Backoff
+from .tiers.remote import RemoteStore
 
-if TYPE_CHECKING:
-    from .interfaces import RemoteRepository
-
-__all__ = ["Outbox", "OutboxEntry"]
+__all__ = ["DEFAULT_BACKOFF", "Outbox", "OutboxEntry"]
 
 logger = logging.getLogger("async_db_client")
 
 T = TypeVar("T")
+
+#: Pauses between replay attempts while the database stays unreachable.
+DEFAULT_BACKOFF = Backoff(0.1, 5.0)
 
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS outbox ("
@@ -67,7 +73,7 @@ class OutboxEntry:
     key: str | None
 
 
-class _Store:
+class _File:
     """The SQLite file, used from one worker thread (sqlite3 connections are not
     thread-safe, and one writer keeps the order)."""
 
@@ -101,50 +107,55 @@ class _Store:
 
 
 class Outbox:
-    """Queue and replay remote writes; owned by one remote repository."""
+    """A remote store whose single writes survive an unreachable database.
+
+    Same protocol as the ``store`` it wraps: ``upsert_record`` and ``insert_log`` go
+    through the outbox file when needed; every other attribute is the store's own.
+    """
 
     def __init__(
         self,
+        store: RemoteStore,
         path: str,
         *,
         replay_batch: int = 200,
-        backoff_initial: float = 0.1,
-        backoff_max: float = 5.0,
+        backoff: Backoff = DEFAULT_BACKOFF,
     ) -> None:
+        self.store = store
         self.path = path
-        self._store = _Store(path)
+        self._file = _File(path)
         self._batch = replay_batch
-        self._backoff = (backoff_initial, backoff_max)
-        self._repo: RemoteRepository | None = None
+        self._backoff = backoff
         self._pending: int | None = None  # loaded from the file on first use
         self._replayer: asyncio.Task[None] | None = None
         self._drained: asyncio.Event | None = None
         self._closed = False
 
     def __repr__(self) -> str:
-        return f"Outbox({self.path!r}, pending={self._pending})"
+        return f"Outbox({self.store!r}, {self.path!r}, pending={self._pending})"
 
-    def bind(self, repo: RemoteRepository) -> None:
-        """The repository whose writes this outbox keeps (set once, by the registry)."""
-        self._repo = repo
+    def __getattr__(self, name: str) -> Any:
+        # Reads, bulk writes, transactions (whose writes belong to the transaction),
+        # health and migrations: the wrapped store's, unchanged.
+        return getattr(self.store, name)
 
     # ------------------------------------------------------------------ writes
 
-    async def upsert(self, record: HashRecord, now: int) -> None:
+    async def upsert_record(self, record: HashRecord, now: int) -> None:
         """Write ``record`` (rotation as of ``now``), or queue it if the database is down."""
         if not await self._queue_first():
             try:
-                await self._repository()._upsert(iter([record]), now, ordered=True)
+                await self.store.upsert_record(record, now)
                 return
             except DBConnectionError as exc:
                 self._diverted(exc)
         await self._append("hash", record.model_dump_json(), now, None)
 
-    async def put_log(self, entry: LogEntry, key: str) -> int:
+    async def insert_log(self, entry: LogEntry, key: str) -> int:
         """Store ``entry`` and return its id, or queue it and return ``-sequence``."""
         if not await self._queue_first():
             try:
-                return await self._repository()._insert_log(entry, key)
+                return await self.store.insert_log(entry, key)
             except DBConnectionError as exc:
                 self._diverted(exc)
         return -await self._append("log", entry.model_dump_json(), None, key)
@@ -165,7 +176,8 @@ class Outbox:
         return await self._count()
 
     async def aclose(self) -> None:
-        """Stop replaying and close the file; what is left stays for the next client."""
+        """Stop replaying and close the file (what is left stays for the next client),
+        then close the wrapped store."""
         if self._closed:
             return
         self._closed = True
@@ -173,13 +185,10 @@ class Outbox:
             self._replayer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._replayer
-        await asyncio.get_running_loop().run_in_executor(None, self._store.close)
+        await asyncio.get_running_loop().run_in_executor(None, self._file.close)
+        await self.store.aclose()
 
     # ---------------------------------------------------------------- internals
-
-    def _repository(self) -> RemoteRepository:
-        assert self._repo is not None, "outbox not bound to a repository"
-        return self._repo
 
     def _diverted(self, exc: BaseException) -> None:
         logger.warning(
@@ -191,7 +200,7 @@ class Outbox:
 
     async def _count(self) -> int:
         if self._pending is None:
-            self._pending = await self._store.run(
+            self._pending = await self._file.run(
                 lambda db: int(db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
             )
         return self._pending
@@ -211,7 +220,7 @@ class Outbox:
             )
             return int(cursor.lastrowid or 0)
 
-        seq = await self._store.run(insert)
+        seq = await self._file.run(insert)
         self._pending = await self._count() + 1
         self._start_replayer()
         return seq
@@ -228,9 +237,9 @@ class Outbox:
             )
 
     async def _replay(self) -> None:
-        attempt = 0
+        attempts = self._backoff.attempts()
         while True:
-            entries = await self._store.run(self._oldest)
+            entries = await self._file.run(self._oldest)
             if not entries:
                 self._pending = 0
                 assert self._drained is not None
@@ -242,15 +251,16 @@ class Outbox:
                 for entry in entries:
                     await self._apply(entry)
                     applied += 1
-                attempt = 0
+                attempts.reset()
             except DBConnectionError:
-                await asyncio.sleep(backoff_delay(attempt, *self._backoff))
-                attempt += 1
+                delay = attempts.next_delay()
+                assert delay is not None  # no limit, no deadline: the server comes back
+                await asyncio.sleep(delay)
             finally:
                 if applied:
                     # One commit per batch: a crash before it replays the batch again,
                     # which is harmless (replays are idempotent).
-                    await self._store.run(_deleter(entries[applied - 1].seq))
+                    await self._file.run(_deleter(entries[applied - 1].seq))
                     self._pending = max(0, (self._pending or applied) - applied)
 
     def _oldest(self, db: sqlite3.Connection) -> list[OutboxEntry]:
@@ -260,15 +270,14 @@ class Outbox:
         return [OutboxEntry(*row) for row in rows]
 
     async def _apply(self, entry: OutboxEntry) -> None:
-        repo = self._repository()
         if entry.kind == "hash":
             record = HashRecord.model_validate(json.loads(entry.payload))
             assert entry.at is not None
-            await repo._upsert(iter([record]), entry.at, ordered=True)
+            await self.store.upsert_record(record, entry.at)
         else:
             log = LogEntry.model_validate(json.loads(entry.payload))
             assert entry.key is not None
-            await repo._insert_log(log, entry.key)
+            await self.store.insert_log(log, entry.key)
 
 
 def _deleter(last_seq: int) -> Callable[[sqlite3.Connection], None]:

@@ -24,7 +24,10 @@ How it works, and the rules that follow from it:
   sockets and starts its own portal on its first call.
 * Ctrl-C during a call cancels the call's task in the portal and re-raises.
 * ``with db.transaction():`` makes calls *from the same thread* on that tier join one
-  transaction (the calling thread, not a context variable, carries it).
+  transaction (the calling thread's context carries it into each call).
+
+Every method but the lifecycle and ``transaction()`` is generated from the async client
+(``tools/gen_facades.py``), so both keep the same signatures.
 """
 
 from __future__ import annotations
@@ -38,17 +41,18 @@ import os
 import threading
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
+from datetime import datetime
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import anyio
 from anyio.from_thread import BlockingPortal
 
 from . import client as _async
+from .client import DBInstance as AsyncDBInstance
 from .clock import Clock
 from .config import ClientConfig
 from .errors import PoolClosedError, SyncUsageError
-from .interfaces import CoreRepository, PipelineRepository, RemoteRepository
 from .models import (
     BulkResult,
     DashboardMetrics,
@@ -59,10 +63,12 @@ from .models import (
     SiteStatus,
 )
 from .pool import PoolStats
+from .tiers import SingleValue
 
 __all__ = ["DBClientFactory", "DBInstance"]
 
 T = TypeVar("T")
+P = ParamSpec("P")
 
 _OPEN: weakref.WeakSet[DBInstance] = weakref.WeakSet()
 
@@ -157,27 +163,46 @@ class DBInstance:
             self._client.pools.forget()
         self._local = threading.local()
 
-    def _run(self, func: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
-        portal = self._ensure()[0].portal
-        future = portal.start_task_soon(functools.partial(func, *args, **kwargs))
+    def _call(
+        self,
+        method: Callable[Concatenate[AsyncDBInstance, P], Awaitable[T]],
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> T:
+        """Run ``method`` of the async client in the portal's loop; its result."""
+        portal, client = self._ensure()
+        future = portal.portal.start_task_soon(functools.partial(method, client, *args, **kwargs))
         try:
             return future.result()
         except BaseException:
             future.cancel()  # Ctrl-C (or any abort of the wait) cancels the task
             raise
 
-    # The repository a call goes to: this thread's open transaction on the tier, if any.
-    def _remote(self) -> RemoteRepository:
-        tx = getattr(self._local, "remote", None)
-        return tx if isinstance(tx, RemoteRepository) else self._ensure()[1]._remote()
+    def _iterate(
+        self,
+        method: Callable[Concatenate[AsyncDBInstance, P], AsyncIterator[T]],
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> Iterator[T]:
+        """``method``'s async iterator as a generator: one portal round trip per batch
+        (``batch_size`` items), not per item; memory stays one batch."""
+        batch = kwargs.get("batch_size", 1000)
+        # Made here, at the call: a missing tier raises now, not at the first item.
+        source = method(self._ensure()[1], *args, **kwargs)
+        return self._drain(source, max(1, batch) if isinstance(batch, int) else 1)
 
-    def _core(self) -> CoreRepository:
-        tx = getattr(self._local, "core", None)
-        return tx if isinstance(tx, CoreRepository) else self._ensure()[1]._core()
-
-    def _pipeline(self) -> PipelineRepository:
-        tx = getattr(self._local, "pipeline", None)
-        return tx if isinstance(tx, PipelineRepository) else self._ensure()[1]._pipeline()
+    def _drain(self, source: AsyncIterator[T], chunk: int) -> Iterator[T]:
+        try:
+            while True:
+                items, done = self._call(_take_from, source, chunk)
+                yield from items
+                if done:
+                    return
+        finally:
+            # Abandoned early (break, or the generator closed): end the async iterator
+            # in its loop. Nothing to do if the client is closed meanwhile.
+            with contextlib.suppress(Exception):
+                self._call(_close_source, source)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -216,205 +241,182 @@ class DBInstance:
     def transaction(self, tier: _async.Tier = "remote") -> Iterator[DBInstance]:
         """Group this thread's calls on ``tier`` into one transaction (see module doc)."""
         portal, client = self._ensure()
-        if getattr(self._local, tier, None) is not None:
+        if getattr(self._local, tier, False):
             raise PoolClosedError(f"a {tier} transaction is already open in this thread")
         with portal.portal.wrap_async_context_manager(client.transaction(tier)) as tx:
-            setattr(self._local, tier, tx)
+            setattr(self._local, tier, True)
             try:
-                yield self
+                # Each call copies this thread's context into the loop: there it joins tx.
+                with _async.joining(client, tier, tx):
+                    yield self
             finally:
-                setattr(self._local, tier, None)
+                setattr(self._local, tier, False)
 
+    # --- generated by tools/gen_facades.py from async_db_client.client; do not edit ---
     def migrate(self) -> dict[str, int]:
-        """See :meth:`async_db_client.DBInstance.migrate`."""
-        return self._run(self._ensure()[1].migrate)
+        """Apply pending schema migrations on every configured tier; their versions."""
+        return self._call(AsyncDBInstance.migrate)
 
     def outbox_pending(self) -> int:
-        """See :meth:`async_db_client.DBInstance.outbox_pending`."""
-        return self._run(self._ensure()[1].outbox_pending)
+        """Writes waiting in the remote tier's outbox (0 without an outbox)."""
+        return self._call(AsyncDBInstance.outbox_pending)
 
     def flush_outbox(self, timeout: float | None = None) -> int:
-        """See :meth:`async_db_client.DBInstance.flush_outbox`."""
-        return self._run(self._ensure()[1].flush_outbox, timeout)
+        """Wait for the outbox to be replayed (at most ``timeout``); the writes still waiting (0
+        without an outbox)."""
+        return self._call(AsyncDBInstance.flush_outbox, timeout)
 
     def pool_stats(self) -> dict[str, PoolStats]:
-        """See :meth:`async_db_client.DBInstance.pool_stats`."""
-        return self._ensure()[1].pool_stats()
+        """Statistics of every pool this client opened, by redacted target."""
+        return self.async_client.pool_stats()
 
     def health_check(self) -> dict[str, bool]:
-        """See :meth:`async_db_client.DBInstance.health_check`."""
-        return self._run(self._ensure()[1].health_check)
-
-    # --------------------------------------------------------------------- remote
+        """Health of every configured tier: ``local_db``, ``core_db``, ``pipeline_db``."""
+        return self._call(AsyncDBInstance.health_check)
 
     def get_hash_record(self, path: str) -> HashRecord | None:
-        """See :meth:`async_db_client.RemoteRepository.get_hash_record`."""
-        return self._run(self._remote().get_hash_record, path)
+        """The record stored for ``path``, or None."""
+        return self._call(AsyncDBInstance.get_hash_record, path)
 
     def insert_or_update_hash(self, record: Mapping[str, Any] | HashRecord) -> bool:
-        """See :meth:`async_db_client.RemoteRepository.insert_or_update_hash`."""
-        return self._run(self._remote().insert_or_update_hash, record)
+        """Store ``record`` with prev-hash rotation; False (logged) if it is invalid."""
+        return self._call(AsyncDBInstance.insert_or_update_hash, record)
 
     def insert_or_update_hashes(
         self, records: Iterable[Mapping[str, Any] | HashRecord]
     ) -> BulkResult:
-        """See :meth:`async_db_client.RemoteRepository.insert_or_update_hashes`."""
-        return self._run(self._remote().insert_or_update_hashes, records)
+        """Validate every record, store the valid ones, report the rejected ones."""
+        return self._call(AsyncDBInstance.insert_or_update_hashes, _in_caller(records))
 
-    def get_single_field(self, path: str, field: str) -> str | int | None:
-        """See :meth:`async_db_client.RemoteRepository.get_single_field`."""
-        return self._run(self._remote().get_single_field, path, field)
+    def get_single_field(self, path: str, field: str) -> SingleValue:
+        """One field of the record for ``path`` (None if no record)."""
+        return self._call(AsyncDBInstance.get_single_field, path, field)
 
     def set_target_hash(self, path: str, target_hash: str | None) -> bool:
-        """See :meth:`async_db_client.RemoteRepository.set_target_hash`."""
-        return self._run(self._remote().set_target_hash, path, target_hash)
+        """Set (or with None, clear) the target hash of an existing record."""
+        return self._call(AsyncDBInstance.set_target_hash, path, target_hash)
 
     def get_priority_updates(self) -> list[str]:
-        """See :meth:`async_db_client.RemoteRepository.get_priority_updates`."""
-        return self._run(self._remote().get_priority_updates)
+        """Paths whose ``target_hash`` is set and differs from ``current_hash``, sorted."""
+        return self._call(AsyncDBInstance.get_priority_updates)
 
     def put_log(
         self, args_dict: Mapping[str, Any] | LogEntry, *, idempotency_key: str | None = None
     ) -> int | None:
-        """See :meth:`async_db_client.RemoteRepository.put_log`."""
-        return self._run(self._remote().put_log, args_dict, idempotency_key=idempotency_key)
+        """Store a log entry and return its new id; None (logged) if it is invalid."""
+        return self._call(AsyncDBInstance.put_log, args_dict, idempotency_key=idempotency_key)
 
     def get_logs(
-        self,
-        limit: int | None = None,
-        offset: int = 0,
-        order_by: str = "timestamp",
-        order_direction: str = "DESC",
-        session_id_filter: str | None = None,
-        older_than_days: int | None = None,
+        self, limit: int | None = None, offset: int = 0, order_by: str = "timestamp",
+        order_direction: str = "DESC", session_id_filter: str | None = None,
+        older_than_days: int | None = None
     ) -> list[LogEntry]:
-        """See :meth:`async_db_client.RemoteRepository.get_logs`."""
-        return self._run(
-            self._remote().get_logs,
-            limit,
-            offset,
-            order_by,
-            order_direction,
-            session_id_filter,
-            older_than_days,
+        """Log entries, filtered and paged."""
+        return self._call(
+            AsyncDBInstance.get_logs, limit, offset, order_by, order_direction, session_id_filter,
+            older_than_days
         )
 
     def delete_log_entries(self, log_ids: Iterable[int]) -> tuple[int, list[int]]:
-        """See :meth:`async_db_client.RemoteRepository.delete_log_entries`."""
-        return self._run(self._remote().delete_log_entries, log_ids)
+        """Delete the given log entries: ``(deleted_count, ids_not_found)``."""
+        return self._call(AsyncDBInstance.delete_log_entries, _in_caller(log_ids))
 
     def find_orphaned_entries(self) -> list[str]:
-        """See :meth:`async_db_client.RemoteRepository.find_orphaned_entries`."""
-        return self._run(self._remote().find_orphaned_entries)
+        """Paths whose parent has a record that does not list them, sorted."""
+        return self._call(AsyncDBInstance.find_orphaned_entries)
 
     def find_untracked_children(self) -> list[str]:
-        """See :meth:`async_db_client.RemoteRepository.find_untracked_children`."""
-        return self._run(self._remote().find_untracked_children)
+        """``parent/name`` for each name in a record's ``dirs`` with no record, sorted."""
+        return self._call(AsyncDBInstance.find_untracked_children)
 
     def iter_hash_records(self, *, batch_size: int = 1000) -> Iterator[HashRecord]:
-        """See :meth:`async_db_client.RemoteRepository.iter_hash_records` (a generator)."""
-        return self._iterate(self._remote().iter_hash_records(batch_size=batch_size), batch_size)
+        """Every stored record, in key order, fetched ``batch_size`` at a time."""
+        return self._iterate(AsyncDBInstance.iter_hash_records, batch_size=batch_size)
 
     def iter_logs(self, *, batch_size: int = 1000) -> Iterator[LogEntry]:
-        """See :meth:`async_db_client.RemoteRepository.iter_logs` (a generator)."""
-        return self._iterate(self._remote().iter_logs(batch_size=batch_size), batch_size)
+        """Every log entry, oldest id first, fetched ``batch_size`` at a time."""
+        return self._iterate(AsyncDBInstance.iter_logs, batch_size=batch_size)
 
     def restore_hash_records(self, records: Iterable[Mapping[str, Any] | HashRecord]) -> BulkResult:
-        """See :meth:`async_db_client.RemoteRepository.restore_hash_records`."""
-        return self._run(self._remote().restore_hash_records, _in_caller(records))
+        """Store complete records exactly as given (for restoring a backup)."""
+        return self._call(AsyncDBInstance.restore_hash_records, _in_caller(records))
 
     def restore_logs(self, entries: Iterable[Mapping[str, Any] | LogEntry]) -> BulkResult:
-        """See :meth:`async_db_client.RemoteRepository.restore_logs`."""
-        return self._run(self._remote().restore_logs, _in_caller(entries))
-
-    def _iterate(self, source: AsyncIterator[T], batch_size: int) -> Iterator[T]:
-        # One portal round trip per batch, not per item; memory stays one batch.
-        chunk = max(1, batch_size) if isinstance(batch_size, int) else 1
-        try:
-            while True:
-                items, done = self._run(_take, source, chunk)
-                yield from items
-                if done:
-                    return
-        finally:
-            # Abandoned early (break, or the generator closed): end the async iterator
-            # in its loop. Nothing to do if the client is closed meanwhile.
-            with contextlib.suppress(Exception):
-                self._run(_aclose, source)
-
-    # ----------------------------------------------------------------------- core
+        """Store log entries as given (timestamp required; new ids are assigned)."""
+        return self._call(AsyncDBInstance.restore_logs, _in_caller(entries))
 
     def get_dashboard_content(self) -> DashboardMetrics:
-        """See :meth:`async_db_client.CoreRepository.get_dashboard_content`."""
-        return self._run(self._core().get_dashboard_content)
+        """The eleven dashboard counters; every site in one sync and one live bucket."""
+        return self._call(AsyncDBInstance.get_dashboard_content)
 
     def get_recent_logs(self) -> list[LogEntry]:
-        """See :meth:`async_db_client.CoreRepository.get_recent_logs`."""
-        return self._run(self._core().get_recent_logs)
+        """Central log entries of the last 30 days, newest first."""
+        return self._call(AsyncDBInstance.get_recent_logs)
 
     def get_hash_record_count(self) -> int:
-        """See :meth:`async_db_client.CoreRepository.get_hash_record_count`."""
-        return self._run(self._core().get_hash_record_count)
+        """Total hash records over all sites, as last reported in their heartbeats."""
+        return self._call(AsyncDBInstance.get_hash_record_count)
 
     def get_log_count_last_24h(self, log_level: str) -> int:
-        """See :meth:`async_db_client.CoreRepository.get_log_count_last_24h`."""
-        return self._run(self._core().get_log_count_last_24h, log_level)
+        """How many central log entries of ``log_level`` (any case) in the last 24 h."""
+        return self._call(AsyncDBInstance.get_log_count_last_24h, log_level)
 
     def get_sites(self) -> list[SiteStatus]:
-        """See :meth:`async_db_client.CoreRepository.get_sites`."""
-        return self._run(self._core().get_sites)
+        """Every known site's status, sorted by site id."""
+        return self._call(AsyncDBInstance.get_sites)
 
     def put_site_heartbeat(self, site_id: str, *, hash_record_count: int | None = None) -> None:
-        """See :meth:`async_db_client.CoreRepository.put_site_heartbeat`."""
-        self._run(self._core().put_site_heartbeat, site_id, hash_record_count=hash_record_count)
+        """Record that ``site_id`` is alive now (registering it if new)."""
+        self._call(AsyncDBInstance.put_site_heartbeat, site_id, hash_record_count=hash_record_count)
 
-    def put_site_root_hash(self, site_id: str, root_hash: str, *, computed_at: Any = None) -> None:
-        """See :meth:`async_db_client.CoreRepository.put_site_root_hash`."""
-        self._run(self._core().put_site_root_hash, site_id, root_hash, computed_at=computed_at)
+    def put_site_root_hash(
+        self, site_id: str, root_hash: str, *, computed_at: datetime | None = None
+    ) -> None:
+        """Record the root hash a site computed (at ``computed_at``, default now)."""
+        self._call(AsyncDBInstance.put_site_root_hash, site_id, root_hash, computed_at=computed_at)
 
-    def put_baseline(self, baseline_hash: str, *, created_at: Any = None) -> int:
-        """See :meth:`async_db_client.CoreRepository.put_baseline`."""
-        return self._run(self._core().put_baseline, baseline_hash, created_at=created_at)
+    def put_baseline(self, baseline_hash: str, *, created_at: datetime | None = None) -> int:
+        """Publish a new baseline hash (the newest becomes the sync reference); its id."""
+        return self._call(AsyncDBInstance.put_baseline, baseline_hash, created_at=created_at)
 
     def put_core_log(
         self, args_dict: Mapping[str, Any] | LogEntry, *, idempotency_key: str | None = None
     ) -> int | None:
-        """See :meth:`async_db_client.CoreRepository.put_core_log`."""
-        return self._run(self._core().put_core_log, args_dict, idempotency_key=idempotency_key)
-
-    # ------------------------------------------------------------------- pipeline
+        """Store a central log entry (same rules as the remote ``put_log``)."""
+        return self._call(AsyncDBInstance.put_core_log, args_dict, idempotency_key=idempotency_key)
 
     def get_pipeline_updates(self) -> list[PipelineUpdate]:
-        """See :meth:`async_db_client.PipelineRepository.get_pipeline_updates`."""
-        return self._run(self._pipeline().get_pipeline_updates)
+        """Pending (unanswered) update requests, oldest first."""
+        return self._call(AsyncDBInstance.get_pipeline_updates)
 
     def put_pipeline_hash(self, update_path: str, hash_value: str) -> bool:
-        """See :meth:`async_db_client.PipelineRepository.put_pipeline_hash`."""
-        return self._run(self._pipeline().put_pipeline_hash, update_path, hash_value)
+        """Answer every pending request for ``update_path`` with ``hash_value``."""
+        return self._call(AsyncDBInstance.put_pipeline_hash, update_path, hash_value)
 
     def get_official_sites(self) -> list[str]:
-        """See :meth:`async_db_client.PipelineRepository.get_official_sites`."""
-        return self._run(self._pipeline().get_official_sites)
+        """Identifiers of the official sites, sorted."""
+        return self._call(AsyncDBInstance.get_official_sites)
 
     def put_pipeline_site_completion(self, site: str) -> bool:
-        """See :meth:`async_db_client.PipelineRepository.put_pipeline_site_completion`."""
-        return self._run(self._pipeline().put_pipeline_site_completion, site)
+        """Record that official site ``site`` completed now; False if not official/invalid."""
+        return self._call(AsyncDBInstance.put_pipeline_site_completion, site)
 
     def enqueue_pipeline_update(self, path: str, site_id: str | None = None) -> int:
-        """See :meth:`async_db_client.PipelineRepository.enqueue_pipeline_update`."""
-        return self._run(self._pipeline().enqueue_pipeline_update, path, site_id)
+        """Queue an update request for ``path`` (optionally for a site); its id."""
+        return self._call(AsyncDBInstance.enqueue_pipeline_update, path, site_id)
 
     def register_official_site(self, site_id: str) -> bool:
-        """See :meth:`async_db_client.PipelineRepository.register_official_site`."""
-        return self._run(self._pipeline().register_official_site, site_id)
+        """Make ``site_id`` official; False if it already was."""
+        return self._call(AsyncDBInstance.register_official_site, site_id)
 
     def get_pipeline_site_completions(self, site: str | None = None) -> list[SiteCompletion]:
-        """See :meth:`async_db_client.PipelineRepository.get_pipeline_site_completions`."""
-        return self._run(self._pipeline().get_pipeline_site_completions, site)
+        """Completion records (of one site, or all), oldest first."""
+        return self._call(AsyncDBInstance.get_pipeline_site_completions, site)
 
     def pipeline_health_check(self) -> dict[str, bool]:
-        """See :meth:`async_db_client.PipelineRepository.pipeline_health_check`."""
-        return self._run(self._pipeline().pipeline_health_check)
+        """``{'pipeline_db': True}`` if the database answers, else False (never raises)."""
+        return self._call(AsyncDBInstance.pipeline_health_check)
+    # --- end of generated code ---
 
 
 class DBClientFactory:
@@ -447,7 +449,10 @@ def _in_caller(values: Iterable[T]) -> Iterable[T]:
     return list(values) if isinstance(values, Iterator) else values
 
 
-async def _take(source: AsyncIterator[T], count: int) -> tuple[list[T], bool]:
+# The helpers _call runs take the client first, as the async client's methods do.
+async def _take_from(
+    client: AsyncDBInstance, source: AsyncIterator[T], count: int
+) -> tuple[list[T], bool]:
     """Up to ``count`` items of ``source``, and whether it is exhausted."""
     items: list[T] = []
     async for item in source:
@@ -457,7 +462,7 @@ async def _take(source: AsyncIterator[T], count: int) -> tuple[list[T], bool]:
     return items, True
 
 
-async def _aclose(source: AsyncIterator[Any]) -> None:
+async def _close_source(client: AsyncDBInstance, source: AsyncIterator[Any]) -> None:
     close = getattr(source, "aclose", None)
     if close is not None:
         await close()

@@ -6,13 +6,19 @@ Each check raises :class:`~async_db_client.errors.InvalidInputError` naming the 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from .errors import InvalidInputError
-from .models import MAX_HASH_CHARS, MAX_PATH_BYTES, MAX_SESSION_ID_CHARS, check_identifier
+from .models import (
+    MAX_SESSION_ID_CHARS,
+    MAX_SITE_ID_CHARS,
+    check_hash,
+    check_identifier,
+    check_path,
+)
 
 __all__ = [
     "LOG_ORDER_COLUMNS",
@@ -49,60 +55,41 @@ def _show(value: Any) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
-def check_path_arg(path: Any, name: str = "path") -> str:
-    """A path argument: a non-empty str of at most 4096 UTF-8 bytes without NUL."""
-    if not isinstance(path, str):
-        raise InvalidInputError(f"{name} must be a str, not {type(path).__name__}", field=name)
-    if not path:
-        raise InvalidInputError(f"{name} must not be empty", field=name)
-    if "\x00" in path:
-        raise InvalidInputError(f"{name} must not contain NUL", field=name)
+def _str_arg(value: Any, name: str) -> str:
+    if not isinstance(value, str):
+        raise InvalidInputError(f"{name} must be a str, not {type(value).__name__}", field=name)
+    return value
+
+
+def _ruled(rule: Callable[..., str], value: str, name: str, *args: Any, show: bool = False) -> str:
+    """``rule(value, *args, name=name)`` (a rule of models.py), its ValueError as ours;
+    short identifiers are shown, since a trailing space or a control character is easy
+    to miss."""
     try:
-        size = len(path.encode("utf-8"))
-    except UnicodeEncodeError:
-        raise InvalidInputError(
-            f"{name} is not valid Unicode (contains a lone surrogate)", field=name
-        ) from None
-    if size > MAX_PATH_BYTES:
-        raise InvalidInputError(
-            f"{name} is {size} bytes of UTF-8, the limit is {MAX_PATH_BYTES}", field=name
-        )
-    return path
+        return rule(value, *args, name=name)
+    except ValueError as exc:
+        shown = f", got {_show(value)}" if show else ""
+        raise InvalidInputError(f"{exc}{shown}", field=name) from None
+
+
+def check_path_arg(path: Any, name: str = "path") -> str:
+    """A path argument: the rule of :func:`~async_db_client.models.check_path`."""
+    return _ruled(check_path, _str_arg(path, name), name)
 
 
 def check_hash_arg(value: Any, name: str) -> str:
-    """A hash argument: non-empty, at most 128 characters, no whitespace or control chars."""
-    if not isinstance(value, str):
-        raise InvalidInputError(f"{name} must be a str, not {type(value).__name__}", field=name)
-    if not value or len(value) > MAX_HASH_CHARS:
-        raise InvalidInputError(
-            f"{name} must be 1 to {MAX_HASH_CHARS} characters, got {len(value)}", field=name
-        )
-    # isprintable() is False for every whitespace character except the space itself.
-    if not value.isprintable() or " " in value:
-        raise InvalidInputError(
-            f"{name} must not contain whitespace or control characters", field=name
-        )
-    return value
+    """A hash argument: the rule of :func:`~async_db_client.models.check_hash`."""
+    return _ruled(check_hash, _str_arg(value, name), name)
 
 
 def check_site_arg(value: Any, name: str = "site_id") -> str:
     """A site identifier: a non-blank str of at most 64 characters, valid Unicode, without
     control characters or a trailing space (see :func:`~async_db_client.models.check_identifier`).
     """
-    if not isinstance(value, str):
-        raise InvalidInputError(f"{name} must be a str, not {type(value).__name__}", field=name)
+    value = _str_arg(value, name)
     if not value.strip():
         raise InvalidInputError(f"{name} must not be blank, got {_show(value)}", field=name)
-    _identifier_arg(value, name, 64)
-    return value
-
-
-def _identifier_arg(value: str, name: str, limit: int) -> None:
-    try:
-        check_identifier(value, limit)
-    except ValueError as exc:
-        raise InvalidInputError(f"{name} {exc}, got {_show(value)}", field=name) from None
+    return _ruled(check_identifier, value, name, MAX_SITE_ID_CHARS, show=True)
 
 
 def check_idempotency_key(value: Any) -> str | None:
@@ -196,7 +183,13 @@ class LogQuery:
                 raise InvalidInputError(
                     "session_id_filter must be a str or None", field="session_id_filter"
                 )
-            _identifier_arg(session_id_filter, "session_id_filter", MAX_SESSION_ID_CHARS)
+            _ruled(
+                check_identifier,
+                session_id_filter,
+                "session_id_filter",
+                MAX_SESSION_ID_CHARS,
+                show=True,
+            )
         days = check_non_negative_int(older_than_days, "older_than_days", allow_none=True)
         if days is not None and days > 100_000:
             raise InvalidInputError("older_than_days must be <= 100000", field="older_than_days")

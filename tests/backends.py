@@ -16,10 +16,8 @@ from typing import Any
 import pytest
 
 from async_db_client import DBClientFactory, DBInstance, FakeClock
-from async_db_client.backends.memory_core import MemoryCoreRepository
-from async_db_client.backends.memory_pipeline import MemoryPipelineRepository
-from async_db_client.backends.memory_remote import MemoryRemoteRepository
-from async_db_client.interfaces import CoreRepository, PipelineRepository, RemoteRepository
+from async_db_client.backends.memory import MemoryCoreStore, MemoryPipelineStore, MemoryRemoteStore
+from async_db_client.tiers import CoreRepository, PipelineRepository, RemoteRepository
 from tests.live import (
     TABLES,
     LeastPrivilegeDatabase,
@@ -57,15 +55,15 @@ class MemoryBackend(Backend):
 
     @contextlib.asynccontextmanager
     async def remote(self, clock: FakeClock) -> AsyncIterator[RemoteRepository]:
-        yield MemoryRemoteRepository(clock=clock)
+        yield RemoteRepository(MemoryRemoteStore(), clock=clock)
 
     @contextlib.asynccontextmanager
     async def core(self, clock: FakeClock) -> AsyncIterator[CoreRepository]:
-        yield MemoryCoreRepository(clock=clock)
+        yield CoreRepository(MemoryCoreStore(), clock=clock)
 
     @contextlib.asynccontextmanager
     async def pipeline(self, clock: FakeClock) -> AsyncIterator[PipelineRepository]:
-        yield MemoryPipelineRepository(clock=clock)
+        yield PipelineRepository(MemoryPipelineStore(), clock=clock)
 
 
 class MySQLBackend(Backend):
@@ -153,10 +151,10 @@ def _mysql_pipeline(
     tier_config: dict[str, Any], client: DBInstance, clock: FakeClock
 ) -> PipelineRepository:
     """The SQL pipeline repository on MariaDB (config allows only mssql/local for it)."""
-    from async_db_client.backends.registry import mysql_repository
+    from async_db_client.backends.registry import build_tier
     from async_db_client.config import MySQLConfig
 
-    repo = mysql_repository("pipeline", MySQLConfig(**tier_config), client.pools, clock)
+    repo = build_tier("pipeline", MySQLConfig(**tier_config), client.pools, clock)
     assert isinstance(repo, PipelineRepository)
     return repo
 
@@ -265,10 +263,10 @@ class MSSQLLiveBackend(RepoBackend):
             config = {"database": {}}
         async with DBClientFactory(config, clock=clock).create_client() as client:
             if tier == "core":
-                from async_db_client.backends.registry import mssql_repository
+                from async_db_client.backends.registry import build_tier
                 from async_db_client.config import MSSQLConfig
 
-                client.core_db = mssql_repository(  # type: ignore[assignment]
+                client.core_db = build_tier(  # type: ignore[assignment]
                     "core", MSSQLConfig(odbc_connect=dsn), client.pools, clock
                 )
             repo = getattr(client, f"{tier}_db")

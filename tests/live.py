@@ -132,10 +132,10 @@ def empty_tables(database: str, tier: str) -> None:
 
 def executor_of(db: Any) -> Any:
     """The executor behind a client's SQL remote tier (for statements of a test's own)."""
-    from async_db_client.backends.sql_remote import SQLRemoteRepository
+    from async_db_client.backends.sql import SQLRemoteStore
 
-    assert isinstance(db.remote_db, SQLRemoteRepository)
-    return db.remote_db.executor
+    assert isinstance(db.remote_db.store, SQLRemoteStore)
+    return db.remote_db.store.executor
 
 
 async def connection_id(executor: Any) -> int:
@@ -187,14 +187,14 @@ class LeastPrivilegeDatabase:
 async def migrate_all_tiers(database: str) -> None:
     """Apply every tier's migrations as the admin (root) user."""
     from async_db_client import DBClientFactory
-    from async_db_client.backends.registry import mysql_repository
+    from async_db_client.backends.registry import build_tier
     from async_db_client.config import MySQLConfig
 
     config = client_config(database, tiers=("remote", "core"))
     async with DBClientFactory(config).create_client() as client:
         await client.migrate()
         # The pipeline tier is SQL Server's in production; its MySQL SQL runs in the tests.
-        pipeline = mysql_repository(
+        pipeline = build_tier(
             "pipeline", MySQLConfig(**mysql_config(database)), client.pools, None
         )
         await pipeline.migrate()

@@ -19,7 +19,7 @@ async def test_factory_builds_all_tiers_and_health_covers_them(clock: FakeClock)
         assert await db.pipeline_health_check() == {"pipeline_db": True}
         assert await db.migrate() == {"remote": 0, "core": 0, "pipeline": 0}
         assert db.pool_stats() == {}
-        assert "remote=MemoryRemoteRepository" in repr(db)
+        assert "remote=MemoryRemoteStore" in repr(db)
 
 
 async def test_unconfigured_tier_raises_not_implemented() -> None:

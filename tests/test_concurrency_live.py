@@ -9,7 +9,7 @@ import pytest
 import pytest_asyncio
 
 from async_db_client import DBClientFactory, DBInstance
-from async_db_client.backends.sql_remote import SQLRemoteRepository
+from async_db_client.backends.sql import SQLRemoteStore
 from tests.live import client_config, connect, empty_tables
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.live]
@@ -72,7 +72,7 @@ async def test_concurrent_bulk_writes_with_overlapping_paths(
             " WHERE prev_hash IS NOT NULL AND prev_hash = current_hash"
         )
         assert cursor.fetchone() == (0,)
-    assert isinstance(db.remote_db, SQLRemoteRepository)
-    stats = db.remote_db.executor.pool.get_stats()
+    assert isinstance(db.remote_db.store, SQLRemoteStore)
+    stats = db.remote_db.store.executor.pool.get_stats()
     assert stats.in_use == 0 and stats.size <= 8
     assert stats.retries == 0  # key-ordered batches do not deadlock each other

@@ -32,10 +32,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from async_db_client import FakeClock, InvalidInputError, LogLevel
-from async_db_client.backends.memory_core import MemoryCoreRepository
-from async_db_client.backends.memory_pipeline import MemoryPipelineRepository
-from async_db_client.backends.memory_remote import MemoryRemoteRepository
-from async_db_client.interfaces import CoreRepository, PipelineRepository, RemoteRepository
+from async_db_client.backends.memory import MemoryCoreStore, MemoryPipelineStore, MemoryRemoteStore
 from async_db_client.models import (
     MAX_DETAIL_CHARS,
     MAX_HASH_CHARS,
@@ -45,6 +42,7 @@ from async_db_client.models import (
     MAX_SITE_ID_CHARS,
     MAX_SUMMARY_CHARS,
 )
+from async_db_client.tiers import CoreRepository, PipelineRepository, RemoteRepository
 from async_db_client.validation import LOG_ORDER_COLUMNS, SINGLE_FIELDS
 from tests.backends import Backend, MemoryBackend, MySQLBackend
 from tests.live import TABLES, connect
@@ -381,11 +379,11 @@ class Harness:
                     cursor.execute(f"SELECT COUNT(*) FROM {table}")
                     counts[table] = int(cursor.fetchone()[0])
             return counts
-        assert isinstance(self.remote, MemoryRemoteRepository)
-        assert isinstance(self.core, MemoryCoreRepository)
-        assert isinstance(self.pipeline, MemoryPipelineRepository)
-        remote, core = self.remote._store.state, self.core._store.state
-        pipeline = self.pipeline._store.state
+        assert isinstance(self.remote.store, MemoryRemoteStore)
+        assert isinstance(self.core.store, MemoryCoreStore)
+        assert isinstance(self.pipeline.store, MemoryPipelineStore)
+        remote, core = self.remote.store.state, self.core.store.state
+        pipeline = self.pipeline.store.state
         return Counter(
             {
                 "hash_records": len(remote.records),

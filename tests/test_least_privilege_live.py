@@ -12,7 +12,7 @@ import pymysql
 import pytest
 
 from async_db_client import DBClientFactory, FakeClock
-from async_db_client.backends.sql_remote import SQLRemoteRepository
+from async_db_client.backends.sql import SQLRemoteStore
 from tests.backends import MySQLLeastPrivilegeBackend
 from tests.live import (
     LIBRARY_TABLES,
@@ -80,8 +80,8 @@ async def test_contract_backend_runs_as_the_runtime_user(
     backend.grant = mysql_least_privilege
     backend.database = mysql_least_privilege.database
     async with backend.remote(FakeClock()) as repo:
-        assert isinstance(repo, SQLRemoteRepository)
-        row = await repo.executor.fetchone("SELECT CURRENT_USER()")
+        assert isinstance(repo.store, SQLRemoteStore)
+        row = await repo.store.executor.fetchone("SELECT CURRENT_USER()")
         assert row is not None and row[0] == f"{mysql_least_privilege.user}@%"
         assert await repo.insert_or_update_hash({"path": "/lp", "current_hash": "h"})
 

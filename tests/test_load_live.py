@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from async_db_client import DBClientFactory, DBInstance, PoolTimeout
-from async_db_client.backends.sql_remote import SQLRemoteRepository
+from async_db_client.backends.sql import SQLRemoteStore
 from async_db_client.sync import DBClientFactory as SyncFactory
 from tests.live import (
     client_config,
@@ -67,7 +67,8 @@ async def test_a_thousand_tasks_on_a_pool_of_ten(own_database: str) -> None:
 @pytest.mark.asyncio
 async def test_waits_are_bounded_by_the_acquire_timeout(mysql_database: str) -> None:
     async with client(mysql_database, max_size=2, acquire_timeout=0.2) as db:
-        executor = db.remote_db.executor if isinstance(db.remote_db, SQLRemoteRepository) else None
+        store = db.remote_db.store
+        executor = store.executor if isinstance(store, SQLRemoteStore) else None
         assert executor is not None
         durations: list[float] = []
         timeouts = 0

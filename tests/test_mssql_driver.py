@@ -25,7 +25,7 @@ from async_db_client import (
     QueryTimeoutError,
 )
 from async_db_client.backends.odbc import mssql_connection_string, odbc_value
-from async_db_client.backends.sql_remote import SQLRemoteRepository
+from async_db_client.backends.sql import SQLRemoteStore
 from async_db_client.clock import epoch_seconds
 from async_db_client.config import MSSQLConfig
 from async_db_client.dialects.tsql import TSQLDialect
@@ -352,7 +352,7 @@ async def test_closing_the_client_stops_the_odbc_threads(peer: TDSPeer, clock: F
 
     async with client_for(peer, clock) as db:
         await db.health_check()
-        assert isinstance(db.remote_db, SQLRemoteRepository)
+        assert isinstance(db.remote_db.store, SQLRemoteStore)
         assert any(t.name.startswith("async_db_client-odbc") for t in threading.enumerate())
     await asyncio.sleep(0)
     assert not any(t.name.startswith("async_db_client-odbc") for t in threading.enumerate())

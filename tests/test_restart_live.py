@@ -8,7 +8,7 @@ import time
 import pytest
 
 from async_db_client import DBClientFactory, DBConnectionError, FakeClock
-from async_db_client.backends.sql_remote import SQLRemoteRepository
+from async_db_client.backends.sql import SQLRemoteStore
 from tests.mariadb_server import PrivateMariaDB
 
 pytestmark = [pytest.mark.live, pytest.mark.slow]
@@ -46,8 +46,8 @@ async def test_server_killed_and_restarted(
         first = [{"path": f"/d/{i}", "current_hash": "v1"} for i in range(500)]
         assert (await db.insert_or_update_hashes(first)).stored == 500
         assert await db.put_log({"summary_message": "before"}) is not None
-        assert isinstance(db.remote_db, SQLRemoteRepository)
-        pool = db.remote_db.executor.pool
+        assert isinstance(db.remote_db.store, SQLRemoteStore)
+        pool = db.remote_db.store.executor.pool
         assert pool.get_stats().size >= 2
 
         private_server.kill()

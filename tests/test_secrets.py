@@ -32,7 +32,7 @@ from async_db_client import (
     QueryError,
     QueryTimeoutError,
 )
-from async_db_client.backends.sql_remote import SQLRemoteRepository
+from async_db_client.backends.sql import SQLRemoteStore
 from async_db_client.config import parse_config
 from tests.backends import require_msodbc
 from tests.live import MYSQL, connect
@@ -221,8 +221,8 @@ async def test_connection_refused_health_and_stats(seen: Seen) -> None:
             await db.insert_or_update_hashes([{"path": "/a", "current_hash": "h"}])
         assert await db.health_check() == {"local_db": False}
         seen.show(db, db.remote_db, db.pools, db.pool_stats(), *db.pool_stats().values())
-        assert isinstance(db.remote_db, SQLRemoteRepository)
-        pool = db.remote_db.executor.pool
+        assert isinstance(db.remote_db.store, SQLRemoteStore)
+        pool = db.remote_db.store.executor.pool
         seen.show(pool, pool.connector, pool.get_stats().as_dict())
 
 
@@ -293,8 +293,8 @@ async def test_a_working_session_and_its_failures(secret_user: str, seen: Seen) 
             assert await db.get_hash_record(f"/s/{driver}") is not None
             assert await db.put_log({"summary_message": "hello"}) is not None
             assert await db.health_check() == {"local_db": True}
-            assert isinstance(db.remote_db, SQLRemoteRepository)
-            executor = db.remote_db.executor
+            assert isinstance(db.remote_db.store, SQLRemoteStore)
+            executor = db.remote_db.store.executor
             async with seen.expect_async(QueryError):
                 await executor.fetchall("SELECT * FROM no_such_table")
             async with seen.expect_async(IntegrityError):

@@ -238,7 +238,7 @@ async def test_memory_data_survives_a_discarded_connection() -> None:
         await db.insert_or_update_hash({"path": "/kept", "current_hash": "h"})
         remote = db.remote_db
         assert remote is not None
-        pool = remote.executor.pool  # type: ignore[attr-defined]
+        pool = remote.store.executor.pool  # type: ignore[attr-defined]
         async with pool.connection() as conn:
             conn.broken = True  # as after a cancellation mid-statement: closed, not reused
         assert await db.get_single_field("/kept", "current_hash") == "h"

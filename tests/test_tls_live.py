@@ -25,7 +25,7 @@ import pymysql
 import pytest
 
 from async_db_client import DBClientFactory, DBConnectionError, DBInstance
-from async_db_client.backends.sql_remote import SQLRemoteRepository
+from async_db_client.backends.sql import SQLRemoteStore
 from tests.live import MYSQL, unavailable
 from tests.mariadb_server import PrivateMariaDB
 
@@ -168,8 +168,8 @@ async def client(port: int, **kw: Any) -> AsyncIterator[DBInstance]:
 
 
 async def session_tls(db: DBInstance) -> tuple[str, str]:
-    assert isinstance(db.remote_db, SQLRemoteRepository)
-    rows = await db.remote_db.executor.fetchall(
+    assert isinstance(db.remote_db.store, SQLRemoteStore)
+    rows = await db.remote_db.store.executor.fetchall(
         "SHOW SESSION STATUS WHERE Variable_name IN ('Ssl_version', 'Ssl_cipher')"
     )
     status = dict(rows)

@@ -1,6 +1,6 @@
-"""Backends: one module per engine and tier, plus the SQL machinery they share.
+"""Backends: the stores that implement the tiers' primitives, and how they are built.
 
-* ``memory_*``: the in-memory fakes (config type ``local``), a product feature for tests.
-* ``sql_*``: repositories that run a dialect's SQL through an executor, for any engine.
-* ``mysql``: the aiomysql driver adapter.
+* :mod:`.memory`: the in-memory fakes (config type ``local``), a product feature for tests.
+* :mod:`.sql`: stores that run a dialect's SQL through an executor, for every SQL engine.
+* :mod:`.registry`: which store, dialect and driver serve which tier as configured.
 """

@@ -1,4 +1,10 @@
-"""Which repository class serves which tier on which engine."""
+"""Which store, dialect and driver serve which tier, as configured.
+
+:func:`build_tier` is the one place that turns a tier's configuration into a repository:
+the tier's contract (:mod:`async_db_client.tiers`) over a store: in memory, or SQL (a
+dialect for the engine, a driver, an executor on the client's shared pool), wrapped in
+an :class:`~async_db_client.outbox.Outbox` when the remote tier asks for one.
+"""
 
 from __future__ import annotations
 
@@ -16,12 +22,22 @@ from ..config import (
 from ..dialects.base import Dialect
 from ..errors import DriverNotInstalledError
 from ..executor import Driver, Executor
-from ..interfaces import Repository
+from ..outbox import Outbox
 from ..pool import ConnectionPool
 from ..pool_manager import PoolManager
-from .sql_base import schema_step
+from ..retry import Backoff
+from ..tiers import CoreRepository, PipelineRepository, RemoteRepository, Repository
+from .sql.base import SQLStore, schema_step
 
-__all__ = ["build_tier"]
+__all__ = ["build_store", "build_tier"]
+
+SQLConfig = MySQLConfig | MSSQLConfig | SQLiteConfig
+
+REPOSITORIES: dict[str, type[Repository[Any]]] = {
+    "remote": RemoteRepository,
+    "core": CoreRepository,
+    "pipeline": PipelineRepository,
+}
 
 
 def build_tier(
@@ -29,68 +45,71 @@ def build_tier(
     config: AnyTierConfig | None,
     pools: PoolManager,
     clock: Clock | None,
-) -> Repository | None:
+) -> Repository[Any] | None:
     """The repository for ``tier`` as configured, or None if the tier is not configured.
 
-    Drivers are imported here, lazily, so a missing optional driver only matters to the
-    tiers that use it (and then raises ``DriverNotInstalledError`` naming the extra).
+    Drivers are imported lazily, so a missing optional driver only matters to the tiers
+    that use it (and then raises ``DriverNotInstalledError`` naming the extra).
     """
     if config is None:
         return None
-    if isinstance(config, LocalConfig):
-        return _memory(tier, clock)
-    if isinstance(config, MySQLConfig):
-        return mysql_repository(tier, config, pools, clock)
-    if isinstance(config, MSSQLConfig):
-        return mssql_repository(tier, config, pools, clock)
-    if isinstance(config, SQLiteConfig):
-        return sqlite_repository(tier, config, pools, clock)
-    raise NotImplementedError(f"{config.type} backend for the {tier} tier")
-
-
-def _sql_repository(
-    tier: str,
-    dialect: Dialect,
-    executor: Executor,
-    clock: Clock | None,
-    config: MySQLConfig | MSSQLConfig | SQLiteConfig | None = None,
-) -> Repository:
-    from .sql_core import SQLCoreRepository
-    from .sql_pipeline import SQLPipelineRepository
-    from .sql_remote import SQLRemoteRepository
-
-    classes: dict[str, type[SQLRemoteRepository | SQLCoreRepository | SQLPipelineRepository]] = {
-        "remote": SQLRemoteRepository,
-        "core": SQLCoreRepository,
-        "pipeline": SQLPipelineRepository,
-    }
-    repo = classes[tier](dialect, executor, clock=clock)
-    if config is not None and config.outbox is not None and isinstance(repo, SQLRemoteRepository):
-        from ..outbox import Outbox
-
-        settings = config.pool
-        repo.outbox = Outbox(
+    store: Any = build_store(tier, config, pools)
+    if tier == "remote" and not isinstance(config, LocalConfig) and config.outbox is not None:
+        store = Outbox(
+            store,
             config.outbox.path,
             replay_batch=config.outbox.replay_batch,
-            backoff_initial=max(0.05, settings.reconnect_backoff_initial),
-            backoff_max=settings.reconnect_backoff_max,
+            backoff=Backoff(
+                max(0.05, config.pool.reconnect_backoff_initial),
+                config.pool.reconnect_backoff_max,
+            ),
         )
-        repo.outbox.bind(repo)
-    return repo
+    return REPOSITORIES[tier](store, clock=clock)
+
+
+def build_store(tier: str, config: AnyTierConfig, pools: PoolManager) -> Any:
+    """The store of ``tier`` on the configured engine (any engine for any tier: the
+    configuration decides which pairs are offered; tests run the others too)."""
+    if isinstance(config, LocalConfig):
+        from . import memory
+
+        return {
+            "remote": memory.MemoryRemoteStore,
+            "core": memory.MemoryCoreStore,
+            "pipeline": memory.MemoryPipelineStore,
+        }[tier]()
+    if isinstance(config, MySQLConfig):
+        dialect, driver, settings = _mysql(config)
+    elif isinstance(config, MSSQLConfig):
+        dialect, driver, settings = _mssql(config)
+    elif isinstance(config, SQLiteConfig):
+        dialect, driver, settings = _sqlite(config)
+    else:
+        raise NotImplementedError(f"{config.type} backend for the {tier} tier")
+    return _sql_store(tier, dialect, _executor(tier, dialect, driver, config, pools, settings))
+
+
+def _sql_store(tier: str, dialect: Dialect, executor: Executor) -> SQLStore:
+    from . import sql
+
+    classes: dict[str, type[SQLStore]] = {
+        "remote": sql.SQLRemoteStore,
+        "core": sql.SQLCoreStore,
+        "pipeline": sql.SQLPipelineStore,
+    }
+    return classes[tier](dialect, executor)
 
 
 def _executor(
     tier: str,
     dialect: Dialect,
     driver: Driver[Any],
-    config: MySQLConfig | MSSQLConfig | SQLiteConfig,
+    config: SQLConfig,
     pools: PoolManager,
-    *,
-    settings: PoolSettings | None = None,
+    settings: PoolSettings,
 ) -> Executor:
     key = config.pool_key()
     name = config.describe()
-    settings = settings or config.pool
     cached: ConnectionPool[Any] | None = None
 
     def pool_source() -> ConnectionPool[Any]:
@@ -113,10 +132,8 @@ def _executor(
     )
 
 
-def mysql_repository(
-    tier: str, config: MySQLConfig, pools: PoolManager, clock: Clock | None
-) -> Repository:
-    """The SQL repository of ``tier`` on MySQL/MariaDB, through aiomysql or ODBC."""
+def _mysql(config: MySQLConfig) -> tuple[Dialect, Driver[Any], PoolSettings]:
+    """MySQL/MariaDB, through aiomysql or ODBC."""
     from ..dialects.mysql import MySQLDialect
 
     driver: Driver[Any]
@@ -148,15 +165,11 @@ def mysql_repository(
         from .mysql import AiomysqlDriver
 
         driver = AiomysqlDriver(config)
-    dialect = MySQLDialect()
-    executor = _executor(tier, dialect, driver, config, pools)
-    return _sql_repository(tier, dialect, executor, clock, config)
+    return MySQLDialect(), driver, config.pool
 
 
-def mssql_repository(
-    tier: str, config: MSSQLConfig, pools: PoolManager, clock: Clock | None
-) -> Repository:
-    """The SQL repository of ``tier`` on SQL Server through aioodbc."""
+def _mssql(config: MSSQLConfig) -> tuple[Dialect, Driver[Any], PoolSettings]:
+    """SQL Server through aioodbc."""
     from ..dialects.tsql import TSQLDialect
     from .odbc import AioodbcDriver, mssql_connection_string
 
@@ -166,15 +179,11 @@ def mssql_repository(
         max_size=config.pool.max_size,
         query_timeout=config.pool.query_timeout,
     )
-    dialect = TSQLDialect()
-    executor = _executor(tier, dialect, driver, config, pools)
-    return _sql_repository(tier, dialect, executor, clock, config)
+    return TSQLDialect(), driver, config.pool
 
 
-def sqlite_repository(
-    tier: str, config: SQLiteConfig, pools: PoolManager, clock: Clock | None
-) -> Repository:
-    """The SQL repository of ``tier`` on SQLite through aiosqlite."""
+def _sqlite(config: SQLiteConfig) -> tuple[Dialect, Driver[Any], PoolSettings]:
+    """SQLite through aiosqlite."""
     try:
         from .sqlite import AiosqliteDriver
     except ModuleNotFoundError as exc:
@@ -183,24 +192,8 @@ def sqlite_repository(
         raise DriverNotInstalledError("aiosqlite", "sqlite") from None
     from ..dialects.sqlite import SQLiteDialect
 
-    dialect = SQLiteDialect()
     driver = AiosqliteDriver(config)
     # SQLite has one writer at a time: a bulk write on several connections would only
     # queue them on the write lock, so bulk writes use one.
     settings = driver.pool_settings.model_copy(update={"bulk_connections": 1})
-    executor = _executor(tier, dialect, driver, config, pools, settings=settings)
-    return _sql_repository(tier, dialect, executor, clock, config)
-
-
-def _memory(tier: str, clock: Clock | None) -> Repository:
-    if tier == "remote":
-        from .memory_remote import MemoryRemoteRepository
-
-        return MemoryRemoteRepository(clock=clock)
-    if tier == "core":
-        from .memory_core import MemoryCoreRepository
-
-        return MemoryCoreRepository(clock=clock)
-    from .memory_pipeline import MemoryPipelineRepository
-
-    return MemoryPipelineRepository(clock=clock)
+    return SQLiteDialect(), driver, settings

@@ -8,7 +8,7 @@ import pytest
 import pytest_asyncio
 
 from async_db_client import FakeClock
-from async_db_client.interfaces import CoreRepository, PipelineRepository, RemoteRepository
+from async_db_client.tiers import CoreRepository, PipelineRepository, RemoteRepository
 from tests.backends import BACKENDS, Backend
 
 

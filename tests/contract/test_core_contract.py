@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 
 from async_db_client import DashboardMetrics, FakeClock, InvalidInputError
-from async_db_client.interfaces import CoreRepository
+from async_db_client.tiers import CoreRepository
 
 pytestmark = pytest.mark.asyncio
 

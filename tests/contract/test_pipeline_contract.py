@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 
 from async_db_client import FakeClock, InvalidInputError
-from async_db_client.interfaces import PipelineRepository
+from async_db_client.tiers import PipelineRepository
 
 pytestmark = pytest.mark.asyncio
 

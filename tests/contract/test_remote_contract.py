@@ -10,7 +10,7 @@ import pytest
 
 from async_db_client import FakeClock, HashRecord, InvalidInputError, LogEntry, LogLevel
 from async_db_client.clock import epoch_seconds
-from async_db_client.interfaces import RemoteRepository
+from async_db_client.tiers import RemoteRepository
 from async_db_client.validation import LOG_ORDER_COLUMNS, SINGLE_FIELDS
 
 pytestmark = pytest.mark.asyncio

@@ -2,32 +2,25 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any
 
-from ..executor import Session
-from ..interfaces import LIVE_CURRENT_WINDOW, SYNC_RECENT_WINDOW, CoreRepository
-from ..models import DashboardMetrics, LogEntry, LogLevel, SiteStatus
-from .sql_base import SQLRepositoryBase, insert_returning_id
+from ...executor import Session
+from ...models import DashboardMetrics, LogEntry, LogLevel, SiteStatus
+from ...tiers.core import LIVE_CURRENT_WINDOW, SYNC_RECENT_WINDOW
+from .base import SQLStore, insert_returning_id
 
-__all__ = ["SQLCoreRepository"]
+__all__ = ["SQLCoreStore"]
 
 NO_BASELINE = " "  # hashes never contain whitespace, so this matches no site
 
 
-class SQLCoreRepository(SQLRepositoryBase, CoreRepository):
+class SQLCoreStore(SQLStore):
     """``core_sites``, ``core_baselines`` and ``core_logs`` in SQL tables."""
 
     tier = "core"
 
-    @contextlib.asynccontextmanager
-    async def transaction(self) -> AsyncIterator[SQLCoreRepository]:
-        async with self._transaction() as tx:
-            yield tx
-
-    async def _dashboard(self, now: datetime) -> DashboardMetrics:
+    async def dashboard(self, now: datetime) -> DashboardMetrics:
         d = self.dialect
         day_ago = d.to_db_time(now - SYNC_RECENT_WINDOW)
         live_cutoff = d.to_db_time(now - LIVE_CURRENT_WINDOW)
@@ -53,22 +46,22 @@ class SQLCoreRepository(SQLRepositoryBase, CoreRepository):
         counts["crit_error_count"] = crit
         return DashboardMetrics(**counts)
 
-    async def _logs_since(self, since: datetime) -> list[LogEntry]:
+    async def logs_since(self, since: datetime) -> list[LogEntry]:
         d = self.dialect
         sql = d.select_logs("core", by_session=False, older=False, since=True)
         rows = await self._db.fetchall(sql, (d.to_db_time(since),))
         return [self._log_entry(row) for row in rows]
 
-    async def _record_count(self) -> int:
+    async def record_count(self) -> int:
         row = await self._db.fetchone(self.dialect.record_count)
         return int(row[0]) if row and row[0] is not None else 0
 
-    async def _count_logs(self, level: LogLevel, since: datetime) -> int:
+    async def count_logs(self, level: LogLevel, since: datetime) -> int:
         d = self.dialect
         row = await self._db.fetchone(d.count_logs("core"), (level.value, d.to_db_time(since)))
         return int(row[0]) if row else 0
 
-    async def _sites(self) -> list[SiteStatus]:
+    async def sites(self) -> list[SiteStatus]:
         d = self.dialect
         return [
             SiteStatus.model_construct(
@@ -81,18 +74,18 @@ class SQLCoreRepository(SQLRepositoryBase, CoreRepository):
             for row in await self._db.fetchall(d.select_sites)
         ]
 
-    async def _heartbeat(self, site_id: str, now: datetime, count: int | None) -> None:
+    async def heartbeat(self, site_id: str, now: datetime, count: int | None) -> None:
         d = self.dialect
         params: tuple[Any, ...] = (site_id, d.to_db_time(now))
         if count is not None:
             params += (count,)
         await self._db.execute(d.upsert_heartbeat(with_count=count is not None), params)
 
-    async def _root_hash(self, site_id: str, root_hash: str, when: datetime) -> None:
+    async def root_hash(self, site_id: str, root_hash: str, when: datetime) -> None:
         d = self.dialect
         await self._db.execute(d.upsert_root_hash(), (site_id, root_hash, d.to_db_time(when)))
 
-    async def _baseline(self, baseline_hash: str, when: datetime) -> int:
+    async def add_baseline(self, baseline_hash: str, when: datetime) -> int:
         d = self.dialect
         params = (baseline_hash, d.to_db_time(when))
         # Not retried: a retry after a lost reply could publish the baseline twice, which
@@ -100,6 +93,3 @@ class SQLCoreRepository(SQLRepositoryBase, CoreRepository):
         return await self._db.run(
             lambda s: insert_returning_id(s, d, d.insert_baseline, params), retry=False
         )
-
-    async def _insert_log(self, entry: LogEntry, key: str) -> int:
-        return await self._insert_log_row(entry, key)

@@ -3,21 +3,20 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import itertools
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from operator import itemgetter
 from typing import Any
 
-from ..executor import ExecResult, Session
-from ..interfaces import RemoteRepository, SingleValue
-from ..models import HashRecord, LogEntry
-from ..paths import join_child, parent_and_name, path_key
-from ..validation import LogQuery
-from .sql_base import SQLRepositoryBase, statement_chunks
+from ...executor import ExecResult, Session
+from ...models import HashRecord, LogEntry
+from ...paths import join_child, parent_and_name, path_key
+from ...tiers.remote import SingleValue
+from ...validation import LogQuery
+from .base import SQLStore, statement_chunks
 
-__all__ = ["SQLRemoteRepository"]
+__all__ = ["SQLRemoteStore"]
 
 #: Rows per multi-row upsert statement, before the dialect's parameter and size caps.
 BULK_ROWS = 1000
@@ -29,15 +28,10 @@ async def _execute(session: Session, *, sql: str, params: list[Any]) -> ExecResu
     return await session.execute(sql, params)
 
 
-class SQLRemoteRepository(SQLRepositoryBase, RemoteRepository):
+class SQLRemoteStore(SQLStore):
     """Hash records and logs in SQL tables (``hash_records``, ``remote_logs``)."""
 
     tier = "remote"
-
-    @contextlib.asynccontextmanager
-    async def transaction(self) -> AsyncIterator[SQLRemoteRepository]:
-        async with self._transaction() as tx:
-            yield tx
 
     # ------------------------------------------------------------------ records
 
@@ -57,7 +51,7 @@ class SQLRemoteRepository(SQLRepositoryBase, RemoteRepository):
             session_id=row[10],
         )
 
-    async def _fetch_record(self, path: str) -> HashRecord | None:
+    async def fetch_record(self, path: str) -> HashRecord | None:
         row = await self._db.fetchone(self.dialect.select_record, (path_key(path),))
         return None if row is None else self._record(row)
 
@@ -79,7 +73,9 @@ class SQLRemoteRepository(SQLRepositoryBase, RemoteRepository):
             record.session_id,
         )
 
-    async def _upsert(self, records: Iterator[HashRecord], now: int, *, ordered: bool) -> int:
+    async def upsert_records(
+        self, records: Iterator[HashRecord], now: int, *, ordered: bool
+    ) -> int:
         d = self.dialect
         max_rows = max(1, min(BULK_ROWS, d.max_params // d.upsert_params_per_row))
         stored = 0
@@ -135,14 +131,17 @@ class SQLRemoteRepository(SQLRepositoryBase, RemoteRepository):
             raise group_error.exceptions[0] from None
         return stored
 
-    async def _fetch_field(self, path: str, field: str) -> SingleValue:
+    async def upsert_record(self, record: HashRecord, now: int) -> None:
+        await self.upsert_records(iter([record]), now, ordered=True)
+
+    async def fetch_field(self, path: str, field: str) -> SingleValue:
         row = await self._db.fetchone(self.dialect.select_field(field), (path_key(path),))
         if row is None or row[0] is None:
             return None
         value = row[0]
         return int(value) if field.endswith(("_first", "_latest")) else str(value)
 
-    async def _set_target(self, path: str, target_hash: str | None) -> bool:
+    async def set_target(self, path: str, target_hash: str | None) -> bool:
         key = path_key(path)
         d = self.dialect
 
@@ -155,16 +154,13 @@ class SQLRemoteRepository(SQLRepositoryBase, RemoteRepository):
 
         return await self._db.run(work, transaction=True)
 
-    async def _priority_paths(self) -> list[str]:
+    async def priority_paths(self) -> list[str]:
         rows = await self._db.fetchall(self.dialect.priority_paths)
         return sorted(row[0] for row in rows)
 
     # --------------------------------------------------------------------- logs
 
-    async def _insert_log(self, entry: LogEntry, key: str) -> int:
-        return await self._insert_log_row(entry, key)
-
-    async def _select_logs(self, query: LogQuery) -> list[LogEntry]:
+    async def select_logs(self, query: LogQuery) -> list[LogEntry]:
         if query.limit == 0:
             return []  # some engines refuse a zero-row page
         d = self.dialect
@@ -185,7 +181,7 @@ class SQLRemoteRepository(SQLRepositoryBase, RemoteRepository):
         params.extend(d.paging_params(query.limit, query.offset))
         return [self._log_entry(row) for row in await self._db.fetchall(sql, params)]
 
-    async def _delete_logs(self, ids: list[int]) -> list[int]:
+    async def delete_logs(self, ids: list[int]) -> list[int]:
         d = self.dialect
 
         async def work(session: Session) -> list[int]:
@@ -203,25 +199,25 @@ class SQLRemoteRepository(SQLRepositoryBase, RemoteRepository):
 
     # ---------------------------------------------------------------- integrity
 
-    async def _orphans(self) -> list[str]:
+    async def orphans(self) -> list[str]:
         rows = await self._db.fetchall(self.dialect.orphans())
         return sorted(row[0] for row in rows)
 
-    async def _untracked(self) -> list[str]:
+    async def untracked(self) -> list[str]:
         rows = await self._db.fetchall(self.dialect.untracked())
         return sorted({join_child(row[0], row[1]) for row in rows})
 
     # ---------------------------------------------------------- backup, restore
 
-    async def _records_after(self, after_key: str, limit: int) -> list[tuple[str, HashRecord]]:
+    async def records_after(self, after_key: str, limit: int) -> list[tuple[str, HashRecord]]:
         rows = await self._db.fetchall(self.dialect.records_after(), (after_key, limit))
         return [(row[0], self._record(row[1:])) for row in rows]
 
-    async def _logs_after(self, after_id: int, limit: int) -> list[LogEntry]:
+    async def logs_after(self, after_id: int, limit: int) -> list[LogEntry]:
         rows = await self._db.fetchall(self.dialect.logs_after("remote"), (after_id, limit))
         return [self._log_entry(row) for row in rows]
 
-    async def _restore_records(self, records: list[HashRecord]) -> None:
+    async def restore_records(self, records: list[HashRecord]) -> None:
         d = self.dialect
         names = d.to_db_names
         rows = []
@@ -249,6 +245,3 @@ class SQLRemoteRepository(SQLRepositoryBase, RemoteRepository):
         for chunk in statement_chunks(rows, per_statement, d.max_statement_bytes):
             sql = d.restore_hashes(len(chunk))
             await self._db.execute(sql, list(itertools.chain.from_iterable(chunk)))
-
-    async def _restore_logs(self, entries: list[tuple[LogEntry, str]]) -> None:
-        await self._restore_log_rows(entries)

@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from ..clock import Clock
-from ..interfaces import PipelineRepository
-from ..models import PipelineUpdate, SiteCompletion
-from .memory_store import MemoryStore
+from ...models import PipelineUpdate, SiteCompletion
+from .base import MemoryStoreBase
 
-__all__ = ["MemoryPipelineRepository"]
+__all__ = ["MemoryPipelineStore"]
 
 
 @dataclass
@@ -28,32 +24,17 @@ class PipelineState:
         )
 
 
-class MemoryPipelineRepository(PipelineRepository):
+class MemoryPipelineStore(MemoryStoreBase[PipelineState]):
     """The pipeline tier in memory; same contracts as the SQL Server backend."""
 
-    def __init__(
-        self, *, clock: Clock | None = None, store: MemoryStore[PipelineState] | None = None
-    ) -> None:
-        super().__init__(clock=clock)
-        self._store = store or MemoryStore(PipelineState(), PipelineState.copy)
+    state_class = PipelineState
 
-    def __repr__(self) -> str:
-        return f"MemoryPipelineRepository(updates={len(self._store.state.updates)})"
-
-    @contextlib.asynccontextmanager
-    async def transaction(self) -> AsyncIterator[MemoryPipelineRepository]:
-        async with self._store.transaction() as child:
-            yield MemoryPipelineRepository(clock=self.clock, store=child)
-
-    async def _ping(self) -> None:
-        _ = self._store.state
-
-    async def _pending(self) -> list[PipelineUpdate]:
-        pending = [u for u in self._store.state.updates.values() if u.hash_value is None]
+    async def pending(self) -> list[PipelineUpdate]:
+        pending = [u for u in self.state.updates.values() if u.hash_value is None]
         return sorted(pending, key=lambda u: (u.requested_at, u.update_id))
 
-    async def _answer(self, path: str, hash_value: str, now: datetime) -> bool:
-        async with self._store.writing() as state:
+    async def answer(self, path: str, hash_value: str, now: datetime) -> bool:
+        async with self.writing() as state:
             pending = [u for u in state.updates.values() if u.path == path and u.hash_value is None]
             for update in pending:
                 state.updates[update.update_id] = update.model_copy(
@@ -61,18 +42,18 @@ class MemoryPipelineRepository(PipelineRepository):
                 )
             return bool(pending)
 
-    async def _official_sites(self) -> list[str]:
-        return sorted(self._store.state.sites)
+    async def official_sites(self) -> list[str]:
+        return sorted(self.state.sites)
 
-    async def _complete(self, site: str, now: datetime) -> bool:
-        async with self._store.writing() as state:
+    async def complete(self, site: str, now: datetime) -> bool:
+        async with self.writing() as state:
             if site not in state.sites:
                 return False
             state.completions.append(SiteCompletion(site_id=site, completed_at=now))
             return True
 
-    async def _enqueue(self, path: str, site_id: str | None, now: datetime) -> int:
-        async with self._store.writing() as state:
+    async def enqueue(self, path: str, site_id: str | None, now: datetime) -> int:
+        async with self.writing() as state:
             update_id = state.next_update_id
             state.next_update_id += 1
             state.updates[update_id] = PipelineUpdate(
@@ -80,17 +61,17 @@ class MemoryPipelineRepository(PipelineRepository):
             )
             return update_id
 
-    async def _register(self, site_id: str, now: datetime) -> bool:
-        async with self._store.writing() as state:
+    async def register(self, site_id: str, now: datetime) -> bool:
+        async with self.writing() as state:
             if site_id in state.sites:
                 return False
             state.sites[site_id] = now
             return True
 
-    async def _completions(self, site: str | None) -> list[SiteCompletion]:
+    async def completions(self, site: str | None) -> list[SiteCompletion]:
         rows = [
             (c.completed_at, n, c)
-            for n, c in enumerate(self._store.state.completions)
+            for n, c in enumerate(self.state.completions)
             if site is None or c.site_id == site
         ]
         return [c for _, _, c in sorted(rows, key=lambda row: row[:2])]

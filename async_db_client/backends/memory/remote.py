@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..clock import Clock
-from ..interfaces import RemoteRepository, SingleValue
-from ..models import HashRecord, LogEntry
-from ..paths import join_child, parent_and_name, path_key
-from ..validation import LogQuery
-from .memory_store import LogTable, MemoryStore
+from ...models import HashRecord, LogEntry
+from ...paths import join_child, parent_and_name, path_key
+from ...tiers.remote import SingleValue
+from ...validation import LogQuery
+from .base import LogTable, MemoryStoreBase
 
-__all__ = ["MemoryRemoteRepository"]
+__all__ = ["MemoryRemoteStore"]
 
 
 @dataclass
@@ -38,33 +36,20 @@ def sort_key(value: Any) -> tuple[bool, Any]:
     return (value is not None, value)
 
 
-class MemoryRemoteRepository(RemoteRepository):
+class MemoryRemoteStore(MemoryStoreBase[RemoteState]):
     """The remote tier in memory; same contracts as the SQL backends, safe across tasks."""
 
-    def __init__(
-        self, *, clock: Clock | None = None, store: MemoryStore[RemoteState] | None = None
-    ) -> None:
-        super().__init__(clock=clock)
-        self._store = store or MemoryStore(RemoteState(), RemoteState.copy)
+    state_class = RemoteState
 
-    def __repr__(self) -> str:
-        return f"MemoryRemoteRepository(records={len(self._store.state.records)})"
-
-    @contextlib.asynccontextmanager
-    async def transaction(self) -> AsyncIterator[MemoryRemoteRepository]:
-        async with self._store.transaction() as child:
-            yield MemoryRemoteRepository(clock=self.clock, store=child)
-
-    async def _ping(self) -> None:
-        _ = self._store.state
-
-    async def _fetch_record(self, path: str) -> HashRecord | None:
-        record = self._store.state.records.get(path)
+    async def fetch_record(self, path: str) -> HashRecord | None:
+        record = self.state.records.get(path)
         return None if record is None else _fresh(record)
 
-    async def _upsert(self, records: Iterator[HashRecord], now: int, *, ordered: bool) -> int:
+    async def upsert_records(
+        self, records: Iterator[HashRecord], now: int, *, ordered: bool
+    ) -> int:
         stored = 0
-        async with self._store.writing() as state:
+        async with self.writing() as state:
             for new in records:
                 stored += 1
                 old = state.records.get(new.path)
@@ -100,32 +85,35 @@ class MemoryRemoteRepository(RemoteRepository):
                 state.records[new.path] = HashRecord.model_construct(**values)
         return stored
 
-    async def _fetch_field(self, path: str, field: str) -> SingleValue:
-        record = self._store.state.records.get(path)
+    async def upsert_record(self, record: HashRecord, now: int) -> None:
+        await self.upsert_records(iter([record]), now, ordered=True)
+
+    async def fetch_field(self, path: str, field: str) -> SingleValue:
+        record = self.state.records.get(path)
         value: SingleValue = None if record is None else getattr(record, field)
         return value
 
-    async def _set_target(self, path: str, target_hash: str | None) -> bool:
-        async with self._store.writing() as state:
+    async def set_target(self, path: str, target_hash: str | None) -> bool:
+        async with self.writing() as state:
             record = state.records.get(path)
             if record is None:
                 return False
             state.records[path] = record.model_copy(update={"target_hash": target_hash})
             return True
 
-    async def _priority_paths(self) -> list[str]:
+    async def priority_paths(self) -> list[str]:
         return sorted(
             r.path
-            for r in self._store.state.records.values()
+            for r in self.state.records.values()
             if r.target_hash is not None and r.target_hash != r.current_hash
         )
 
-    async def _insert_log(self, entry: LogEntry, key: str) -> int:
-        async with self._store.writing() as state:
+    async def insert_log(self, entry: LogEntry, key: str) -> int:
+        async with self.writing() as state:
             return state.logs.insert(entry, key)
 
-    async def _select_logs(self, query: LogQuery) -> list[LogEntry]:
-        entries = list(self._store.state.logs.entries.values())
+    async def select_logs(self, query: LogQuery) -> list[LogEntry]:
+        entries = list(self.state.logs.entries.values())
         if query.session_id is not None:
             entries = [e for e in entries if e.session_id == query.session_id]
         if query.older_than is not None:
@@ -138,12 +126,12 @@ class MemoryRemoteRepository(RemoteRepository):
         end = None if query.limit is None else query.offset + query.limit
         return entries[query.offset : end]
 
-    async def _delete_logs(self, ids: list[int]) -> list[int]:
-        async with self._store.writing() as state:
+    async def delete_logs(self, ids: list[int]) -> list[int]:
+        async with self.writing() as state:
             return state.logs.delete(ids)
 
-    async def _orphans(self) -> list[str]:
-        records = self._store.state.records
+    async def orphans(self) -> list[str]:
+        records = self.state.records
         orphans = []
         for record in records.values():
             parent_name = parent_and_name(record.path)
@@ -157,8 +145,8 @@ class MemoryRemoteRepository(RemoteRepository):
                 orphans.append(record.path)
         return sorted(orphans)
 
-    async def _untracked(self) -> list[str]:
-        records = self._store.state.records
+    async def untracked(self) -> list[str]:
+        records = self.state.records
         children = {pn for pn in map(parent_and_name, records) if pn is not None}
         return sorted(
             join_child(record.path, name)
@@ -167,24 +155,24 @@ class MemoryRemoteRepository(RemoteRepository):
             if (record.path, name) not in children
         )
 
-    async def _records_after(self, after_key: str, limit: int) -> list[tuple[str, HashRecord]]:
+    async def records_after(self, after_key: str, limit: int) -> list[tuple[str, HashRecord]]:
         keyed = sorted(
             (key, record)
-            for key, record in ((path_key(p), r) for p, r in self._store.state.records.items())
+            for key, record in ((path_key(p), r) for p, r in self.state.records.items())
             if key > after_key
         )
         return [(key, _fresh(record)) for key, record in keyed[:limit]]
 
-    async def _logs_after(self, after_id: int, limit: int) -> list[LogEntry]:
-        entries = self._store.state.logs.entries
+    async def logs_after(self, after_id: int, limit: int) -> list[LogEntry]:
+        entries = self.state.logs.entries
         return [entries[i] for i in sorted(i for i in entries if i > after_id)[:limit]]
 
-    async def _restore_records(self, records: list[HashRecord]) -> None:
-        async with self._store.writing() as state:
+    async def restore_records(self, records: list[HashRecord]) -> None:
+        async with self.writing() as state:
             for record in records:
                 state.records[record.path] = _fresh(record)
 
-    async def _restore_logs(self, entries: list[tuple[LogEntry, str]]) -> None:
-        async with self._store.writing() as state:
+    async def restore_logs(self, entries: list[tuple[LogEntry, str]]) -> None:
+        async with self.writing() as state:
             for entry, key in entries:
                 state.logs.insert(entry, key)

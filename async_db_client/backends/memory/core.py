@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from ..clock import Clock
-from ..interfaces import LIVE_CURRENT_WINDOW, SYNC_RECENT_WINDOW, CoreRepository
-from ..models import DashboardMetrics, LogEntry, LogLevel, SiteStatus
-from .memory_store import LogTable, MemoryStore
+from ...models import DashboardMetrics, LogEntry, LogLevel, SiteStatus
+from ...tiers.core import LIVE_CURRENT_WINDOW, SYNC_RECENT_WINDOW
+from .base import LogTable, MemoryStoreBase
 
-__all__ = ["MemoryCoreRepository"]
+__all__ = ["MemoryCoreStore"]
 
 
 @dataclass
@@ -28,28 +25,13 @@ class CoreState:
         )
 
 
-class MemoryCoreRepository(CoreRepository):
+class MemoryCoreStore(MemoryStoreBase[CoreState]):
     """The core tier in memory; same contracts as the SQL backends."""
 
-    def __init__(
-        self, *, clock: Clock | None = None, store: MemoryStore[CoreState] | None = None
-    ) -> None:
-        super().__init__(clock=clock)
-        self._store = store or MemoryStore(CoreState(), CoreState.copy)
+    state_class = CoreState
 
-    def __repr__(self) -> str:
-        return f"MemoryCoreRepository(sites={len(self._store.state.sites)})"
-
-    @contextlib.asynccontextmanager
-    async def transaction(self) -> AsyncIterator[MemoryCoreRepository]:
-        async with self._store.transaction() as child:
-            yield MemoryCoreRepository(clock=self.clock, store=child)
-
-    async def _ping(self) -> None:
-        _ = self._store.state
-
-    async def _dashboard(self, now: datetime) -> DashboardMetrics:
-        state = self._store.state
+    async def dashboard(self, now: datetime) -> DashboardMetrics:
+        state = self.state
         ordered = sorted(state.baselines)
         newest = ordered[-1][2] if ordered else None
         previous = ordered[-2][2] if len(ordered) > 1 else None
@@ -73,59 +55,59 @@ class MemoryCoreRepository(CoreRepository):
             else:
                 counts["live_1_behind"] += 1
         counts["live_l24_behind"] = counts["live_current"] + counts["live_1_behind"]
-        counts["crit_error_count"] = await self._count_logs(
+        counts["crit_error_count"] = await self.count_logs(
             LogLevel.CRITICAL, now - SYNC_RECENT_WINDOW
         )
-        counts["hash_record_count"] = await self._record_count()
+        counts["hash_record_count"] = await self.record_count()
         return DashboardMetrics(**counts)
 
-    async def _logs_since(self, since: datetime) -> list[LogEntry]:
+    async def logs_since(self, since: datetime) -> list[LogEntry]:
         entries = [
             e
-            for e in self._store.state.logs.entries.values()
+            for e in self.state.logs.entries.values()
             if e.timestamp and e.timestamp >= since
         ]
         entries.sort(key=lambda e: (e.timestamp, e.log_id), reverse=True)
         return entries
 
-    async def _record_count(self) -> int:
-        return sum(site.hash_record_count for site in self._store.state.sites.values())
+    async def record_count(self) -> int:
+        return sum(site.hash_record_count for site in self.state.sites.values())
 
-    async def _count_logs(self, level: LogLevel, since: datetime) -> int:
+    async def count_logs(self, level: LogLevel, since: datetime) -> int:
         return sum(
             1
-            for e in self._store.state.logs.entries.values()
+            for e in self.state.logs.entries.values()
             if e.log_level == level and e.timestamp is not None and e.timestamp >= since
         )
 
-    async def _sites(self) -> list[SiteStatus]:
-        return [site for _, site in sorted(self._store.state.sites.items())]
+    async def sites(self) -> list[SiteStatus]:
+        return [site for _, site in sorted(self.state.sites.items())]
 
     def _site(self, state: CoreState, site_id: str) -> SiteStatus:
         return state.sites.get(site_id) or SiteStatus(site_id=site_id)
 
-    async def _heartbeat(self, site_id: str, now: datetime, count: int | None) -> None:
-        async with self._store.writing() as state:
+    async def heartbeat(self, site_id: str, now: datetime, count: int | None) -> None:
+        async with self.writing() as state:
             site = self._site(state, site_id)
             update: dict[str, object] = {"last_heartbeat": now}
             if count is not None:
                 update["hash_record_count"] = count
             state.sites[site_id] = site.model_copy(update=update)
 
-    async def _root_hash(self, site_id: str, root_hash: str, when: datetime) -> None:
-        async with self._store.writing() as state:
+    async def root_hash(self, site_id: str, root_hash: str, when: datetime) -> None:
+        async with self.writing() as state:
             site = self._site(state, site_id)
             state.sites[site_id] = site.model_copy(
                 update={"root_hash": root_hash, "root_hash_at": when}
             )
 
-    async def _baseline(self, baseline_hash: str, when: datetime) -> int:
-        async with self._store.writing() as state:
+    async def add_baseline(self, baseline_hash: str, when: datetime) -> int:
+        async with self.writing() as state:
             baseline_id = state.next_baseline_id
             state.next_baseline_id += 1
             state.baselines.append((when, baseline_id, baseline_hash))
             return baseline_id
 
-    async def _insert_log(self, entry: LogEntry, key: str) -> int:
-        async with self._store.writing() as state:
+    async def insert_log(self, entry: LogEntry, key: str) -> int:
+        async with self.writing() as state:
             return state.logs.insert(entry, key)

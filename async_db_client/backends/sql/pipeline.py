@@ -2,31 +2,23 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncIterator
 from datetime import datetime
 
-from ..errors import IntegrityError
-from ..executor import Session
-from ..interfaces import PipelineRepository
-from ..models import PipelineUpdate, SiteCompletion
-from ..paths import path_key
-from .sql_base import SQLRepositoryBase, insert_returning_id
+from ...errors import IntegrityError
+from ...executor import Session
+from ...models import PipelineUpdate, SiteCompletion
+from ...paths import path_key
+from .base import SQLStore, insert_returning_id
 
-__all__ = ["SQLPipelineRepository"]
+__all__ = ["SQLPipelineStore"]
 
 
-class SQLPipelineRepository(SQLRepositoryBase, PipelineRepository):
+class SQLPipelineStore(SQLStore):
     """``pipeline_updates``, ``pipeline_sites``, ``pipeline_completions`` in SQL tables."""
 
     tier = "pipeline"
 
-    @contextlib.asynccontextmanager
-    async def transaction(self) -> AsyncIterator[SQLPipelineRepository]:
-        async with self._transaction() as tx:
-            yield tx
-
-    async def _pending(self) -> list[PipelineUpdate]:
+    async def pending(self) -> list[PipelineUpdate]:
         d = self.dialect
         return [
             PipelineUpdate.model_construct(
@@ -40,17 +32,17 @@ class SQLPipelineRepository(SQLRepositoryBase, PipelineRepository):
             for row in await self._db.fetchall(d.pending_updates)
         ]
 
-    async def _answer(self, path: str, hash_value: str, now: datetime) -> bool:
+    async def answer(self, path: str, hash_value: str, now: datetime) -> bool:
         d = self.dialect
         result = await self._db.execute(
             d.answer_updates, (hash_value, d.to_db_time(now), path_key(path))
         )
         return result.rowcount > 0
 
-    async def _official_sites(self) -> list[str]:
+    async def official_sites(self) -> list[str]:
         return [row[0] for row in await self._db.fetchall(self.dialect.official_sites)]
 
-    async def _complete(self, site: str, now: datetime) -> bool:
+    async def complete(self, site: str, now: datetime) -> bool:
         d = self.dialect
 
         async def work(session: Session) -> bool:
@@ -62,7 +54,7 @@ class SQLPipelineRepository(SQLRepositoryBase, PipelineRepository):
         # Not retried after a lost reply: the completion could be recorded twice.
         return await self._db.run(work, transaction=True, retry=False)
 
-    async def _enqueue(self, path: str, site_id: str | None, now: datetime) -> int:
+    async def enqueue(self, path: str, site_id: str | None, now: datetime) -> int:
         d = self.dialect
         params = (site_id, path, path_key(path), d.to_db_time(now))
         # Not retried after a lost reply: the request could be queued twice.
@@ -70,7 +62,7 @@ class SQLPipelineRepository(SQLRepositoryBase, PipelineRepository):
             lambda s: insert_returning_id(s, d, d.insert_update, params), retry=False
         )
 
-    async def _register(self, site_id: str, now: datetime) -> bool:
+    async def register(self, site_id: str, now: datetime) -> bool:
         try:
             await self._db.execute(
                 self.dialect.insert_site, (site_id, self.dialect.to_db_time(now))
@@ -79,7 +71,7 @@ class SQLPipelineRepository(SQLRepositoryBase, PipelineRepository):
             return False
         return True
 
-    async def _completions(self, site: str | None) -> list[SiteCompletion]:
+    async def completions(self, site: str | None) -> list[SiteCompletion]:
         d = self.dialect
         sql = d.completions(one_site=site is not None)
         rows = await self._db.fetchall(sql, (site,) if site is not None else ())

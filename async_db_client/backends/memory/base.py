@@ -1,36 +1,45 @@
-"""The state holder behind the in-memory fakes: serialized writes and real transactions.
+"""What the in-memory stores share: a state with serialized writes and real transactions.
 
 Each write runs without awaiting between reading and changing the state, so it is atomic
-within the event loop. A transaction takes the store's write lock for its whole duration
+within the event loop. A transaction takes the state's write lock for its whole duration
 (as row locks would), works on a copy of the state, and swaps the copy in only when the
 block exits normally; other tasks keep reading the last committed state meanwhile.
+
+The fakes are a product feature (configure ``local``): they keep the same contracts as
+the SQL backends and pass the same contract suite.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import Any, ClassVar, Generic, Protocol, Self, TypeVar
 
-from ..errors import PoolClosedError
-from ..models import LogEntry
+from ...errors import PoolClosedError, UsageError
+from ...models import LogEntry
 
-__all__ = ["LogTable", "MemoryStore"]
-
-S = TypeVar("S")
+__all__ = ["LogTable", "MemoryStoreBase", "State", "TransactionalState"]
 
 
-class MemoryStore(Generic[S]):
-    """Holds a state object; ``copy`` makes an independent copy for a transaction."""
+class State(Protocol):
+    """A store's whole state; ``copy()`` makes an independent copy for a transaction."""
 
-    def __init__(self, state: S, copy: Callable[[S], S]) -> None:
+    def copy(self) -> Self: ...
+
+
+S = TypeVar("S", bound=State)
+
+
+class TransactionalState(Generic[S]):
+    """Holds a state object: serialized writes, and transactions on a copy of it."""
+
+    def __init__(self, state: S) -> None:
         self._state = state
-        self._copy = copy
         self._lock: asyncio.Lock | None = None
         self._lock_loop: asyncio.AbstractEventLoop | None = None
-        self._parent: MemoryStore[S] | None = None
+        self._parent: TransactionalState[S] | None = None
         self._active = True
 
     @property
@@ -58,12 +67,12 @@ class MemoryStore(Generic[S]):
             yield self._state
 
     @contextlib.asynccontextmanager
-    async def transaction(self) -> AsyncIterator[MemoryStore[S]]:
-        """A child store over a copy of the state, committed if the block succeeds."""
+    async def transaction(self) -> AsyncIterator[TransactionalState[S]]:
+        """A child over a copy of the state, committed if the block succeeds."""
         if self._parent is not None:
-            raise PoolClosedError("transactions do not nest")
+            raise UsageError("transactions do not nest")
         async with self._get_lock():
-            child: MemoryStore[S] = MemoryStore(self._copy(self._state), self._copy)
+            child = TransactionalState(self._state.copy())
             child._parent = self
             try:
                 yield child
@@ -79,6 +88,9 @@ class LogTable:
     entries: dict[int, LogEntry] = field(default_factory=dict)
     keys: dict[str, int] = field(default_factory=dict)
     next_id: int = 1
+
+    def __len__(self) -> int:
+        return len(self.entries)
 
     def copy(self) -> LogTable:
         return LogTable(dict(self.entries), dict(self.keys), self.next_id)
@@ -101,3 +113,44 @@ class LogTable:
             gone = set(deleted)
             self.keys = {k: v for k, v in self.keys.items() if v not in gone}
         return deleted
+
+
+class MemoryStoreBase(Generic[S]):
+    """Construction, transactions, health and lifecycle of every in-memory store.
+
+    A subclass names its state class; every method it adds reads ``self.state`` or
+    changes it inside ``async with self.writing() as state``.
+    """
+
+    state_class: ClassVar[type[Any]]
+
+    def __init__(self, state: TransactionalState[S] | None = None) -> None:
+        self._state: TransactionalState[S] = state or TransactionalState(self.state_class())
+
+    def __repr__(self) -> str:
+        values = vars(self._state._state)  # not .state: a repr must not raise
+        sizes = (f"{name}={len(v)}" for name, v in values.items() if hasattr(v, "__len__"))
+        return f"{type(self).__name__}({', '.join(sizes)})"
+
+    @property
+    def state(self) -> S:
+        """The current state (a transaction's own copy inside one)."""
+        return self._state.state
+
+    def writing(self) -> contextlib.AbstractAsyncContextManager[S]:
+        """Exclusive write access to the state."""
+        return self._state.writing()
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Self]:
+        async with self._state.transaction() as child:
+            yield type(self)(child)
+
+    async def ping(self) -> None:
+        _ = self._state.state  # raises if this is a transaction's store after it ended
+
+    async def migrate(self) -> int:
+        return 0  # no schema
+
+    async def aclose(self) -> None:
+        return None

@@ -1,19 +1,25 @@
-"""What every SQL repository shares: a dialect, a runner, the schema step, transactions."""
+"""What every SQL store shares: a dialect, a runner, the schema step, transactions, logs.
+
+A SQL store turns a tier's primitives into statements of its dialect (SQL text only,
+see :mod:`async_db_client.dialects`) and runs them through an executor (pooled
+connections, retries of idempotent work; see :mod:`async_db_client.executor`), so one
+store class per tier serves every engine.
+"""
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator, Iterator, Sequence
-from typing import Any
+from typing import Any, ClassVar, Self
 
-from ..dialects.base import Dialect
-from ..errors import IntegrityError
-from ..executor import Executor, Runner, Session
-from ..interfaces import RemoteRepository
-from ..migrations import check_schema, migrate
-from ..models import LogEntry, LogLevel
+from ...dialects.base import Dialect
+from ...errors import IntegrityError, UsageError
+from ...executor import Executor, Runner, Session
+from ...migrations import check_schema, migrate
+from ...models import LogEntry, LogLevel
+from ...tiers.base import Tier
 
-__all__ = ["SQLRepositoryBase", "insert_returning_id", "schema_step", "statement_chunks"]
+__all__ = ["SQLStore", "insert_returning_id", "schema_step", "statement_chunks"]
 
 
 def statement_chunks(
@@ -65,19 +71,18 @@ async def insert_returning_id(
     return int(row[0])
 
 
-class SQLRepositoryBase:
-    """Mixin for the SQL repositories of every tier.
+class SQLStore:
+    """Base of the SQL stores of every tier.
 
     ``executor`` is the tier's :class:`Executor` (retries, schema step); ``runner`` is
     what statements go through: the executor itself, or a transaction's runner.
     """
 
-    tier: str
+    tier: ClassVar[Tier]
 
     def __init__(
-        self, dialect: Dialect, executor: Executor, *, runner: Runner | None = None, **kw: Any
+        self, dialect: Dialect, executor: Executor, *, runner: Runner | None = None
     ) -> None:
-        super().__init__(**kw)
         self.dialect = dialect
         self.executor = executor
         self._db: Runner = runner or executor
@@ -86,23 +91,14 @@ class SQLRepositoryBase:
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.dialect.name}, {self.executor.pool.name})"
 
-    def _with_runner(self, runner: Runner) -> Any:
-        clone = type(self).__new__(type(self))
-        clone.__dict__.update(self.__dict__)
-        clone._db = runner
-        clone._in_transaction = True
-        if isinstance(clone, RemoteRepository):
-            clone.outbox = None  # a transaction's writes belong to the transaction
-        return clone
-
     @contextlib.asynccontextmanager
-    async def _transaction(self) -> AsyncIterator[Any]:
+    async def transaction(self) -> AsyncIterator[Self]:
         if self._in_transaction:
-            raise RuntimeError("transactions do not nest")
+            raise UsageError("transactions do not nest")
         async with self.executor.transaction() as runner:
-            yield self._with_runner(runner)
+            yield type(self)(self.dialect, self.executor, runner=runner)
 
-    async def _ping(self) -> None:
+    async def ping(self) -> None:
         await self.executor.run(lambda s: s.fetchone("SELECT 1"), skip_prepare=True)
 
     async def migrate(self) -> int:
@@ -113,8 +109,11 @@ class SQLRepositoryBase:
         self.executor.mark_prepared()
         return version
 
-    # Shared by the tiers that keep logs.
-    async def _insert_log_row(self, entry: LogEntry, key: str) -> int:
+    async def aclose(self) -> None:
+        return None  # the pools belong to the client's pool manager
+
+    # The remote and core tiers keep logs; the same tables' shape and statements.
+    async def insert_log(self, entry: LogEntry, key: str) -> int:
         d = self.dialect
         assert entry.timestamp is not None
         params = (
@@ -139,7 +138,7 @@ class SQLRepositoryBase:
 
         return await self._db.run(work)
 
-    async def _restore_log_rows(self, entries: list[tuple[LogEntry, str]]) -> None:
+    async def restore_logs(self, entries: list[tuple[LogEntry, str]]) -> None:
         d = self.dialect
         rows = [
             (
