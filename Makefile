@@ -31,9 +31,12 @@ DEMO_DIR ?=
 demo: install
 	DEMO_DIR="$(DEMO_DIR)" $(PY) tools/demo.py
 
+# Also fails when the facades generated from the tier contracts are stale (regenerate
+# them with `$(PY) tools/gen_facades.py`).
 lint: install
 	$(VENV)/bin/ruff check async_db_client tests examples benchmarks tools
 	$(VENV)/bin/mypy async_db_client
+	$(PY) tools/gen_facades.py --check
 
 bench: install
 	$(PY) benchmarks/bench_writes.py

@@ -19,7 +19,7 @@ import contextlib
 import contextvars
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from datetime import datetime
-from types import MappingProxyType, TracebackType
+from types import MappingProxyType
 from typing import Any
 
 from .backends.registry import build_tier
@@ -98,12 +98,7 @@ class DBInstance:
     async def __aenter__(self) -> DBInstance:
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
 
     async def aclose(self) -> None:

@@ -42,7 +42,6 @@ import threading
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
 from datetime import datetime
-from types import TracebackType
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import anyio
@@ -229,12 +228,7 @@ class DBInstance:
     def __enter__(self) -> DBInstance:
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.close()
 
     @contextlib.contextmanager

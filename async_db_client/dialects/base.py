@@ -368,12 +368,12 @@ class Dialect:
 
     # ------------------------------------------------------------------ migrations
 
-    #: Each tier's schema steps, in version order (set by each engine's dialect).
-    migration_steps: dict[str, tuple[Migration, ...]] = {}
+    #: Every tier's schema steps, each tier's in version order (set by each engine).
+    migration_steps: tuple[Migration, ...] = ()
 
     def migrations(self, tier: str) -> tuple[Migration, ...]:
         """Every schema step of ``tier``, in version order."""
-        return self.migration_steps[tier]
+        return tuple(step for step in self.migration_steps if step.tier == tier)
 
     def create_version_table(self) -> str:
         raise NotImplementedError

@@ -142,11 +142,7 @@ class MySQLDialect(Dialect):
     """SQL for MySQL 8 / MariaDB 10.6+, any driver (aiomysql, or ODBC)."""
 
     name = "mysql"
-    migration_steps = {
-        "remote": REMOTE_MIGRATIONS,
-        "core": CORE_MIGRATIONS,
-        "pipeline": PIPELINE_MIGRATIONS,
-    }
+    migration_steps = REMOTE_MIGRATIONS + CORE_MIGRATIONS + PIPELINE_MIGRATIONS
     max_params = 60_000
     max_statement_bytes = 4_000_000
     last_insert_id_sql = "SELECT LAST_INSERT_ID()"

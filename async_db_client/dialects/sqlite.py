@@ -157,11 +157,7 @@ class SQLiteDialect(Dialect):
     """SQL for SQLite through any driver (aiosqlite here)."""
 
     name = "sqlite"
-    migration_steps = {
-        "remote": REMOTE_MIGRATIONS,
-        "core": CORE_MIGRATIONS,
-        "pipeline": PIPELINE_MIGRATIONS,
-    }
+    migration_steps = REMOTE_MIGRATIONS + CORE_MIGRATIONS + PIPELINE_MIGRATIONS
     #: SQLITE_MAX_VARIABLE_NUMBER is 32,766 since SQLite 3.32 (999 before; builds of
     #: older versions are rare enough that 999-parameter batches are not worth it).
     max_params = 32_766

@@ -175,11 +175,7 @@ class TSQLDialect(Dialect):
     """SQL for Microsoft SQL Server 2016+ through ODBC."""
 
     name = "tsql"
-    migration_steps = {
-        "remote": REMOTE_MIGRATIONS,
-        "core": CORE_MIGRATIONS,
-        "pipeline": PIPELINE_MIGRATIONS,
-    }
+    migration_steps = REMOTE_MIGRATIONS + CORE_MIGRATIONS + PIPELINE_MIGRATIONS
     #: SQL Server allows 2,100 parameters per statement; keep a margin.
     max_params = 2000
     max_statement_bytes = 4_000_000
