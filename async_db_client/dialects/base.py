@@ -19,78 +19,10 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from ..validation import LOG_ORDER_COLUMNS, SINGLE_FIELDS
+from . import schema
 
-__all__ = ["HASH_COLUMNS", "LOG_TABLES", "Dialect", "Migration"]
+__all__ = ["Dialect", "Migration"]
 
-#: Columns of a hash record as selected, in HashRecord field order.
-HASH_COLUMNS = (
-    "path",
-    "current_hash",
-    "prev_hash",
-    "current_dtg_first",
-    "current_dtg_latest",
-    "prev_dtg_latest",
-    "dirs",
-    "files",
-    "links",
-    "target_hash",
-    "session_id",
-)
-#: Columns written by the upsert, in parameter order.
-UPSERT_COLUMNS = (
-    "path_key",
-    "path",
-    "parent_key",
-    "name",
-    "current_hash",
-    "current_dtg_first",
-    "current_dtg_latest",
-    "dirs",
-    "files",
-    "links",
-    "target_hash",
-    "session_id",
-)
-#: Columns written when restoring a complete record verbatim, in parameter order.
-RESTORE_COLUMNS = (
-    "path_key",
-    "path",
-    "parent_key",
-    "name",
-    "current_hash",
-    "current_dtg_first",
-    "current_dtg_latest",
-    "prev_hash",
-    "prev_dtg_latest",
-    "dirs",
-    "files",
-    "links",
-    "target_hash",
-    "session_id",
-)
-LOG_COLUMNS = (
-    "log_id",
-    "site_id",
-    "log_level",
-    "logged_at",
-    "session_id",
-    "summary_message",
-    "detailed_message",
-)
-LOG_INSERT_COLUMNS = (
-    "log_key",
-    "site_id",
-    "log_level",
-    "logged_at",
-    "session_id",
-    "summary_message",
-    "detailed_message",
-)
-#: The log tables, by tier; the only table names that vary in statements.
-LOG_TABLES = {"remote": "remote_logs", "core": "core_logs"}
-#: get_logs field -> column (``timestamp`` is a reserved word in several engines).
-LOG_ORDER_SQL = {name: ("logged_at" if name == "timestamp" else name) for name in LOG_ORDER_COLUMNS}
-VERSION_TABLE = "async_db_client_schema"
 # One encoder, reused: json.dumps with options builds a new one per call (bulk hot path).
 _JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 _JSON_DECODER = json.JSONDecoder()
@@ -174,7 +106,7 @@ class Dialect:
 
     @functools.cached_property
     def select_record(self) -> str:
-        return f"SELECT {', '.join(HASH_COLUMNS)} FROM hash_records WHERE path_key = ?"
+        return f"SELECT {', '.join(schema.HASH_COLUMNS)} FROM hash_records WHERE path_key = ?"
 
     def upsert_hashes(self, rows: int) -> str:
         """Insert-or-update ``rows`` records with prev-hash rotation, in row order."""
@@ -182,7 +114,7 @@ class Dialect:
 
     @property
     def upsert_params_per_row(self) -> int:
-        return len(UPSERT_COLUMNS)
+        return len(schema.UPSERT_COLUMNS)
 
     def select_field(self, field: str) -> str:
         if field not in SINGLE_FIELDS:  # a second guard: callers validated already
@@ -205,14 +137,14 @@ class Dialect:
         raise NotImplementedError
 
     def records_after(self) -> str:
-        """Params: after key, limit. Path key first, then :data:`HASH_COLUMNS`."""
+        """Params: after key, limit. Path key first, then :data:`schema.HASH_COLUMNS`."""
         return (
-            f"SELECT path_key, {', '.join(HASH_COLUMNS)} FROM hash_records"
+            f"SELECT path_key, {', '.join(schema.HASH_COLUMNS)} FROM hash_records"
             " WHERE path_key > ? ORDER BY path_key LIMIT ?"
         )
 
     def restore_hashes(self, rows: int) -> str:
-        """Insert or replace ``rows`` complete records (:data:`RESTORE_COLUMNS`)."""
+        """Insert or replace ``rows`` complete records (:data:`schema.RESTORE_COLUMNS`)."""
         raise NotImplementedError
 
     # --------------------------------------------------------------- logs (both)
@@ -220,23 +152,23 @@ class Dialect:
     def logs_after(self, tier: str) -> str:
         """Params: after id, limit."""
         return (
-            f"SELECT {', '.join(LOG_COLUMNS)} FROM {LOG_TABLES[tier]}"
+            f"SELECT {', '.join(schema.LOG_COLUMNS)} FROM {schema.LOG_TABLES[tier]}"
             " WHERE log_id > ? ORDER BY log_id LIMIT ?"
         )
 
     def insert_logs_ignoring_known_keys(self, tier: str, rows: int) -> str:
-        """Insert ``rows`` log entries (:data:`LOG_INSERT_COLUMNS`), skipping stored keys."""
+        """Insert ``rows`` log entries (:data:`schema.LOG_INSERT_COLUMNS`), skipping stored keys."""
         raise NotImplementedError
 
     def insert_log(self, tier: str) -> str:
-        table = LOG_TABLES[tier]
+        table = schema.LOG_TABLES[tier]
         return (
-            f"INSERT INTO {table} ({', '.join(LOG_INSERT_COLUMNS)}) "
-            f"VALUES ({_marks(len(LOG_INSERT_COLUMNS))})"
+            f"INSERT INTO {table} ({', '.join(schema.LOG_INSERT_COLUMNS)}) "
+            f"VALUES ({_marks(len(schema.LOG_INSERT_COLUMNS))})"
         )
 
     def log_id_by_key(self, tier: str) -> str:
-        return f"SELECT log_id FROM {LOG_TABLES[tier]} WHERE log_key = ?"
+        return f"SELECT log_id FROM {schema.LOG_TABLES[tier]} WHERE log_key = ?"
 
     def select_logs(
         self,
@@ -256,7 +188,7 @@ class Dialect:
         Parameters, in order: session_id, older-than cutoff, since cutoff, level,
         then the paging parameters of :meth:`paging`.
         """
-        column = LOG_ORDER_SQL[order_by]  # KeyError for anything not whitelisted
+        column = schema.LOG_ORDER_SQL[order_by]  # KeyError for anything not whitelisted
         conditions = []
         if by_session:
             conditions.append("session_id = ?")
@@ -273,7 +205,8 @@ class Dialect:
             if column == "log_id"
             else (f"{column} {direction}, log_id {direction}")
         )
-        sql = f"SELECT {', '.join(LOG_COLUMNS)} FROM {LOG_TABLES[tier]}{where} ORDER BY {order}"
+        columns = ", ".join(schema.LOG_COLUMNS)
+        sql = f"SELECT {columns} FROM {schema.LOG_TABLES[tier]}{where} ORDER BY {order}"
         return sql + self.paging(limit=limit, offset=offset)
 
     def paging(self, *, limit: bool, offset: bool) -> str:
@@ -289,13 +222,14 @@ class Dialect:
         return params
 
     def existing_log_ids(self, tier: str, count: int) -> str:
-        return f"SELECT log_id FROM {LOG_TABLES[tier]} WHERE log_id IN ({_marks(count)})"
+        return f"SELECT log_id FROM {schema.LOG_TABLES[tier]} WHERE log_id IN ({_marks(count)})"
 
     def delete_logs(self, tier: str, count: int) -> str:
-        return f"DELETE FROM {LOG_TABLES[tier]} WHERE log_id IN ({_marks(count)})"
+        return f"DELETE FROM {schema.LOG_TABLES[tier]} WHERE log_id IN ({_marks(count)})"
 
     def count_logs(self, tier: str) -> str:
-        return f"SELECT COUNT(*) FROM {LOG_TABLES[tier]} WHERE log_level = ? AND logged_at >= ?"
+        table = schema.LOG_TABLES[tier]
+        return f"SELECT COUNT(*) FROM {table} WHERE log_level = ? AND logged_at >= ?"
 
     # ----------------------------------------------------------------------- core
 
@@ -378,9 +312,10 @@ class Dialect:
     def create_version_table(self) -> str:
         raise NotImplementedError
 
-    current_version = f"SELECT MAX(version) FROM {VERSION_TABLE} WHERE tier = ?"
+    current_version = f"SELECT MAX(version) FROM {schema.VERSION_TABLE} WHERE tier = ?"
     record_version = (
-        f"INSERT INTO {VERSION_TABLE} (tier, version, description, applied_at) VALUES (?, ?, ?, ?)"
+        f"INSERT INTO {schema.VERSION_TABLE} (tier, version, description, applied_at)"
+        " VALUES (?, ?, ?, ?)"
     )
 
     def lock_migrations(self) -> str:
@@ -434,7 +369,7 @@ class Dialect:
             statements["last_insert_id"] = self.last_insert_id_sql
         for field in SINGLE_FIELDS:
             statements[f"select_field_{field}"] = self.select_field(field)
-        for tier in LOG_TABLES:
+        for tier in schema.LOG_TABLES:
             statements[f"insert_log_{tier}"] = self.insert_log(tier)
             statements[f"log_id_by_key_{tier}"] = self.log_id_by_key(tier)
             statements[f"existing_log_ids_{tier}"] = self.existing_log_ids(tier, 2)

@@ -5,15 +5,8 @@ from __future__ import annotations
 import functools
 import re
 
-from .base import (
-    LOG_INSERT_COLUMNS,
-    LOG_TABLES,
-    RESTORE_COLUMNS,
-    UPSERT_COLUMNS,
-    VERSION_TABLE,
-    Dialect,
-    Migration,
-)
+from . import schema
+from .base import Dialect, Migration
 
 __all__ = ["MySQLDialect"]
 
@@ -144,7 +137,6 @@ class MySQLDialect(Dialect):
     name = "mysql"
     migration_steps = REMOTE_MIGRATIONS + CORE_MIGRATIONS + PIPELINE_MIGRATIONS
     max_params = 60_000
-    max_statement_bytes = 4_000_000
     last_insert_id_sql = "SELECT LAST_INSERT_ID()"
 
     def to_db_names(self, names: list[str]) -> str:
@@ -159,11 +151,11 @@ class MySQLDialect(Dialect):
 
     @functools.lru_cache(maxsize=64)  # noqa: B019 - dialects are few and long-lived
     def upsert_hashes(self, rows: int) -> str:
-        row = f"({', '.join('?' * len(UPSERT_COLUMNS))})"
+        row = f"({', '.join('?' * len(schema.UPSERT_COLUMNS))})"
         # Assignments run left to right and see columns already assigned: rotate prev_*
         # from the old current_* before current_hash is overwritten.
         return (
-            f"INSERT INTO hash_records ({', '.join(UPSERT_COLUMNS)}) VALUES "
+            f"INSERT INTO hash_records ({', '.join(schema.UPSERT_COLUMNS)}) VALUES "
             + ", ".join([row] * rows)
             + " ON DUPLICATE KEY UPDATE"
             " prev_hash = IF(current_hash = VALUES(current_hash), prev_hash, current_hash),"
@@ -179,18 +171,19 @@ class MySQLDialect(Dialect):
         )
 
     def restore_hashes(self, rows: int) -> str:
-        row = f"({', '.join('?' * len(RESTORE_COLUMNS))})"
-        updates = ", ".join(f"{c} = VALUES({c})" for c in RESTORE_COLUMNS[1:])
+        row = f"({', '.join('?' * len(schema.RESTORE_COLUMNS))})"
+        updates = ", ".join(f"{c} = VALUES({c})" for c in schema.RESTORE_COLUMNS[1:])
         return (
-            f"INSERT INTO hash_records ({', '.join(RESTORE_COLUMNS)}) VALUES "
+            f"INSERT INTO hash_records ({', '.join(schema.RESTORE_COLUMNS)}) VALUES "
             + ", ".join([row] * rows)
             + f" ON DUPLICATE KEY UPDATE {updates}"
         )
 
     def insert_logs_ignoring_known_keys(self, tier: str, rows: int) -> str:
-        row = f"({', '.join('?' * len(LOG_INSERT_COLUMNS))})"
+        row = f"({', '.join('?' * len(schema.LOG_INSERT_COLUMNS))})"
         return (
-            f"INSERT INTO {LOG_TABLES[tier]} ({', '.join(LOG_INSERT_COLUMNS)}) VALUES "
+            f"INSERT INTO {schema.LOG_TABLES[tier]}"
+            f" ({', '.join(schema.LOG_INSERT_COLUMNS)}) VALUES "
             + ", ".join([row] * rows)
             + " ON DUPLICATE KEY UPDATE log_key = log_key"
         )
@@ -248,7 +241,7 @@ class MySQLDialect(Dialect):
 
     def create_version_table(self) -> str:
         return (
-            f"CREATE TABLE IF NOT EXISTS {VERSION_TABLE} ("
+            f"CREATE TABLE IF NOT EXISTS {schema.VERSION_TABLE} ("
             " tier VARCHAR(16) NOT NULL,"
             " version INT NOT NULL,"
             " description VARCHAR(200) NOT NULL,"

@@ -26,15 +26,8 @@ import functools
 from datetime import UTC, datetime
 from typing import Any
 
-from .base import (
-    LOG_INSERT_COLUMNS,
-    LOG_TABLES,
-    RESTORE_COLUMNS,
-    UPSERT_COLUMNS,
-    VERSION_TABLE,
-    Dialect,
-    Migration,
-)
+from . import schema
+from .base import Dialect, Migration
 
 __all__ = ["SQLiteDialect"]
 
@@ -180,8 +173,8 @@ class SQLiteDialect(Dialect):
         same = "current_hash = excluded.current_hash"
         # Each expression below sees the old row, whatever its position in the list.
         return (
-            f"INSERT INTO hash_records ({', '.join(UPSERT_COLUMNS)}) VALUES "
-            + _rows(len(UPSERT_COLUMNS), rows)
+            f"INSERT INTO hash_records ({', '.join(schema.UPSERT_COLUMNS)}) VALUES "
+            + _rows(len(schema.UPSERT_COLUMNS), rows)
             + " ON CONFLICT(path_key) DO UPDATE SET"
             f" prev_hash = CASE WHEN {same} THEN prev_hash ELSE current_hash END,"
             f" prev_dtg_latest = CASE WHEN {same} THEN prev_dtg_latest"
@@ -196,10 +189,10 @@ class SQLiteDialect(Dialect):
         )
 
     def restore_hashes(self, rows: int) -> str:
-        updates = ", ".join(f"{c} = excluded.{c}" for c in RESTORE_COLUMNS[1:])
+        updates = ", ".join(f"{c} = excluded.{c}" for c in schema.RESTORE_COLUMNS[1:])
         return (
-            f"INSERT INTO hash_records ({', '.join(RESTORE_COLUMNS)}) VALUES "
-            + _rows(len(RESTORE_COLUMNS), rows)
+            f"INSERT INTO hash_records ({', '.join(schema.RESTORE_COLUMNS)}) VALUES "
+            + _rows(len(schema.RESTORE_COLUMNS), rows)
             + f" ON CONFLICT(path_key) DO UPDATE SET {updates}"
         )
 
@@ -225,8 +218,9 @@ class SQLiteDialect(Dialect):
 
     def insert_logs_ignoring_known_keys(self, tier: str, rows: int) -> str:
         return (
-            f"INSERT INTO {LOG_TABLES[tier]} ({', '.join(LOG_INSERT_COLUMNS)}) VALUES "
-            + _rows(len(LOG_INSERT_COLUMNS), rows)
+            f"INSERT INTO {schema.LOG_TABLES[tier]}"
+            f" ({', '.join(schema.LOG_INSERT_COLUMNS)}) VALUES "
+            + _rows(len(schema.LOG_INSERT_COLUMNS), rows)
             + " ON CONFLICT(log_key) DO NOTHING"
         )
 
@@ -265,7 +259,7 @@ class SQLiteDialect(Dialect):
 
     def create_version_table(self) -> str:
         return (
-            f"CREATE TABLE IF NOT EXISTS {VERSION_TABLE} ("
+            f"CREATE TABLE IF NOT EXISTS {schema.VERSION_TABLE} ("
             f" tier {_TEXT} NOT NULL,"
             " version INTEGER NOT NULL,"
             f" description {_TEXT} NOT NULL,"

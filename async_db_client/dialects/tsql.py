@@ -18,17 +18,8 @@ from __future__ import annotations
 
 import functools
 
-from .base import (
-    HASH_COLUMNS,
-    LOG_COLUMNS,
-    LOG_INSERT_COLUMNS,
-    LOG_TABLES,
-    RESTORE_COLUMNS,
-    UPSERT_COLUMNS,
-    VERSION_TABLE,
-    Dialect,
-    Migration,
-)
+from . import schema
+from .base import Dialect, Migration
 
 __all__ = ["TSQLDialect"]
 
@@ -189,7 +180,7 @@ class TSQLDialect(Dialect):
         same = "target.current_hash = source.current_hash"
         return (
             "MERGE INTO hash_records WITH (HOLDLOCK) AS target"
-            f" USING {_merge_source(UPSERT_COLUMNS, rows)}"
+            f" USING {_merge_source(schema.UPSERT_COLUMNS, rows)}"
             " ON target.path_key = source.path_key"
             " WHEN MATCHED THEN UPDATE SET"
             f" prev_hash = CASE WHEN {same} THEN target.prev_hash ELSE target.current_hash END,"
@@ -202,22 +193,22 @@ class TSQLDialect(Dialect):
             " dirs = source.dirs, files = source.files, links = source.links,"
             " target_hash = COALESCE(source.target_hash, target.target_hash),"
             " session_id = COALESCE(source.session_id, target.session_id)"
-            f" WHEN NOT MATCHED THEN {_insert_from_source(UPSERT_COLUMNS)};"
+            f" WHEN NOT MATCHED THEN {_insert_from_source(schema.UPSERT_COLUMNS)};"
         )
 
     def restore_hashes(self, rows: int) -> str:
-        updates = ", ".join(f"{c} = source.{c}" for c in RESTORE_COLUMNS[1:])
+        updates = ", ".join(f"{c} = source.{c}" for c in schema.RESTORE_COLUMNS[1:])
         return (
             "MERGE INTO hash_records WITH (HOLDLOCK) AS target"
-            f" USING {_merge_source(RESTORE_COLUMNS, rows)}"
+            f" USING {_merge_source(schema.RESTORE_COLUMNS, rows)}"
             " ON target.path_key = source.path_key"
             f" WHEN MATCHED THEN UPDATE SET {updates}"
-            f" WHEN NOT MATCHED THEN {_insert_from_source(RESTORE_COLUMNS)};"
+            f" WHEN NOT MATCHED THEN {_insert_from_source(schema.RESTORE_COLUMNS)};"
         )
 
     def records_after(self) -> str:
         return (
-            f"SELECT path_key, {', '.join(HASH_COLUMNS)} FROM hash_records"
+            f"SELECT path_key, {', '.join(schema.HASH_COLUMNS)} FROM hash_records"
             " WHERE path_key > ? ORDER BY path_key OFFSET 0 ROWS FETCH NEXT ? ROWS ONLY"
         )
 
@@ -247,22 +238,22 @@ class TSQLDialect(Dialect):
 
     def insert_log(self, tier: str) -> str:
         return (
-            f"INSERT INTO {LOG_TABLES[tier]} ({', '.join(LOG_INSERT_COLUMNS)})"
-            f" OUTPUT INSERTED.log_id VALUES ({', '.join('?' * len(LOG_INSERT_COLUMNS))})"
+            f"INSERT INTO {schema.LOG_TABLES[tier]} ({', '.join(schema.LOG_INSERT_COLUMNS)})"
+            f" OUTPUT INSERTED.log_id VALUES ({', '.join('?' * len(schema.LOG_INSERT_COLUMNS))})"
         )
 
     def logs_after(self, tier: str) -> str:
         return (
-            f"SELECT {', '.join(LOG_COLUMNS)} FROM {LOG_TABLES[tier]}"
+            f"SELECT {', '.join(schema.LOG_COLUMNS)} FROM {schema.LOG_TABLES[tier]}"
             " WHERE log_id > ? ORDER BY log_id OFFSET 0 ROWS FETCH NEXT ? ROWS ONLY"
         )
 
     def insert_logs_ignoring_known_keys(self, tier: str, rows: int) -> str:
         return (
-            f"MERGE INTO {LOG_TABLES[tier]} WITH (HOLDLOCK) AS target"
-            f" USING {_merge_source(LOG_INSERT_COLUMNS, rows)}"
+            f"MERGE INTO {schema.LOG_TABLES[tier]} WITH (HOLDLOCK) AS target"
+            f" USING {_merge_source(schema.LOG_INSERT_COLUMNS, rows)}"
             " ON target.log_key = source.log_key"
-            f" WHEN NOT MATCHED THEN {_insert_from_source(LOG_INSERT_COLUMNS)};"
+            f" WHEN NOT MATCHED THEN {_insert_from_source(schema.LOG_INSERT_COLUMNS)};"
         )
 
     def paging(self, *, limit: bool, offset: bool) -> str:
@@ -325,12 +316,12 @@ class TSQLDialect(Dialect):
 
     def create_version_table(self) -> str:
         return _create(
-            VERSION_TABLE,
+            schema.VERSION_TABLE,
             f"tier VARCHAR(16) {BIN} NOT NULL,"
             " version INT NOT NULL,"
             " description NVARCHAR(200) NOT NULL,"
             " applied_at DATETIME2(6) NOT NULL,"
-            f" CONSTRAINT pk_{VERSION_TABLE} PRIMARY KEY (tier, version)",
+            f" CONSTRAINT pk_{schema.VERSION_TABLE} PRIMARY KEY (tier, version)",
         )
 
     def lock_migrations(self) -> str:
