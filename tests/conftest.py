@@ -24,9 +24,9 @@ def clock() -> FakeClock:
     return FakeClock(START)
 
 
-from tests.live import (  # noqa: E402  (fixtures)
+from tests.support.live import (  # noqa: E402  (fixtures)
     mysql_database,  # noqa: F401
     mysql_least_privilege,  # noqa: F401
     own_database,  # noqa: F401
 )
-from tests.mariadb_server import private_server  # noqa: E402,F401  (a fixture)
+from tests.support.mariadb_server import private_server  # noqa: E402,F401  (a fixture)

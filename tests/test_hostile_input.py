@@ -46,8 +46,8 @@ from async_db_client.models import (
     MAX_SUMMARY_CHARS,
 )
 from async_db_client.validation import LOG_ORDER_COLUMNS, SINGLE_FIELDS
-from tests.backends import Backend, MemoryBackend, MySQLBackend
-from tests.live import TABLES, connect
+from tests.support.backends import Backend, MemoryBackend, MySQLBackend
+from tests.support.live import TABLES, connect
 
 T = TypeVar("T")
 

@@ -1,7 +1,7 @@
 """The backends the contract suites run against; a new engine is one more entry here.
 
 Each backend hands out fresh, empty repositories on a given clock. Live backends
-register themselves in later modules (``tests/live.py``) and are skipped or failed,
+register themselves in later modules (``tests/support/live.py``) and are skipped or failed,
 according to ``CI``, when their server is unreachable.
 """
 
@@ -20,7 +20,7 @@ from async_db_client.backends.memory_core import MemoryCoreRepository
 from async_db_client.backends.memory_pipeline import MemoryPipelineRepository
 from async_db_client.backends.memory_remote import MemoryRemoteRepository
 from async_db_client.interfaces import CoreRepository, PipelineRepository, RemoteRepository
-from tests.live import (
+from tests.support.live import (
     TABLES,
     LeastPrivilegeDatabase,
     empty_tables,
@@ -220,7 +220,7 @@ class MSSQLPeerBackend(Backend):
 
     @contextlib.asynccontextmanager
     async def pipeline(self, clock: FakeClock) -> AsyncIterator[PipelineRepository]:
-        from tests.mssql_emulator import PipelineEmulator
+        from tests.support.mssql_emulator import PipelineEmulator
         from tests.tds_peer import TDSPeer
 
         emulator = PipelineEmulator()
