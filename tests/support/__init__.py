@@ -7,4 +7,5 @@ fault_proxy.py    a loopback TCP proxy that drops, stalls, refuses or cuts conne
 reliability.py    the fault tests' bulk write under fire, its audit, the RELIABILITY numbers
 mssql_emulator.py a statement-level SQL Server stand-in behind the TDS peer
 tsql_check.py     a strict T-SQL check on top of sqlglot's parser
+tds_peer/         a recording fake SQL Server (MS-TDS) for the real ODBC driver; see its README
 """

@@ -221,7 +221,7 @@ class MSSQLPeerBackend(Backend):
     @contextlib.asynccontextmanager
     async def pipeline(self, clock: FakeClock) -> AsyncIterator[PipelineRepository]:
         from tests.support.mssql_emulator import PipelineEmulator
-        from tests.tds_peer import TDSPeer
+        from tests.support.tds_peer import TDSPeer
 
         emulator = PipelineEmulator()
         with TDSPeer(responder=emulator.respond, on_request=emulator.observe) as peer:
