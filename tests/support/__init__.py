@@ -8,4 +8,5 @@ reliability.py    the fault tests' bulk write under fire, its audit, the RELIABI
 mssql_emulator.py a statement-level SQL Server stand-in behind the TDS peer
 tsql_check.py     a strict T-SQL check on top of sqlglot's parser
 tds_peer/         a recording fake SQL Server (MS-TDS) for the real ODBC driver; see its README
+hostile/          payloads, strategies and oracles of tests/test_hostile_input.py
 """
