@@ -10,6 +10,10 @@ from hypothesis import settings
 
 from async_db_client import FakeClock
 
+# The hostile-input oracles and harness assert; keep pytest's detailed assertion messages
+# for them as when they were part of the test module.
+pytest.register_assert_rewrite("tests.support.hostile")
+
 # Under CI the property tests are derandomized: the same code always meets the same
 # examples, so a run cannot fail by luck (locally they keep exploring new ones).
 settings.register_profile("ci", derandomize=True, database=None, print_blob=True)
@@ -24,9 +28,9 @@ def clock() -> FakeClock:
     return FakeClock(START)
 
 
-from tests.live import (  # noqa: E402  (fixtures)
+from tests.support.live import (  # noqa: E402  (fixtures)
     mysql_database,  # noqa: F401
     mysql_least_privilege,  # noqa: F401
     own_database,  # noqa: F401
 )
-from tests.mariadb_server import private_server  # noqa: E402,F401  (a fixture)
+from tests.support.mariadb_server import private_server  # noqa: E402,F401  (a fixture)

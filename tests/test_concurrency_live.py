@@ -10,7 +10,7 @@ import pytest_asyncio
 
 from async_db_client import DBClientFactory, DBInstance
 from async_db_client.backends.sql import SQLRemoteStore
-from tests.live import client_config, connect, empty_tables
+from tests.support.live import client_config, connect, empty_tables
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.live]
 

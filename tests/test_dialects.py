@@ -12,7 +12,7 @@ from async_db_client.dialects.base import Dialect
 from async_db_client.dialects.mysql import MySQLDialect
 from async_db_client.dialects.tsql import TSQLDialect
 from async_db_client.validation import LOG_ORDER_COLUMNS, SINGLE_FIELDS
-from tests.tsql_check import NotTSQL, check_tsql
+from tests.support.tsql_check import NotTSQL, check_tsql
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
 DIALECTS: dict[str, Dialect] = {"mysql": MySQLDialect(), "tsql": TSQLDialect()}

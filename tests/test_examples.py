@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.live import client_config
+from tests.support.live import client_config
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 

@@ -18,10 +18,10 @@ import pytest
 import pytest_asyncio
 
 from async_db_client import DBClientFactory, DBInstance
-from tests.fault_proxy import FaultProxy
-from tests.live import MYSQL, connect, create_database, drop_database, require_mysql
-from tests.mariadb_server import PrivateMariaDB
-from tests.reliability import (
+from tests.support.fault_proxy import FaultProxy
+from tests.support.live import MYSQL, connect, create_database, drop_database, require_mysql
+from tests.support.mariadb_server import PrivateMariaDB
+from tests.support.reliability import (
     Outcome,
     audit,
     bulk_under_fault,

@@ -5,446 +5,61 @@ Each call must either work (and what it stored reads back exactly) or be refused
 documented way: :class:`InvalidInputError` (a ``ValueError``) from the methods that raise,
 False/None from ``insert_or_update_hash``, ``put_log``, ``put_core_log``,
 ``put_pipeline_hash`` and ``put_pipeline_site_completion``. Which one is decided by the
-documented rules, written out below as oracles (``valid_path`` ...), so the library can
+documented rules, written out as oracles (``valid_path`` ...), so the library can
 neither refuse valid input nor take invalid input. After each run the tables are unharmed:
 sentinel rows written first are unchanged, every table still exists, and every table holds
-exactly the rows the accepted calls added.
+exactly the rows the accepted calls added. The oracles and that harness are in
+tests/support/hostile/oracles.py.
 
-Two sources of input: :data:`PAYLOADS`, classic injection and breakage strings, each fed to
-every string parameter (one test per parameter); and hypothesis-generated Unicode (lone
-surrogates, NUL and other controls, bidi overrides, long repeats), fed to everything.
+Two sources of input (tests/support/hostile/payloads.py): :data:`PAYLOADS`, classic
+injection and breakage strings, each fed to every string parameter (one test per
+parameter); and hypothesis-generated Unicode (lone surrogates, NUL and other controls,
+bidi overrides, long repeats), fed to everything.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
-import json
-import unicodedata
-from collections import Counter
-from collections.abc import Awaitable, Callable, Coroutine, Iterator
-from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from async_db_client import FakeClock, InvalidInputError, LogLevel
-from async_db_client.backends.memory import MemoryCoreStore, MemoryPipelineStore, MemoryRemoteStore
-from async_db_client.models import (
-    MAX_DETAIL_CHARS,
-    MAX_HASH_CHARS,
-    MAX_NAMES_JSON_BYTES,
-    MAX_PATH_BYTES,
-    MAX_SESSION_ID_CHARS,
-    MAX_SITE_ID_CHARS,
-    MAX_SUMMARY_CHARS,
-)
-from async_db_client.tiers import CoreRepository, PipelineRepository, RemoteRepository
+from async_db_client import FakeClock
+from async_db_client.models import MAX_DETAIL_CHARS, MAX_NAMES_JSON_BYTES
 from async_db_client.validation import LOG_ORDER_COLUMNS, SINGLE_FIELDS
-from tests.backends import Backend, MemoryBackend, MySQLBackend
-from tests.live import TABLES, connect
-
-T = TypeVar("T")
-
-# ------------------------------------------------------------------------ payloads
-
-#: Classic payloads: SQL injection for MySQL and SQL Server, placeholder and escape
-#: confusion for the drivers, JSON breakers for the JSON columns, Unicode tricks, and
-#: sizes around every limit.
-PAYLOADS: list[str] = [
-    # quotes and escapes
-    "'",
-    "''",
-    '"',
-    "`",
-    "\\",
-    "\\'",
-    "\\\\'",
-    "\\0",
-    "\\Z",
-    "\\n",
-    "'\\",
-    "a'b\"c`d\\e",
-    # classic SQL injection
-    "' OR '1'='1",
-    "' OR 1=1 -- ",
-    "' OR 1=1#",
-    '" OR ""="',
-    "admin'--",
-    "1' AND SLEEP(5) AND '1'='1",
-    "1; SELECT SLEEP(5)",
-    "'; DROP TABLE hash_records; --",
-    "'); DROP TABLE remote_logs; --",
-    '"; DELETE FROM core_sites; --',
-    "x'; UPDATE hash_records SET current_hash='pwned' WHERE '1'='1",
-    "1; TRUNCATE TABLE pipeline_sites",
-    "' UNION SELECT path, current_hash FROM hash_records --",
-    "' UNION ALL SELECT NULL,NULL,NULL,NULL,NULL,NULL,NULL-- -",
-    "') OR ('a'='a",
-    "1 OR 1=1",
-    "log_id; DROP TABLE remote_logs",
-    "timestamp DESC, (SELECT SLEEP(5))",
-    "current_hash FROM hash_records; --",
-    "/*! SELECT 1 */",
-    "/*M! SELECT 1 */",
-    "*/",
-    "/*",
-    "-- ",
-    "#",
-    ";",
-    "' INTO OUTFILE '/tmp/adc_pwned",
-    "LOAD_FILE('/etc/passwd')",
-    "BENCHMARK(10000000,MD5(1))",
-    "0x27204f5220313d31",
-    "CHAR(39)",
-    "N'x' + 'y'",
-    "_binary'x'",
-    "x' COLLATE utf8mb4_bin --",
-    "'; EXEC xp_cmdshell('dir'); --",
-    "'; WAITFOR DELAY '0:0:5'; --",
-    "[log_id]",
-    # placeholders and format strings
-    "%s",
-    "%(path)s",
-    "%%",
-    "%",
-    "?",
-    "??",
-    ":1",
-    "$1",
-    "@p1",
-    "{0}",
-    "{}",
-    "%n%n%n",
-    # control characters, NUL, Unicode tricks
-    "\x00",
-    "a\x00b",
-    "\x1a",
-    "\x7f",
-    "\n",
-    "\r\n",
-    "\t",
-    "\x0b\x0c",
-    "\x85",
-    "\u2028\u2029",
-    "\u202eevil\u202c",
-    "\u200b",
-    "\ufeff",
-    "\u2018 OR \u20181\u2019=\u20191",
-    "\u02bc OR 1=1 --",
-    "\uff07 OR 1=1 --",
-    "e\u0301",
-    "\U0001f600",
-    "\U0001d54f\U000e0001",
-    "\ud800",
-    "\udfff",
-    "a\ud83d",
-    "\udc80\udc81",
-    "\ufffd",
-    "\uffff",
-    # JSON breakers (dirs, files and links are JSON columns)
-    '"]',
-    '["',
-    '{"a":',
-    "\\u0000",
-    "\\ud800",
-    '"\\',
-    "}",
-    "]",
-    "[",
-    "null",
-    "true",
-    "1e999",
-    "$[*]",
-    "$.a",
-    # trailing spaces: SQL compares 'x' and 'x ' as equal (PAD SPACE / ANSI padding)
-    "sentinel ",
-    "/sentinel ",
-    " ",
-    "   ",
-    # sizes around every limit
-    "x" * MAX_SITE_ID_CHARS,
-    "x" * (MAX_SITE_ID_CHARS + 1),
-    "h" * MAX_HASH_CHARS,
-    "h" * (MAX_HASH_CHARS + 1),
-    "/" + "p" * (MAX_PATH_BYTES - 1),
-    "/" + "p" * MAX_PATH_BYTES,
-    "/" + "\U0001f600" * ((MAX_PATH_BYTES - 1) // 4),
-    "/" + "\U0001f600" * (MAX_PATH_BYTES // 4),
-    "s" * MAX_SUMMARY_CHARS,
-    "s" * (MAX_SUMMARY_CHARS + 1),
-    "'" * 5000,
-    "\\" * 4097,
-    "A" * 70_000,
-]
-
-# ------------------------------------------------------------------------- oracles
-# The documented rules (README, models.py, validation.py), independent of the library.
-
-
-def _encodable(value: str) -> bool:
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
-def valid_path(value: Any) -> bool:
-    return (
-        isinstance(value, str)
-        and value != ""
-        and "\x00" not in value
-        and _encodable(value)
-        and len(value.encode("utf-8")) <= MAX_PATH_BYTES
-    )
-
-
-def valid_hash(value: Any) -> bool:
-    return (
-        isinstance(value, str)
-        and 0 < len(value) <= MAX_HASH_CHARS
-        and value.isprintable()
-        and " " not in value
-    )
-
-
-def valid_name(value: Any) -> bool:
-    return (
-        isinstance(value, str)
-        and value != ""
-        and "/" not in value
-        and "\x00" not in value
-        and _encodable(value)
-    )
-
-
-def _valid_text(value: Any, limit: int) -> bool:
-    return isinstance(value, str) and len(value) <= limit and "\x00" not in value
-
-
-def valid_identifier(value: Any, limit: int) -> bool:
-    """site_id, session_id: at most ``limit`` characters, no control characters, not
-    ending in a space (SQL compares 'a' and 'a ' as equal)."""
-    return (
-        _valid_text(value, limit)
-        and _encodable(value)
-        and not any(unicodedata.category(c) == "Cc" for c in value)
-        and not value.endswith(" ")
-    )
-
-
-def valid_site_arg(value: Any) -> bool:
-    """The site arguments of the core and pipeline tiers: an identifier, not blank."""
-    return valid_identifier(value, MAX_SITE_ID_CHARS) and value.strip() != ""
-
-
-def valid_session(value: Any) -> bool:
-    return valid_identifier(value, MAX_SESSION_ID_CHARS)
-
-
-def valid_summary(value: Any) -> bool:
-    return _valid_text(value, MAX_SUMMARY_CHARS) and _encodable(value) and value.strip() != ""
-
-
-def valid_detail(value: Any) -> bool:
-    return _valid_text(value, MAX_DETAIL_CHARS) and _encodable(value)
-
-
-def valid_level(value: Any) -> bool:
-    return isinstance(value, str) and value.upper() in LogLevel.__members__
-
-
-def valid_idempotency_key(value: Any) -> bool:
-    return (
-        isinstance(value, str)
-        and 0 < len(value) <= 64
-        and value.isascii()
-        and value.isprintable()
-        and " " not in value
-    )
-
-
-NAME_FIELDS = ("dirs", "files", "links")
-HASH_FIELDS = ("current_hash", "prev_hash", "target_hash")
-
-
-def names_json_bytes(record: dict[str, Any]) -> int:
-    """Each name as a JSON string (UTF-8) plus its comma, over the three lists."""
-    return sum(
-        len(json.dumps(name, ensure_ascii=False).encode()) + 1
-        for f in NAME_FIELDS
-        for name in record.get(f, [])
-    )
-
-
-def valid_record(record: dict[str, Any]) -> bool:
-    checks = [valid_path(record.get("path")), valid_hash(record.get("current_hash"))]
-    for name in ("prev_hash", "target_hash"):
-        if record.get(name) is not None:
-            checks.append(valid_hash(record[name]))
-    if record.get("session_id") is not None:
-        checks.append(valid_session(record["session_id"]))
-    names_ok = all(
-        isinstance(record.get(f, []), list) and all(map(valid_name, record.get(f, [])))
-        for f in NAME_FIELDS
-    )
-    checks.append(names_ok)
-    if all(checks):
-        return names_json_bytes(record) <= MAX_NAMES_JSON_BYTES
-    return False
-
-
-def valid_log(entry: dict[str, Any]) -> bool:
-    checks = [valid_summary(entry.get("summary_message"))]
-    if entry.get("site_id") is not None:
-        checks.append(valid_identifier(entry["site_id"], MAX_SITE_ID_CHARS))
-    if entry.get("session_id") is not None:
-        checks.append(valid_session(entry["session_id"]))
-    if entry.get("detailed_message") is not None:
-        checks.append(valid_detail(entry["detailed_message"]))
-    if "log_level" in entry:
-        checks.append(valid_level(entry["log_level"]))
-    return all(checks)
-
+from tests.support.backends import Backend, MemoryBackend, MySQLBackend
+from tests.support.hostile.oracles import (
+    HASH_FIELDS,
+    NAME_FIELDS,
+    SENTINEL_PATH,
+    Harness,
+    _encodable,
+    attempt,
+    names_json_bytes,
+    valid_hash,
+    valid_idempotency_key,
+    valid_level,
+    valid_log,
+    valid_path,
+    valid_record,
+    valid_session,
+    valid_site_arg,
+)
+from tests.support.hostile.payloads import (
+    PAYLOADS,
+    characters,
+    child_names,
+    hostile_text,
+    names,
+    names_of_json_size,
+    optional_text,
+)
 
 # ------------------------------------------------------------------------- harness
-
-
-async def attempt(call: Awaitable[T]) -> tuple[bool, T | None]:
-    """(True, result), or (False, None) if the call raised InvalidInputError. Any other
-    exception (a QueryError from a database that choked on the input) fails the test."""
-    try:
-        return True, await call
-    except InvalidInputError as exc:
-        assert isinstance(exc, ValueError)
-        assert len(str(exc)) < 2000  # refusals never echo a huge input
-        return False, None
-
-
-#: The migrations' own table (MySQL): its rows must survive too.
-VERSIONS = "async_db_client_schema"
-SENTINEL_PATH = "/sentinel"
-SENTINEL_SITE = "sentinel"
-SENTINEL_RECORD = {
-    "path": SENTINEL_PATH,
-    "current_hash": "sentinel-hash",
-    "dirs": ["d'", 'd"'],
-    "files": ["f\\"],
-    "links": ["l;"],
-    "target_hash": "sentinel-target",
-    "session_id": SENTINEL_SITE,
-}
-SENTINEL_LOG = {
-    "site_id": SENTINEL_SITE,
-    "log_level": "CRITICAL",
-    "session_id": SENTINEL_SITE,
-    "summary_message": "sentinel summary",
-    "detailed_message": "sentinel detail",
-}
-
-
-@dataclass
-class Harness:
-    """One backend's three tiers on one event loop, their sentinels, and the row counts
-    the accepted calls so far should have produced."""
-
-    backend: Backend
-    runner: asyncio.Runner
-    remote: RemoteRepository
-    core: CoreRepository
-    pipeline: PipelineRepository
-    clock: FakeClock
-    expected: Counter[str] = field(default_factory=Counter)
-    sentinels: dict[str, Any] = field(default_factory=dict)
-    _ids: Iterator[int] = field(default_factory=itertools.count)
-
-    def run(self, call: Coroutine[Any, Any, T]) -> T:
-        return self.runner.run(call)
-
-    def fresh(self, prefix: str = "/hostile") -> str:
-        """A path (or site) no call has used yet."""
-        return f"{prefix}/{next(self._ids)}"
-
-    def census(self) -> Counter[str]:
-        """Rows per table, read from the store itself (for MySQL, with a separate root
-        connection: a dropped table would raise here)."""
-        if isinstance(self.backend, MySQLBackend):
-            counts: Counter[str] = Counter()
-            with connect(self.backend.database) as conn, conn.cursor() as cursor:
-                for table in (*itertools.chain.from_iterable(TABLES.values()), VERSIONS):
-                    cursor.execute(f"SELECT COUNT(*) FROM {table}")
-                    counts[table] = int(cursor.fetchone()[0])
-            return counts
-        assert isinstance(self.remote.store, MemoryRemoteStore)
-        assert isinstance(self.core.store, MemoryCoreStore)
-        assert isinstance(self.pipeline.store, MemoryPipelineStore)
-        remote, core = self.remote.store.state, self.core.store.state
-        pipeline = self.pipeline.store.state
-        return Counter(
-            {
-                "hash_records": len(remote.records),
-                "remote_logs": len(remote.logs.entries),
-                "core_sites": len(core.sites),
-                "core_baselines": len(core.baselines),
-                "core_logs": len(core.logs.entries),
-                "pipeline_updates": len(pipeline.updates),
-                "pipeline_sites": len(pipeline.sites),
-                "pipeline_completions": len(pipeline.completions),
-            }
-        )
-
-    async def write_sentinels(self) -> None:
-        assert await self.remote.insert_or_update_hash(SENTINEL_RECORD)
-        assert await self.remote.put_log(SENTINEL_LOG) is not None
-        await self.core.put_site_heartbeat(SENTINEL_SITE, hash_record_count=7)
-        await self.core.put_site_root_hash(SENTINEL_SITE, "sentinel-root")
-        await self.core.put_baseline("sentinel-baseline")
-        assert await self.core.put_core_log(SENTINEL_LOG) is not None
-        assert await self.pipeline.register_official_site(SENTINEL_SITE)
-        await self.pipeline.enqueue_pipeline_update(SENTINEL_PATH, SENTINEL_SITE)
-        assert await self.pipeline.put_pipeline_site_completion(SENTINEL_SITE)
-        self.sentinels = await self.sentinel_state()
-        self.expected = self.census()
-        assert self.expected["core_baselines"] == 1
-        assert sum(n for table, n in self.expected.items() if table != VERSIONS) == 8
-        assert self.expected[VERSIONS] == (3 if isinstance(self.backend, MySQLBackend) else 0)
-
-    async def sentinel_state(self) -> dict[str, Any]:
-        return {
-            "record": await self.remote.get_hash_record(SENTINEL_PATH),
-            "logs": await self.remote.get_logs(session_id_filter=SENTINEL_SITE),
-            "site": [s for s in await self.core.get_sites() if s.site_id == SENTINEL_SITE],
-            "core_logs": [
-                e for e in await self.core.get_recent_logs() if e.session_id == SENTINEL_SITE
-            ],
-            "official": SENTINEL_SITE in await self.pipeline.get_official_sites(),
-            "pending": [
-                u for u in await self.pipeline.get_pipeline_updates() if u.path == SENTINEL_PATH
-            ],
-            "completions": await self.pipeline.get_pipeline_site_completions(SENTINEL_SITE),
-        }
-
-    def check_unharmed(self) -> None:
-        """Sentinels unchanged, every table there, and no row more or less than expected."""
-        state = self.run(self.sentinel_state())
-        assert state == self.sentinels
-        assert state["record"] is not None and state["record"].path == SENTINEL_PATH
-        assert len(state["logs"]) == 1 and state["official"] and len(state["pending"]) == 1
-        assert self.census() == self.expected
-        self.run(self.check_log_order())
-
-    async def check_log_order(self) -> None:
-        """get_logs orders hostile site and session ids as Python does (code points,
-        NULL first), ties by log_id: SQL's PAD SPACE must not show through."""
-        for column in ("site_id", "session_id"):
-            for direction in ("ASC", "DESC"):
-                entries = await self.remote.get_logs(order_by=column, order_direction=direction)
-                keys = [(e[column] is not None, e[column] or "", e.log_id) for e in entries]
-                assert keys == sorted(keys, reverse=direction == "DESC"), column
 
 
 BACKEND_PARAMS = [
@@ -785,20 +400,6 @@ def test_every_payload_in_every_string_parameter(
     assert isinstance(orphans, list) and isinstance(untracked, list)
 
 
-SPECIAL_CHARS = "\x00\x01\x1a\x1f\x7f\x85 \t\n\r'\"`\\/%?;#-*\u2028\u202e\u200b\ufeff\ufffd"
-characters = st.one_of(
-    st.characters(exclude_categories=[]),  # any code point, surrogates included
-    st.characters(categories=["Cs"]),  # lone surrogates, more often
-    st.sampled_from(SPECIAL_CHARS),
-)
-hostile_text = st.one_of(
-    st.text(characters, max_size=80),
-    st.sampled_from(PAYLOADS),
-    st.builds(lambda a, b: a + b, st.sampled_from(PAYLOADS), st.text(characters, max_size=8)),
-    st.builds(
-        lambda s, n: s * n, st.text(characters, min_size=1, max_size=4), st.integers(1, 5000)
-    ),
-)
 HYPOTHESIS = settings(
     deadline=None,
     max_examples=30,
@@ -818,10 +419,6 @@ def test_generated_strings_in_every_string_parameter(harness: Harness, value: st
 
     harness.run(every())
     harness.check_unharmed()
-
-
-names = st.lists(st.one_of(hostile_text, st.text(characters, min_size=1, max_size=12)), max_size=6)
-optional_text = st.one_of(st.none(), hostile_text)
 
 
 @HYPOTHESIS
@@ -886,11 +483,6 @@ def test_generated_log_entries_round_trip(harness: Harness, entry: dict[str, Any
     harness.check_unharmed()
 
 
-child_names = st.lists(
-    st.text(characters, min_size=1, max_size=10).filter(valid_name), min_size=1, max_size=5
-)
-
-
 @settings(
     deadline=None,
     max_examples=25,
@@ -935,22 +527,6 @@ def test_integrity_queries_agree_on_hostile_names(
 # ------------------------------------------------------------- 100,000 names, sizes
 
 HUNDRED_THOUSAND = 100_000
-
-
-def names_of_json_size(size: int, unit: str = '"') -> list[str]:
-    """Names that take exactly ``size`` bytes by :func:`names_json_bytes`, made of ``unit``
-    (by default the double quote: 2 bytes of JSON each, 4 once escaped into MySQL's SQL,
-    the worst expansion there is)."""
-    per_unit = len(json.dumps(unit, ensure_ascii=False).encode()) - 2
-    name = unit * 1000
-    cost = len(json.dumps(name, ensure_ascii=False).encode()) + 1  # with its comma
-    names = [name] * (size // cost)
-    rest = size - len(names) * cost
-    if rest:
-        tail_units, filler = divmod(rest - 3, per_unit)  # quotes and comma: 3 bytes
-        names.append(unit * tail_units + "x" * filler)
-    assert names_json_bytes({"dirs": names}) == size
-    return names
 
 
 @settings(

@@ -1,6 +1,6 @@
 """Least privilege: once an admin has migrated, a user with only SELECT, INSERT, UPDATE and
 DELETE on the library's tables runs everything (the contract suites run as such a user:
-backend ``mysql-least-privilege`` in tests/backends.py). These tests prove the grant is
+backend ``mysql-least-privilege`` in tests/support/backends.py). These tests prove the grant is
 really that narrow and that the library never asks for more."""
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import pytest
 
 from async_db_client import DBClientFactory, FakeClock
 from async_db_client.backends.sql import SQLRemoteStore
-from tests.backends import MySQLLeastPrivilegeBackend
-from tests.live import (
+from tests.support.backends import MySQLLeastPrivilegeBackend
+from tests.support.live import (
     LIBRARY_TABLES,
     LeastPrivilegeDatabase,
     connect,

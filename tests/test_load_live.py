@@ -15,14 +15,14 @@ import pytest
 from async_db_client import DBClientFactory, DBInstance, PoolTimeout
 from async_db_client.backends.sql import SQLRemoteStore
 from async_db_client.sync import DBClientFactory as SyncFactory
-from tests.live import (
+from tests.support.live import (
     client_config,
     connect,
     empty_tables,
     open_transactions,
     server_connections,
 )
-from tests.reliability import report
+from tests.support.reliability import report
 
 pytestmark = [pytest.mark.live, pytest.mark.slow]
 

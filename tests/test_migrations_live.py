@@ -13,7 +13,7 @@ import pytest
 from async_db_client import DBClientFactory, MigrationError
 from async_db_client.dialects.mysql import MySQLDialect
 from async_db_client.migrations import latest_version
-from tests.live import client_config, connect, create_database, drop_database, require_mysql
+from tests.support.live import client_config, connect, create_database, drop_database, require_mysql
 
 pytestmark = pytest.mark.live
 ROOT = Path(__file__).resolve().parent.parent
@@ -102,7 +102,7 @@ def test_two_processes_migrating_at_once(fresh_database: str) -> None:
         import asyncio, sys
         sys.path.insert(0, {str(ROOT)!r})
         from async_db_client import DBClientFactory
-        from tests.live import client_config
+        from tests.support.live import client_config
 
         async def main():
             config = client_config({fresh_database!r})

@@ -30,8 +30,8 @@ from async_db_client.clock import epoch_seconds
 from async_db_client.config import MSSQLConfig
 from async_db_client.dialects.tsql import TSQLDialect
 from async_db_client.paths import path_key
-from tests.backends import mssql_peer_config, require_msodbc
-from tests.tds_peer import Column, Reply, Request, ResultSet, ServerError, TDSPeer
+from tests.support.backends import mssql_peer_config, require_msodbc
+from tests.support.tds_peer import Column, Reply, Request, ResultSet, ServerError, TDSPeer
 
 D = TSQLDialect()
 LOG_ROW_COLUMNS = [

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from async_db_client import DBClientFactory, DBInstance, IntegrityError
-from tests.live import client_config, connect, connection_id, empty_tables, executor_of
+from tests.support.live import client_config, connect, connection_id, empty_tables, executor_of
 
 pytestmark = [pytest.mark.live]
 

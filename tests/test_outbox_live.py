@@ -10,8 +10,8 @@ import pytest
 
 from async_db_client import DBClientFactory, FakeClock
 from async_db_client.clock import epoch_seconds
-from tests.mariadb_server import PrivateMariaDB
-from tests.reliability import report
+from tests.support.mariadb_server import PrivateMariaDB
+from tests.support.reliability import report
 
 pytestmark = [pytest.mark.live, pytest.mark.slow]
 

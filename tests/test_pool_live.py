@@ -21,7 +21,7 @@ from async_db_client import (
     TooManyWaitersError,
     WrongEventLoopError,
 )
-from tests.live import client_config, connect, connection_id, empty_tables, executor_of
+from tests.support.live import client_config, connect, connection_id, empty_tables, executor_of
 
 pytestmark = [pytest.mark.live]
 

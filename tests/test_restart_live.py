@@ -9,7 +9,7 @@ import pytest
 
 from async_db_client import DBClientFactory, DBConnectionError, FakeClock
 from async_db_client.backends.sql import SQLRemoteStore
-from tests.mariadb_server import PrivateMariaDB
+from tests.support.mariadb_server import PrivateMariaDB
 
 pytestmark = [pytest.mark.live, pytest.mark.slow]
 

@@ -34,9 +34,9 @@ from async_db_client import (
 )
 from async_db_client.backends.sql import SQLRemoteStore
 from async_db_client.config import parse_config
-from tests.backends import require_msodbc
-from tests.live import MYSQL, connect
-from tests.mariadb_server import free_port
+from tests.support.backends import require_msodbc
+from tests.support.live import MYSQL, connect
+from tests.support.mariadb_server import free_port
 
 #: What a leak would show: the random core appears in any quoting or escaping of them.
 TOKEN = secrets.token_hex(8)

@@ -26,8 +26,8 @@ import pytest
 
 from async_db_client import DBClientFactory, DBConnectionError, DBInstance
 from async_db_client.backends.sql import SQLRemoteStore
-from tests.live import MYSQL, unavailable
-from tests.mariadb_server import PrivateMariaDB
+from tests.support.live import MYSQL, unavailable
+from tests.support.mariadb_server import PrivateMariaDB
 
 pytestmark = pytest.mark.live
 

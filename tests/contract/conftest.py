@@ -9,7 +9,7 @@ import pytest_asyncio
 
 from async_db_client import FakeClock
 from async_db_client.tiers import CoreRepository, PipelineRepository, RemoteRepository
-from tests.backends import BACKENDS, Backend
+from tests.support.backends import BACKENDS, Backend
 
 
 def _params(tier: str) -> list[object]:

@@ -25,7 +25,7 @@ from async_db_client import (
     TransientQueryError,
 )
 
-REPORT = Path(__file__).resolve().parent.parent / "benchmarks" / "results" / "reliability.json"
+REPORT = Path(__file__).resolve().parents[2] / "benchmarks" / "results" / "reliability.json"
 #: What a call may raise under a fault; anything else fails the test.
 DOCUMENTED = (DBConnectionError, QueryTimeoutError, TransientQueryError)
 

@@ -1,7 +1,7 @@
 """Recording MS-TDS peer: a loopback fake SQL Server for tests through the real driver.
 
     import pyodbc
-    from tests.tds_peer import Column, Reply, ResultSet, ServerError, TDSPeer
+    from tests.support.tds_peer import Column, Reply, ResultSet, ServerError, TDSPeer
 
     pyodbc.pooling = False
     with TDSPeer() as peer:

@@ -102,7 +102,7 @@ class TDSPeer:
     def start(self) -> TDSPeer:
         if self._proc is not None:
             raise RuntimeError("already started")
-        package = __name__.rsplit(".", 1)[0]  # e.g. "tests.tds_peer"
+        package = __name__.rsplit(".", 1)[0]  # e.g. "tests.support.tds_peer"
         root = Path(__file__).resolve().parents[package.count(".") + 1]
         code = (
             f"import sys; sys.path.insert(0, {str(root)!r}); "

@@ -18,7 +18,7 @@ from datetime import datetime
 from typing import Any
 
 from async_db_client.dialects.tsql import TSQLDialect
-from tests.tds_peer import Column, Reply, Request, ResultSet, ServerError
+from tests.support.tds_peer import Column, Reply, Request, ResultSet, ServerError
 
 D = TSQLDialect()
 UPDATE_COLUMNS = [

@@ -21,7 +21,7 @@ from pathlib import Path
 import pymysql
 import pytest
 
-from tests.live import unavailable
+from tests.support.live import unavailable
 
 MARIADBD = shutil.which("mariadbd") or "/usr/sbin/mariadbd"
 INSTALL_DB = shutil.which("mariadb-install-db") or "/usr/bin/mariadb-install-db"

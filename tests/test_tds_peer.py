@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from tests.tds_peer import (
+from tests.support.tds_peer import (
     DRIVER_NAME,
     Column,
     Info,
@@ -33,7 +33,7 @@ from tests.tds_peer import (
     ServerError,
     TDSPeer,
 )
-from tests.tds_peer import protocol as p
+from tests.support.tds_peer import protocol as p
 
 try:
     import pyodbc

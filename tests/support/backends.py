@@ -1,7 +1,7 @@
 """The backends the contract suites run against; a new engine is one more entry here.
 
 Each backend hands out fresh, empty repositories on a given clock. Live backends
-register themselves in later modules (``tests/live.py``) and are skipped or failed,
+register themselves in later modules (``tests/support/live.py``) and are skipped or failed,
 according to ``CI``, when their server is unreachable.
 """
 
@@ -18,7 +18,7 @@ import pytest
 from async_db_client import DBClientFactory, DBInstance, FakeClock
 from async_db_client.backends.memory import MemoryCoreStore, MemoryPipelineStore, MemoryRemoteStore
 from async_db_client.tiers import CoreRepository, PipelineRepository, RemoteRepository
-from tests.live import (
+from tests.support.live import (
     TABLES,
     LeastPrivilegeDatabase,
     empty_tables,
@@ -218,8 +218,8 @@ class MSSQLPeerBackend(Backend):
 
     @contextlib.asynccontextmanager
     async def pipeline(self, clock: FakeClock) -> AsyncIterator[PipelineRepository]:
-        from tests.mssql_emulator import PipelineEmulator
-        from tests.tds_peer import TDSPeer
+        from tests.support.mssql_emulator import PipelineEmulator
+        from tests.support.tds_peer import TDSPeer
 
         emulator = PipelineEmulator()
         with TDSPeer(responder=emulator.respond, on_request=emulator.observe) as peer:
