@@ -57,6 +57,7 @@ __all__ = [
     "RejectedRecord",
     "SiteCompletion",
     "SiteStatus",
+    "as_utc",
     "check_hash",
     "check_identifier",
     "check_path",
@@ -182,10 +183,15 @@ def _check_non_blank(value: str) -> str:
     return value
 
 
-def _as_utc(value: datetime) -> datetime:
+def as_utc(value: datetime) -> datetime:
+    """``value`` in UTC: a naive datetime is taken as UTC, an aware one converted
+    (ValueError if the conversion leaves the datetime range, e.g. year 1 at UTC+05:00)."""
     if value.tzinfo is None:
         return value.replace(tzinfo=UTC)
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("is out of range once converted to UTC") from None
 
 
 def _upper(value: Any) -> Any:
@@ -198,7 +204,7 @@ Names = Annotated[list[Annotated[str, pydantic.Strict()]], AfterValidator(_check
 Epoch = Annotated[int, pydantic.Strict(), Field(ge=0, le=MAX_EPOCH)]
 SessionId = Annotated[str, pydantic.Strict(), AfterValidator(_identifier(MAX_SESSION_ID_CHARS))]
 SiteId = Annotated[str, pydantic.Strict(), AfterValidator(_identifier(MAX_SITE_ID_CHARS))]
-UTCDateTime = Annotated[datetime, AfterValidator(_as_utc)]
+UTCDateTime = Annotated[datetime, AfterValidator(as_utc)]
 
 
 class RecordModel(BaseModel):

@@ -21,6 +21,7 @@ from .models import (
 )
 
 __all__ = [
+    "INT64_MAX",
     "LOG_ORDER_COLUMNS",
     "SINGLE_FIELDS",
     "LogQuery",
@@ -48,6 +49,10 @@ SINGLE_FIELDS: tuple[str, ...] = (
 )
 
 _DIRECTIONS = ("ASC", "DESC")
+#: Integers every engine stores and compares (BIGINT): larger ones are refused here, the
+#: same on every backend, before any SQL.
+INT64_MAX = 2**63 - 1
+INT64_MIN = -(2**63)
 
 
 def _show(value: Any) -> str:
@@ -111,15 +116,15 @@ def check_idempotency_key(value: Any) -> str | None:
 
 
 def check_non_negative_int(value: Any, name: str, *, allow_none: bool = False) -> int | None:
-    """An int >= 0 (bool refused), or None where allowed."""
+    """An int from 0 to 2**63 - 1 (bool refused), or None where allowed."""
     if value is None and allow_none:
         return None
     if isinstance(value, bool) or not isinstance(value, int):
         raise InvalidInputError(
             f"{name} must be a non-negative int, not {type(value).__name__}", field=name
         )
-    if value < 0:
-        raise InvalidInputError(f"{name} must be >= 0, got {value}", field=name)
+    if not 0 <= value <= INT64_MAX:
+        raise InvalidInputError(f"{name} must be from 0 to {INT64_MAX}, got {value}", field=name)
     return value
 
 
@@ -145,6 +150,10 @@ def check_log_ids(log_ids: Any) -> list[int]:
             raise InvalidInputError(
                 f"log_ids[{position}] must be an int, not {type(value).__name__}",
                 field="log_ids",
+            )
+        if not INT64_MIN <= value <= INT64_MAX:
+            raise InvalidInputError(
+                f"log_ids[{position}] is not a 64-bit integer, got {value}", field="log_ids"
             )
         ids[value] = None
     return list(ids)

@@ -253,23 +253,41 @@ class Dialect:
     #: Per (sync bucket, live bucket): site count and reported record count. Params:
     #: has_baseline (1/0), newest, second newest (a space if none), 24 h cutoff,
     #: 35 min cutoff, 24 h cutoff.
-    dashboard_buckets = (
-        "SELECT sync_bucket, live_bucket, COUNT(*), SUM(hash_record_count) FROM ("
-        "SELECT CASE"
-        " WHEN root_hash IS NULL OR ? = 0 THEN 'sync_unknown'"
-        " WHEN root_hash = ? THEN 'sync_current'"
-        " WHEN root_hash = ? THEN 'sync_1_behind'"
-        " WHEN root_hash_at >= ? THEN 'sync_l24_behind'"
-        " ELSE 'sync_g24_behind' END AS sync_bucket,"
-        " CASE"
-        " WHEN last_heartbeat >= ? THEN 'live_current'"
-        " WHEN last_heartbeat >= ? THEN 'live_1_behind'"
-        " ELSE 'live_inactive' END AS live_bucket,"
-        " hash_record_count"
-        " FROM core_sites) buckets "
-        "GROUP BY sync_bucket, live_bucket"
-    )
-    record_count = "SELECT COALESCE(SUM(hash_record_count), 0) FROM core_sites"
+    #: Integer division (MySQL's ``/`` returns a decimal).
+    int_div = "/"
+
+    @property
+    def count_sums(self) -> str:
+        """The sum of ``hash_record_count`` as two sums that cannot overflow 64 bits
+        (a count may be 2**63 - 1, so even two of them overflow a plain SUM on SQLite and
+        SQL Server): of the high and the low 32 bits. The caller adds them exactly."""
+        return (
+            f"SUM(hash_record_count {self.int_div} 4294967296),"
+            " SUM(hash_record_count % 4294967296)"
+        )
+
+    @property
+    def dashboard_buckets(self) -> str:
+        return (
+            f"SELECT sync_bucket, live_bucket, COUNT(*), {self.count_sums} FROM ("
+            "SELECT CASE"
+            " WHEN root_hash IS NULL OR ? = 0 THEN 'sync_unknown'"
+            " WHEN root_hash = ? THEN 'sync_current'"
+            " WHEN root_hash = ? THEN 'sync_1_behind'"
+            " WHEN root_hash_at >= ? THEN 'sync_l24_behind'"
+            " ELSE 'sync_g24_behind' END AS sync_bucket,"
+            " CASE"
+            " WHEN last_heartbeat >= ? THEN 'live_current'"
+            " WHEN last_heartbeat >= ? THEN 'live_1_behind'"
+            " ELSE 'live_inactive' END AS live_bucket,"
+            " hash_record_count"
+            " FROM core_sites) buckets "
+            "GROUP BY sync_bucket, live_bucket"
+        )
+
+    @property
+    def record_count(self) -> str:
+        return f"SELECT {self.count_sums} FROM core_sites"
     select_sites = (
         "SELECT site_id, last_heartbeat, root_hash, root_hash_at, hash_record_count "
         "FROM core_sites ORDER BY site_id"

@@ -137,6 +137,7 @@ class MySQLDialect(Dialect):
     name = "mysql"
     migration_steps = REMOTE_MIGRATIONS + CORE_MIGRATIONS + PIPELINE_MIGRATIONS
     max_params = 60_000
+    int_div = "DIV"
     last_insert_id_sql = "SELECT LAST_INSERT_ID()"
 
     def to_db_names(self, names: list[str]) -> str:
@@ -199,11 +200,13 @@ class MySQLDialect(Dialect):
 
     def untracked(self) -> str:
         return (
-            # No DISTINCT: it would fold 'A' and 'a' (the column's collation is _ci) and
-            # 'a' and 'a ' (PAD SPACE); the repository drops exact duplicates.
+            # No DISTINCT: it would fold 'a' and 'a ' (PAD SPACE); the repository drops
+            # exact duplicates. The listed names: any length (a name has no limit of its
+            # own), and a binary no-pad collation, or MariaDB's subquery cache, keyed by
+            # the column's collation, answers for 'a' what it found for 'A' (_general_ci).
             "SELECT parent.path, listed.name FROM hash_records parent,"
             " JSON_TABLE(parent.dirs, '$[*]' COLUMNS ("
-            "name VARCHAR(4096) CHARACTER SET utf8mb4 PATH '$')) AS listed"
+            "name LONGTEXT CHARACTER SET utf8mb4 COLLATE utf8mb4_nopad_bin PATH '$')) AS listed"
             " WHERE NOT EXISTS (SELECT 1 FROM hash_records child"
             " WHERE child.parent_key = parent.path_key"
             # Byte-exact: utf8mb4_bin pads with spaces, so 'a' would equal 'a '.

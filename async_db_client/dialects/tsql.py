@@ -24,6 +24,8 @@ from .base import Dialect, Migration
 __all__ = ["TSQLDialect"]
 
 BIN = "COLLATE Latin1_General_100_BIN2"
+#: SQL Server's = ignores trailing spaces, even under a binary collation: 'a' = 'a '.
+SAME_LENGTH = "AND DATALENGTH(listed.[value]) = DATALENGTH(child.name)"
 KEY = f"CHAR(64) {BIN}"
 
 
@@ -216,7 +218,7 @@ class TSQLDialect(Dialect):
         def listed(column: str) -> str:
             return (
                 f"EXISTS (SELECT 1 FROM OPENJSON(parent.{column}) AS listed"
-                f" WHERE listed.[value] {BIN} = child.name)"
+                f" WHERE listed.[value] {BIN} = child.name {SAME_LENGTH})"
             )
 
         return (
@@ -227,11 +229,13 @@ class TSQLDialect(Dialect):
 
     def untracked(self) -> str:
         return (
-            "SELECT DISTINCT parent.path, listed.[value] FROM hash_records AS parent"
+            # No DISTINCT: under the database's collation it would fold 'a' and 'A';
+            # the repository drops exact duplicates.
+            "SELECT parent.path, listed.[value] FROM hash_records AS parent"
             " CROSS APPLY OPENJSON(parent.dirs) AS listed"
             " WHERE NOT EXISTS (SELECT 1 FROM hash_records AS child"
             " WHERE child.parent_key = parent.path_key"
-            f" AND child.name = listed.[value] {BIN})"
+            f" AND child.name = listed.[value] {BIN} {SAME_LENGTH})"
         )
 
     # ------------------------------------------------------------------------ logs

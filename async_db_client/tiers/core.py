@@ -7,11 +7,11 @@ and kept by every backend); :class:`CoreStore` is what a backend implements.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from ..errors import InvalidInputError
-from ..models import DashboardMetrics, LogEntry, LogLevel, SiteStatus
+from ..models import DashboardMetrics, LogEntry, LogLevel, SiteStatus, as_utc
 from ..validation import check_choice, check_hash_arg, check_non_negative_int, check_site_arg
 from .base import LogStore, Repository
 
@@ -144,4 +144,7 @@ def _utc_arg(value: Any, name: str) -> datetime | None:
         return None
     if not isinstance(value, datetime):
         raise InvalidInputError(f"{name} must be a datetime", field=name)
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    try:
+        return as_utc(value)
+    except ValueError as exc:
+        raise InvalidInputError(f"{name} {exc}", field=name) from None

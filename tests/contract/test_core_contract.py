@@ -204,3 +204,25 @@ async def test_core_health_and_transaction(core: CoreRepository) -> None:
         await tx.put_site_heartbeat("kept")
         await tx.put_baseline("B")
     assert [s.site_id for s in await core.get_sites()] == ["kept"]
+
+
+async def test_record_counts_up_to_64_bits_sum_exactly(core: CoreRepository) -> None:
+    big = 2**63 - 1
+    await core.put_site_heartbeat("a", hash_record_count=big)
+    await core.put_site_heartbeat("b", hash_record_count=big)
+    await core.put_site_heartbeat("c", hash_record_count=3)
+    assert await core.get_hash_record_count() == 2 * big + 3
+    assert (await core.get_dashboard_content()).hash_record_count == 2 * big + 3
+    with pytest.raises(InvalidInputError, match="hash_record_count"):
+        await core.put_site_heartbeat("d", hash_record_count=2**63)
+
+
+async def test_times_out_of_range_in_utc_are_refused(core: CoreRepository) -> None:
+    from datetime import datetime, timezone
+
+    early = datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=5)))
+    with pytest.raises(InvalidInputError, match="computed_at"):
+        await core.put_site_root_hash("s", "h", computed_at=early)
+    with pytest.raises(InvalidInputError, match="created_at"):
+        await core.put_baseline("h", created_at=early)
+    assert await core.put_core_log({"summary_message": "m", "timestamp": early}) is None

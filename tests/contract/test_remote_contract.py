@@ -545,6 +545,62 @@ async def test_integrity_on_unicode_names(remote: RemoteRepository) -> None:
     assert await remote.find_orphaned_entries() == ["/ü/ä"]
 
 
+async def test_untracked_names_equal_under_any_collation_stay_apart(
+    remote: RemoteRepository,
+) -> None:
+    # Case, accents composed or not, pad space, non-BMP: each name is its own child.
+    names = ["a", "A", "á", "a\u0301", "a ", "😀", "😁"]
+    for n in range(5):
+        await remote.insert_or_update_hash(rec(path=f"/t{n}", dirs=names))
+        await remote.insert_or_update_hash(rec(path=f"/t{n}/{names[n]}"))
+    untracked = await remote.find_untracked_children()
+    assert untracked == sorted(
+        f"/t{n}/{name}" for n in range(5) for name in names if name != names[n]
+    )
+
+
+async def test_untracked_names_longer_than_any_column(remote: RemoteRepository) -> None:
+    long_name = "x" * 5000  # no limit per name, only per record
+    await remote.insert_or_update_hash(rec(path="/p", dirs=[long_name, "short"]))
+    assert await remote.find_untracked_children() == ["/p/short", f"/p/{long_name}"]
+
+
+async def test_untracked_is_a_set_of_paths(remote: RemoteRepository) -> None:
+    # '/a' and '/a/' both list 'b': one untracked path, as a set.
+    await remote.insert_or_update_hash(rec(path="/a", dirs=["b"]))
+    await remote.insert_or_update_hash(rec(path="/a/", dirs=["b", "b"]))
+    assert await remote.find_untracked_children() == ["/a/b"]
+
+
+@pytest.mark.parametrize("value", [2**63, 2**64, -1])
+async def test_integers_beyond_64_bits_are_refused_before_any_sql(
+    remote: RemoteRepository, value: int
+) -> None:
+    for call in (
+        lambda: remote.get_logs(limit=value),
+        lambda: remote.get_logs(offset=value),
+        lambda: remote.iter_hash_records(batch_size=value).__anext__(),
+    ):
+        with pytest.raises(InvalidInputError):
+            await call()
+    if value < 0:
+        assert await remote.delete_log_entries([value]) == (0, [value])  # an id, not found
+    else:
+        with pytest.raises(InvalidInputError, match="log_ids"):
+            await remote.delete_log_entries([value])
+    assert await remote.get_logs(limit=2**63 - 1, offset=2**63 - 1) == []
+
+
+async def test_put_log_with_a_time_out_of_range_in_utc_is_refused(
+    remote: RemoteRepository,
+) -> None:
+    from datetime import datetime, timezone
+
+    early = datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=5)))
+    assert await remote.put_log({"summary_message": "m", "timestamp": early}) is None
+    assert await remote.get_logs() == []
+
+
 async def test_health_check(remote: RemoteRepository) -> None:
     assert await remote.health_check() == {"local_db": True}
 

@@ -58,7 +58,7 @@ ALLOWED_FUNCTIONS = frozenset(
         exp.Cast,
     }
 )
-ALLOWED_ANONYMOUS = frozenset({"SYSUTCDATETIME", "SCOPE_IDENTITY"})
+ALLOWED_ANONYMOUS = frozenset({"SYSUTCDATETIME", "SCOPE_IDENTITY", "DATALENGTH"})
 
 
 class NotTSQL(AssertionError):

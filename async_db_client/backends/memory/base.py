@@ -20,7 +20,7 @@ from typing import Any, ClassVar, Generic, Protocol, Self, TypeVar
 from ...errors import PoolClosedError, UsageError
 from ...models import LogEntry
 
-__all__ = ["LogTable", "MemoryStoreBase", "State", "TransactionalState"]
+__all__ = ["LogTable", "MemoryStoreBase", "Sequence", "State", "TransactionalState"]
 
 
 class State(Protocol):
@@ -81,27 +81,44 @@ class TransactionalState(Generic[S]):
             self._state = child._state
 
 
+class Sequence:
+    """Ids handed out in order and never again, shared by a state and its transaction's
+    copy: as with an AUTO_INCREMENT, an id used in a rolled-back transaction stays used."""
+
+    __slots__ = ("_next",)
+
+    def __init__(self) -> None:
+        self._next = 1
+
+    def __repr__(self) -> str:
+        return f"Sequence(next={self._next})"
+
+    def take(self) -> int:
+        value = self._next
+        self._next += 1
+        return value
+
+
 @dataclass
 class LogTable:
     """Log entries by id, with the idempotency key each was written under."""
 
     entries: dict[int, LogEntry] = field(default_factory=dict)
     keys: dict[str, int] = field(default_factory=dict)
-    next_id: int = 1
+    ids: Sequence = field(default_factory=Sequence)
 
     def __len__(self) -> int:
         return len(self.entries)
 
     def copy(self) -> LogTable:
-        return LogTable(dict(self.entries), dict(self.keys), self.next_id)
+        return LogTable(dict(self.entries), dict(self.keys), self.ids)
 
     def insert(self, entry: LogEntry, key: str) -> int:
         """Store ``entry`` under a new id, unless ``key`` was stored before: then its id."""
         existing = self.keys.get(key)
         if existing is not None:
             return existing
-        log_id = self.next_id
-        self.next_id += 1
+        log_id = self.ids.take()
         self.entries[log_id] = entry.model_copy(update={"log_id": log_id})
         self.keys[key] = log_id
         return log_id

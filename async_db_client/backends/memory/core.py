@@ -7,7 +7,7 @@ from datetime import datetime
 
 from ...models import DashboardMetrics, LogEntry, LogLevel, SiteStatus
 from ...tiers.core import LIVE_CURRENT_WINDOW, SYNC_RECENT_WINDOW
-from .base import LogTable, MemoryStoreBase
+from .base import LogTable, MemoryStoreBase, Sequence
 
 __all__ = ["MemoryCoreStore"]
 
@@ -17,11 +17,11 @@ class CoreState:
     sites: dict[str, SiteStatus] = field(default_factory=dict)
     baselines: list[tuple[datetime, int, str]] = field(default_factory=list)
     logs: LogTable = field(default_factory=LogTable)
-    next_baseline_id: int = 1
+    baseline_ids: Sequence = field(default_factory=Sequence)
 
     def copy(self) -> CoreState:
         return CoreState(
-            dict(self.sites), list(self.baselines), self.logs.copy(), self.next_baseline_id
+            dict(self.sites), list(self.baselines), self.logs.copy(), self.baseline_ids
         )
 
 
@@ -103,8 +103,7 @@ class MemoryCoreStore(MemoryStoreBase[CoreState]):
 
     async def add_baseline(self, baseline_hash: str, when: datetime) -> int:
         async with self.writing() as state:
-            baseline_id = state.next_baseline_id
-            state.next_baseline_id += 1
+            baseline_id = state.baseline_ids.take()
             state.baselines.append((when, baseline_id, baseline_hash))
             return baseline_id
 

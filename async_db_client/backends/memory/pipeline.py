@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from ...models import PipelineUpdate, SiteCompletion
-from .base import MemoryStoreBase
+from .base import MemoryStoreBase, Sequence
 
 __all__ = ["MemoryPipelineStore"]
 
@@ -16,11 +16,11 @@ class PipelineState:
     updates: dict[int, PipelineUpdate] = field(default_factory=dict)
     sites: dict[str, datetime] = field(default_factory=dict)
     completions: list[SiteCompletion] = field(default_factory=list)
-    next_update_id: int = 1
+    update_ids: Sequence = field(default_factory=Sequence)
 
     def copy(self) -> PipelineState:
         return PipelineState(
-            dict(self.updates), dict(self.sites), list(self.completions), self.next_update_id
+            dict(self.updates), dict(self.sites), list(self.completions), self.update_ids
         )
 
 
@@ -54,8 +54,7 @@ class MemoryPipelineStore(MemoryStoreBase[PipelineState]):
 
     async def enqueue(self, path: str, site_id: str | None, now: datetime) -> int:
         async with self.writing() as state:
-            update_id = state.next_update_id
-            state.next_update_id += 1
+            update_id = state.update_ids.take()
             state.updates[update_id] = PipelineUpdate(
                 update_id=update_id, site_id=site_id, path=path, requested_at=now
             )

@@ -148,11 +148,14 @@ class MemoryRemoteStore(MemoryStoreBase[RemoteState]):
     async def untracked(self) -> list[str]:
         records = self.state.records
         children = {pn for pn in map(parent_and_name, records) if pn is not None}
+        # A set: '/a' and '/a/' listing 'b' name one untracked path, as in SQL.
         return sorted(
-            join_child(record.path, name)
-            for record in records.values()
-            for name in set(record.dirs)
-            if (record.path, name) not in children
+            {
+                join_child(record.path, name)
+                for record in records.values()
+                for name in record.dirs
+                if (record.path, name) not in children
+            }
         )
 
     async def records_after(self, after_key: str, limit: int) -> list[tuple[str, HashRecord]]:

@@ -38,10 +38,10 @@ class SQLCoreStore(SQLStore):
 
         buckets, crit = await self._db.run(work)
         counts = dict.fromkeys(DashboardMetrics.model_fields, 0)
-        for sync_bucket, live_bucket, sites, records in buckets:
+        for sync_bucket, live_bucket, sites, high, low in buckets:
             counts[sync_bucket] += int(sites)
             counts[live_bucket] += int(sites)
-            counts["hash_record_count"] += int(records or 0)
+            counts["hash_record_count"] += _exact_sum(high, low)
         counts["live_l24_behind"] = counts["live_current"] + counts["live_1_behind"]
         counts["crit_error_count"] = crit
         return DashboardMetrics(**counts)
@@ -54,7 +54,7 @@ class SQLCoreStore(SQLStore):
 
     async def record_count(self) -> int:
         row = await self._db.fetchone(self.dialect.record_count)
-        return int(row[0]) if row and row[0] is not None else 0
+        return 0 if row is None else _exact_sum(row[0], row[1])
 
     async def count_logs(self, level: LogLevel, since: datetime) -> int:
         d = self.dialect
@@ -93,3 +93,8 @@ class SQLCoreStore(SQLStore):
         return await self._db.run(
             lambda s: insert_returning_id(s, d, d.insert_baseline, params), retry=False
         )
+
+
+def _exact_sum(high: Any, low: Any) -> int:
+    """The sum the dialect's ``count_sums`` split in two (NULL: no rows)."""
+    return (int(high or 0) << 32) + int(low or 0)
