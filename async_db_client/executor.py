@@ -1,8 +1,9 @@
 """Running SQL: sessions on pooled connections, retries, transactions.
 
 This module runs statements; it never writes them (that is the dialects' job, see
-:mod:`async_db_client.dialects`). A :class:`Driver` adapts one DB-API-ish async driver
-(aiomysql, aioodbc, aiosqlite) to a handful of calls; everything above it is shared:
+:mod:`async_db_client.dialects`). A :class:`~async_db_client.drivers.base.Driver` adapts
+one DB-API-ish async driver (aiomysql, aioodbc, aiosqlite) to a handful of calls;
+everything above it is shared:
 
 * :class:`Session` wraps one borrowed connection: each call is bounded by the query
   timeout, driver errors become this library's errors, and a connection whose state is
@@ -22,11 +23,11 @@ import asyncio
 import contextlib
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
 
 from .config import PoolSettings
+from .drivers.base import Driver, ExecResult, Params, Row
 from .errors import (
     AsyncDBClientError,
     ConnectionLostError,
@@ -35,52 +36,17 @@ from .errors import (
     QueryTimeoutError,
     TransientQueryError,
 )
-from .pool import ConnectionPool, Connector, PooledConnection, backoff_delay
+from .pool import ConnectionPool, PooledConnection, backoff_delay
 
 __all__ = ["Driver", "ExecResult", "Executor", "Row", "Runner", "Session", "TransactionRunner"]
 
 logger = logging.getLogger("async_db_client")
 
 T = TypeVar("T")
-C = TypeVar("C")
-Row = tuple[Any, ...]
-Params = Sequence[Any]
 
 #: Extra time the client waits past the query timeout, so a server that enforces the
 #: timeout itself (MariaDB's max_statement_time) reports it first, keeping the connection.
 CLIENT_TIMEOUT_GRACE = 2.0
-
-
-@dataclass(frozen=True)
-class ExecResult:
-    """What a write statement reports: affected rows and, if the driver knows, the new id."""
-
-    rowcount: int
-    lastrowid: int | None = None
-
-
-class Driver(Connector[C], Protocol[C]):
-    """A driver adapter: the pool's :class:`Connector` plus running statements.
-
-    Statements arrive in ``qmark`` style (``?`` placeholders); a driver that wants
-    another style converts them. Methods raise the driver's own exceptions;
-    :meth:`translate` maps them to this library's.
-    """
-
-    async def execute(self, conn: C, sql: str, params: Params) -> ExecResult: ...
-
-    async def fetchall(self, conn: C, sql: str, params: Params) -> list[Row]: ...
-
-    async def begin(self, conn: C) -> None: ...
-
-    async def commit(self, conn: C) -> None: ...
-
-    async def rollback(self, conn: C) -> None: ...
-
-    def translate(self, exc: Exception) -> AsyncDBClientError:
-        """This library's exception for a driver exception (ConnectionLostError for a
-        dead connection, TransientQueryError for deadlocks, IntegrityError, ...)."""
-        ...
 
 
 class Session:

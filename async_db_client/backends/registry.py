@@ -121,7 +121,7 @@ def mysql_repository(
 
     driver: Driver[Any]
     if config.driver == "odbc":
-        from .odbc import AioodbcDriver, odbc_connection_string
+        from ..drivers.odbc import AioodbcDriver, odbc_connection_string
 
         def connection_string() -> str:
             return odbc_connection_string(
@@ -145,7 +145,7 @@ def mysql_repository(
             datetime_as_text=True,
         )
     else:
-        from .mysql import AiomysqlDriver
+        from ..drivers.aiomysql import AiomysqlDriver
 
         driver = AiomysqlDriver(config)
     dialect = MySQLDialect()
@@ -158,7 +158,7 @@ def mssql_repository(
 ) -> Repository:
     """The SQL repository of ``tier`` on SQL Server through aioodbc."""
     from ..dialects.tsql import TSQLDialect
-    from .odbc import AioodbcDriver, mssql_connection_string
+    from ..drivers.odbc import AioodbcDriver, mssql_connection_string
 
     driver = AioodbcDriver(
         lambda: mssql_connection_string(config),
@@ -176,7 +176,7 @@ def sqlite_repository(
 ) -> Repository:
     """The SQL repository of ``tier`` on SQLite through aiosqlite."""
     try:
-        from .sqlite import AiosqliteDriver
+        from ..drivers.aiosqlite import AiosqliteDriver
     except ModuleNotFoundError as exc:
         if exc.name != "aiosqlite":
             raise

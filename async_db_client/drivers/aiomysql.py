@@ -30,7 +30,7 @@ from ..errors import (
     QueryTimeoutError,
     TransientQueryError,
 )
-from ..executor import ExecResult, Row
+from .base import ExecResult, Row
 
 __all__ = ["AiomysqlDriver", "mysql_error_class"]
 
@@ -186,7 +186,7 @@ def _message(exc: BaseException) -> str:
 
 
 class AiomysqlDriver:
-    """Adapts aiomysql to :class:`~async_db_client.executor.Driver`."""
+    """Adapts aiomysql to :class:`~async_db_client.drivers.base.Driver`."""
 
     def __init__(self, config: MySQLConfig) -> None:
         self.config = config

@@ -35,7 +35,7 @@ from ..errors import (
     QueryTimeoutError,
     TransientQueryError,
 )
-from ..executor import ExecResult, Row
+from .base import ExecResult, Row
 
 __all__ = [
     "AioodbcDriver",
@@ -149,7 +149,7 @@ class OdbcConnection:
 
 
 class AioodbcDriver:
-    """Adapts aioodbc to :class:`~async_db_client.executor.Driver`."""
+    """Adapts aioodbc to :class:`~async_db_client.drivers.base.Driver`."""
 
     def __init__(
         self,

@@ -40,7 +40,7 @@ from ..errors import (
     QueryTimeoutError,
     TransientQueryError,
 )
-from ..executor import ExecResult, Row
+from .base import ExecResult, Row
 
 __all__ = ["AiosqliteDriver", "sqlite_error_class"]
 
@@ -86,7 +86,7 @@ def _message(exc: BaseException) -> str:
 
 
 class AiosqliteDriver:
-    """Adapts aiosqlite to :class:`~async_db_client.executor.Driver`."""
+    """Adapts aiosqlite to :class:`~async_db_client.drivers.base.Driver`."""
 
     def __init__(self, config: SQLiteConfig) -> None:
         self.config = config
