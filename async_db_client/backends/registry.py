@@ -14,7 +14,7 @@ from ..config import (
     SQLiteConfig,
 )
 from ..dialects.base import Dialect
-from ..errors import DriverNotInstalledError
+from ..drivers import make_driver
 from ..executor import Driver, Executor
 from ..interfaces import Repository
 from ..pool import ConnectionPool
@@ -119,37 +119,9 @@ def mysql_repository(
     """The SQL repository of ``tier`` on MySQL/MariaDB, through aiomysql or ODBC."""
     from ..dialects.mysql import MySQLDialect
 
-    driver: Driver[Any]
-    if config.driver == "odbc":
-        from ..drivers.odbc import AioodbcDriver, odbc_connection_string
-
-        def connection_string() -> str:
-            return odbc_connection_string(
-                {
-                    "DRIVER": config.odbc_driver,
-                    "SERVER": config.host,
-                    "PORT": str(config.port),
-                    "DATABASE": config.database,
-                    "UID": config.user,
-                    "PWD": config.password.get_secret_value(),
-                    "CHARSET": "utf8mb4",
-                }
-            )
-
-        driver = AioodbcDriver(
-            connection_string,
-            description=config.describe(),
-            max_size=config.pool.max_size,
-            query_timeout=config.pool.query_timeout,
-            utf8_text=True,
-            datetime_as_text=True,
-        )
-    else:
-        from ..drivers.aiomysql import AiomysqlDriver
-
-        driver = AiomysqlDriver(config)
+    driver = make_driver(config)
     dialect = MySQLDialect()
-    executor = _executor(tier, dialect, driver, config, pools)
+    executor = _executor(tier, dialect, driver, config, pools, settings=driver.pool_settings)
     return _sql_repository(tier, dialect, executor, clock, config)
 
 
@@ -158,16 +130,10 @@ def mssql_repository(
 ) -> Repository:
     """The SQL repository of ``tier`` on SQL Server through aioodbc."""
     from ..dialects.tsql import TSQLDialect
-    from ..drivers.odbc import AioodbcDriver, mssql_connection_string
 
-    driver = AioodbcDriver(
-        lambda: mssql_connection_string(config),
-        description=config.describe(),
-        max_size=config.pool.max_size,
-        query_timeout=config.pool.query_timeout,
-    )
+    driver = make_driver(config)
     dialect = TSQLDialect()
-    executor = _executor(tier, dialect, driver, config, pools)
+    executor = _executor(tier, dialect, driver, config, pools, settings=driver.pool_settings)
     return _sql_repository(tier, dialect, executor, clock, config)
 
 
@@ -175,20 +141,11 @@ def sqlite_repository(
     tier: str, config: SQLiteConfig, pools: PoolManager, clock: Clock | None
 ) -> Repository:
     """The SQL repository of ``tier`` on SQLite through aiosqlite."""
-    try:
-        from ..drivers.aiosqlite import AiosqliteDriver
-    except ModuleNotFoundError as exc:
-        if exc.name != "aiosqlite":
-            raise
-        raise DriverNotInstalledError("aiosqlite", "sqlite") from None
     from ..dialects.sqlite import SQLiteDialect
 
     dialect = SQLiteDialect()
-    driver = AiosqliteDriver(config)
-    # SQLite has one writer at a time: a bulk write on several connections would only
-    # queue them on the write lock, so bulk writes use one.
-    settings = driver.pool_settings.model_copy(update={"bulk_connections": 1})
-    executor = _executor(tier, dialect, driver, config, pools, settings=settings)
+    driver = make_driver(config)
+    executor = _executor(tier, dialect, driver, config, pools, settings=driver.pool_settings)
     return _sql_repository(tier, dialect, executor, clock, config)
 
 

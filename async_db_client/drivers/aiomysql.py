@@ -20,7 +20,7 @@ import pymysql
 from pymysql.constants.CLIENT import SSL as CLIENT_SSL
 from pymysql.constants.SERVER_STATUS import SERVER_STATUS_NO_BACKSLASH_ESCAPES
 
-from ..config import MySQLConfig, TLSConfig
+from ..config import MySQLConfig, PoolSettings, TLSConfig
 from ..errors import (
     AsyncDBClientError,
     ConnectionLostError,
@@ -191,7 +191,12 @@ class AiomysqlDriver:
     def __init__(self, config: MySQLConfig) -> None:
         self.config = config
         self.description = config.describe()
+        self.pool_settings: PoolSettings = config.pool
         self._ssl = _ssl_context(config.ssl) if config.ssl else None
+
+    @classmethod
+    def from_config(cls, config: MySQLConfig) -> AiomysqlDriver:
+        return cls(config)
 
     def __repr__(self) -> str:
         return f"AiomysqlDriver({self.description})"

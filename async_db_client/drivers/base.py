@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
+from ..config import PoolSettings
 from ..errors import AsyncDBClientError
 from ..pool import Connector
 
@@ -36,9 +37,12 @@ class Driver(Connector[C], Protocol[C]):
     """A driver adapter: the pool's :class:`~async_db_client.pool.Connector` plus running
     statements. ``C`` is the driver's raw connection type.
 
-    A driver implements:
+    A driver class implements a ``from_config(config)`` classmethod, which builds it from
+    its tier's config (see :mod:`async_db_client.drivers`), and:
 
     * ``description``: where it connects, for logs and errors (never a password);
+    * ``pool_settings``: the settings its pool must use (the tier's ``pool``, or what the
+      engine forces: SQLite's single writer, an in-memory database's one connection);
     * **connect** (``connect``): open a connection, in autocommit mode, within the
       timeout; raise this library's errors (:class:`~async_db_client.errors.DBConnectionError`,
       its message without the password) when it cannot;
@@ -61,6 +65,11 @@ class Driver(Connector[C], Protocol[C]):
       decide what the executor retries and what the pool discards;
       ``is_retryable_connect_error`` says whether a failed connect may succeed later.
     """
+
+    @property
+    def pool_settings(self) -> PoolSettings:
+        """The settings of this driver's pool (and of the executor's retries)."""
+        ...
 
     async def execute(self, conn: C, sql: str, params: Params) -> ExecResult: ...
 
