@@ -17,7 +17,8 @@ driver connections. What the pool guarantees:
   that gave up goes back to the pool.
 * **Recovery.** A disconnect error bumps the pool's generation: every connection opened
   before it is closed when idle or discarded when returned. A background task refills
-  to ``min_size`` with capped exponential backoff and jitter, and closes idle
+  to ``min_size`` with capped exponential backoff and jitter (the policy of
+  :mod:`async_db_client.retry`, as for connect retries in acquire), and closes idle
   connections past ``max_idle`` (above ``min_size``) or past their lifetime.
 * **Loop binding.** The pool belongs to the event loop it was opened in; use from any
   other loop raises :class:`~async_db_client.errors.WrongEventLoopError`.
@@ -47,8 +48,9 @@ from .errors import (
     TooManyWaitersError,
     WrongEventLoopError,
 )
+from .retry import Attempts, Backoff
 
-__all__ = ["ConnectionPool", "Connector", "PoolStats", "PooledConnection", "backoff_delay"]
+__all__ = ["ConnectionPool", "Connector", "PoolStats", "PooledConnection"]
 
 logger = logging.getLogger("async_db_client.pool")
 
@@ -97,8 +99,8 @@ class Connector(Protocol[C]):
 
 
 def backoff_delay(attempt: int, initial: float, cap: float) -> float:
-    """Capped exponential backoff with jitter: ``min(cap, initial * 2**attempt) * U(0.5, 1)``."""
-    return min(cap, initial * (1 << min(attempt, 30))) * random.uniform(0.5, 1.0)
+    """Kept for :mod:`async_db_client.outbox` only: use :class:`~async_db_client.retry.Backoff`."""
+    return Backoff(initial, cap).delay(attempt)
 
 
 @dataclass(eq=False)
@@ -174,6 +176,7 @@ class ConnectionPool(Generic[C]):
         self.connector = connector
         self.settings = settings
         self.name = name
+        self._backoff = Backoff.from_settings(settings)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._idle: collections.deque[PooledConnection[C]] = collections.deque()
         self._in_use: set[PooledConnection[C]] = set()
@@ -319,13 +322,13 @@ class ConnectionPool(Generic[C]):
                 self._idle.pop()
                 return self._checkout(warm, start)
         deadline = start + (self.settings.acquire_timeout if timeout is None else timeout)
-        attempt = 0
+        # Connect retries share the acquire's deadline: a retry never restarts the clock.
+        connects = self._backoff.attempts(deadline=deadline, clock=asyncio.get_running_loop().time)
         while True:
             conn = await self._take_idle(deadline)
             if conn is None and self._size < self.settings.max_size:
-                conn = await self._connect_reserved(deadline, attempt)
+                conn = await self._connect_reserved(connects)
                 if conn is None:
-                    attempt += 1
                     continue
             if conn is None:
                 conn = await self._wait(deadline, deadline - start)
@@ -372,11 +375,12 @@ class ConnectionPool(Generic[C]):
         conn.last_used = self._time()
         return True
 
-    async def _connect_reserved(self, deadline: float, attempt: int) -> PooledConnection[C] | None:
-        """Open a connection in a reserved slot; None after a retryable failure."""
+    async def _connect_reserved(self, connects: Attempts) -> PooledConnection[C] | None:
+        """Open a connection in a reserved slot; None after a retryable failure (and the
+        backoff pause), or raise if no retry is left before ``connects.deadline``."""
         self._size += 1
-        loop = asyncio.get_running_loop()
-        budget = min(self.settings.connect_timeout, deadline - loop.time())
+        assert connects.deadline is not None
+        budget = min(self.settings.connect_timeout, connects.deadline - self._time())
         try:
             if budget <= 0:
                 raise TimeoutError("no time left before the acquire deadline")
@@ -391,17 +395,13 @@ class ConnectionPool(Generic[C]):
             retryable = isinstance(exc, TimeoutError) or self.connector.is_retryable_connect_error(
                 exc
             )
-            delay = backoff_delay(
-                attempt,
-                self.settings.reconnect_backoff_initial,
-                self.settings.reconnect_backoff_max,
-            )
-            if not retryable or loop.time() + delay >= deadline:
+            delay = connects.next_delay() if retryable else None
+            if delay is None:
                 if isinstance(exc, AsyncDBClientError) and not retryable:
                     raise  # already ours and final: a refused login, a missing driver
                 raise DBConnectionError(
                     f"cannot connect to {self.connector.description} "
-                    f"({attempt + 1} attempt(s)): {self._last_connect_error}"
+                    f"({connects.count + 1} attempt(s)): {self._last_connect_error}"
                 ) from exc
             await asyncio.sleep(delay)
             return None
@@ -634,7 +634,7 @@ class ConnectionPool(Generic[C]):
     async def _maintain(self) -> None:
         """Refill to ``min_size`` (with backoff) and retire idle or expired connections."""
         assert self._wakeup is not None
-        attempt = 0
+        refills = self._backoff.attempts()  # no limit, no deadline: retried until closed
         interval = max(0.5, min(self.settings.max_idle, self.settings.max_lifetime) / 4)
         while not self._closed:
             self._retire()
@@ -656,16 +656,11 @@ class ConnectionPool(Generic[C]):
                         self.connector.description,
                         self._last_connect_error,
                     )
-                    await asyncio.sleep(
-                        backoff_delay(
-                            attempt,
-                            self.settings.reconnect_backoff_initial,
-                            self.settings.reconnect_backoff_max,
-                        )
-                    )
-                    attempt += 1
+                    delay = refills.next_delay()
+                    assert delay is not None  # unlimited
+                    await asyncio.sleep(delay)
                     continue
-                attempt = 0
+                refills.reset()
                 self._put_back(conn)
                 continue
             self._wakeup.clear()
