@@ -50,7 +50,7 @@ from .errors import (
 )
 from .retry import Attempts, Backoff
 
-__all__ = ["ConnectionPool", "Connector", "PoolStats", "PooledConnection"]
+__all__ = ["ConnectionPool", "Connector", "PoolCounters", "PoolStats", "PooledConnection"]
 
 logger = logging.getLogger("async_db_client.pool")
 
@@ -120,35 +120,11 @@ class PooledConnection(Generic[C]):
         return f"<PooledConnection gen={self.generation} broken={self.broken}>"
 
 
-@dataclass(frozen=True)
-class PoolStats:
-    """A snapshot of a pool's state and counters since it was opened."""
-
-    name: str
-    min_size: int
-    max_size: int
-    #: Connections open or being opened.
-    size: int
-    idle: int
-    in_use: int
-    waiting: int
-    acquired_total: int
-    acquire_wait_total_s: float
-    acquire_wait_max_s: float
-    acquire_timeouts: int
-    connections_opened: int
-    connection_errors: int
-    connections_lost: int
-    connections_discarded: int
-    bad_returns: int
-    retries: int
-
-    def as_dict(self) -> dict[str, object]:
-        return dataclasses.asdict(self)
-
-
 @dataclass
-class _Counters:
+class PoolCounters:
+    """What a pool has counted since it was opened: the pool's live tally, incremented in
+    place, and the counter half of each :class:`PoolStats`."""
+
     acquired_total: int = 0
     acquire_wait_total_s: float = 0.0
     acquire_wait_max_s: float = 0.0
@@ -159,6 +135,28 @@ class _Counters:
     connections_discarded: int = 0
     bad_returns: int = 0
     retries: int = 0
+
+
+@dataclass
+class _PoolState:
+    name: str
+    min_size: int
+    max_size: int
+    #: Connections open or being opened.
+    size: int
+    idle: int
+    in_use: int
+    waiting: int
+
+
+# The state's fields come first: dataclass fields follow the reversed MRO.
+@dataclass
+class PoolStats(PoolCounters, _PoolState):
+    """A snapshot of a pool's state and counters since it was opened (a copy: changing it
+    changes nothing in the pool)."""
+
+    def as_dict(self) -> dict[str, object]:
+        return dataclasses.asdict(self)
 
 
 @dataclass(eq=False)
@@ -184,7 +182,7 @@ class ConnectionPool(Generic[C]):
         self._size = 0  # open + opening
         self._generation = 0
         self._closed = False
-        self._counters = _Counters()
+        self._counters = PoolCounters()
         self._maintainer: asyncio.Task[None] | None = None
         self._wakeup: asyncio.Event | None = None
         self._closing_tasks: set[asyncio.Task[None]] = set()
@@ -604,7 +602,9 @@ class ConnectionPool(Generic[C]):
 
     def get_stats(self) -> PoolStats:
         """A snapshot of sizes and counters."""
-        c = self._counters
+        counters = dataclasses.asdict(self._counters)
+        for key in ("acquire_wait_total_s", "acquire_wait_max_s"):
+            counters[key] = round(counters[key], 6)
         return PoolStats(
             name=self.name,
             min_size=self.settings.min_size,
@@ -613,16 +613,7 @@ class ConnectionPool(Generic[C]):
             idle=len(self._idle),
             in_use=len(self._in_use),
             waiting=sum(1 for w in self._waiters if not w.future.done()),
-            acquired_total=c.acquired_total,
-            acquire_wait_total_s=round(c.acquire_wait_total_s, 6),
-            acquire_wait_max_s=round(c.acquire_wait_max_s, 6),
-            acquire_timeouts=c.acquire_timeouts,
-            connections_opened=c.connections_opened,
-            connection_errors=c.connection_errors,
-            connections_lost=c.connections_lost,
-            connections_discarded=c.connections_discarded,
-            bad_returns=c.bad_returns,
-            retries=c.retries,
+            **counters,
         )
 
     # ---------------------------------------------------------------- maintenance
