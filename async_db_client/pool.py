@@ -312,11 +312,7 @@ class ConnectionPool(Generic[C]):
         if self._idle:
             # Fast path: the warmest idle connection, current, young and recently used.
             warm = self._idle[-1]
-            if (
-                warm.generation == self._generation
-                and start < warm.expires_at
-                and not self._needs_check(warm, start)
-            ):
+            if not self._stale(warm, start) and not self._needs_check(warm, start):
                 self._idle.pop()
                 return self._checkout(warm, start)
         deadline = start + (self.settings.acquire_timeout if timeout is None else timeout)
@@ -341,13 +337,17 @@ class ConnectionPool(Generic[C]):
         while self._idle:
             conn = self._idle.pop()  # LIFO keeps a warm core and lets the rest go idle
             now = loop.time()
-            if conn.generation < self._generation or now >= conn.expires_at:
+            if self._stale(conn, now):
                 self._discard(conn)
                 continue
             if self._needs_check(conn, now) and not await self._check(conn, deadline):
                 continue
             return conn
         return None
+
+    def _stale(self, conn: PooledConnection[C], now: float) -> bool:
+        """Past its lifetime, or opened before the last detected disconnect: never reused."""
+        return conn.generation < self._generation or now >= conn.expires_at
 
     def _needs_check(self, conn: PooledConnection[C], now: float) -> bool:
         return now - conn.last_used >= self.settings.check_after_idle
@@ -494,24 +494,17 @@ class ConnectionPool(Generic[C]):
             if not self._closed:  # after close, aborted connections may still come back
                 logger.error("pool %s: release of a connection it did not lend", self.name)
             return True
-        if (
-            not (self._closed or conn.broken or conn.generation < self._generation)
-            and self._time() < conn.expires_at
-            and self.connector.needs_reset(conn.raw)
-        ):
+        now = self._time()
+        unusable = self._closed or conn.broken or self._stale(conn, now)
+        if not unusable and self.connector.needs_reset(conn.raw):
             return False
         self._in_use.discard(conn)
         conn.owner = None
         self._notify_returned()
-        if (
-            self._closed
-            or conn.broken
-            or conn.generation < self._generation
-            or self._time() >= conn.expires_at
-        ):
+        if unusable:
             self._discard(conn)
         else:
-            conn.last_used = self._time()
+            conn.last_used = now
             self._put_back(conn)
         return True
 
@@ -665,9 +658,8 @@ class ConnectionPool(Generic[C]):
         surplus = self._size - self.settings.min_size
         # Oldest-used first, so the warm end of the deque (the right) survives.
         for conn in self._idle:
-            expired = now >= conn.expires_at or conn.generation < self._generation
             too_idle = surplus > 0 and now - conn.last_used >= self.settings.max_idle
-            if expired or too_idle:
+            if self._stale(conn, now) or too_idle:
                 surplus -= 1
                 self._discard(conn)
             else:
