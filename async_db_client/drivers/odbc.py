@@ -2,7 +2,7 @@
 
 :meth:`AioodbcDriver.from_config` serves SQL Server (an ``MSSQLConfig``) and MySQL/MariaDB
 through its ODBC driver (a ``MySQLConfig`` with ``driver: odbc``). The connection string,
-password included, is built by a callable at each connect: the driver never stores it.
+password included, is built by a callable at each connect and never kept.
 
 pyodbc calls block, so aioodbc runs them in threads. Each pool gets its own
 :class:`~concurrent.futures.ThreadPoolExecutor` of ``max_size + 1`` workers (one per
@@ -197,8 +197,9 @@ class AioodbcDriver:
     def from_config(cls, config: MySQLConfig | MSSQLConfig) -> AioodbcDriver:
         """SQL Server, or MySQL/MariaDB through its ODBC driver (``driver: odbc``).
 
-        The connection string is built when connecting, so the password is never
-        stored in the driver (nor shown by its repr)."""
+        The connection string is built by a callable at each connect: the password stays
+        a ``SecretStr`` of the config inside it, never a plain attribute of the driver nor
+        part of its repr."""
         if isinstance(config, MSSQLConfig):
             return cls(
                 lambda: mssql_connection_string(config),
