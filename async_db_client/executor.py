@@ -1,8 +1,9 @@
 """Running SQL: sessions on pooled connections, retries, transactions.
 
 This module runs statements; it never writes them (that is the dialects' job, see
-:mod:`async_db_client.dialects`). A :class:`Driver` adapts one DB-API-ish async driver
-(aiomysql, aioodbc, aiosqlite) to a handful of calls; everything above it is shared:
+:mod:`async_db_client.dialects`). A :class:`~async_db_client.drivers.base.Driver` adapts
+one DB-API-ish async driver (aiomysql, aioodbc, aiosqlite) to a handful of calls;
+everything above it is shared:
 
 * :class:`Session` wraps one borrowed connection: each call is bounded by the query
   timeout, driver errors become this library's errors, and a connection whose state is
@@ -10,8 +11,9 @@ This module runs statements; it never writes them (that is the dialects' job, se
   broken so the pool closes it instead of reusing it.
 * :class:`Executor` is what repositories talk to: it borrows a connection per operation,
   retries operations the caller declared idempotent after a lost connection, deadlock or
-  lock wait timeout (with backoff, counted in the pool's stats), and runs the schema
-  check once before the first statement.
+  lock wait timeout (with the backoff of :mod:`async_db_client.retry`, counted in the
+  pool's stats), and runs the schema check once before the first statement (retried the
+  same way).
 * :class:`TransactionRunner` is the same interface bound to one connection inside one
   transaction; it serialises concurrent callers and never retries.
 """
@@ -22,11 +24,11 @@ import asyncio
 import contextlib
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
 
 from .config import PoolSettings
+from .drivers.base import Driver, ExecResult, Params, Row
 from .errors import (
     AsyncDBClientError,
     ConnectionLostError,
@@ -35,52 +37,18 @@ from .errors import (
     QueryTimeoutError,
     TransientQueryError,
 )
-from .pool import ConnectionPool, Connector, PooledConnection, backoff_delay
+from .pool import ConnectionPool, PooledConnection
+from .retry import Attempts, Backoff
 
 __all__ = ["Driver", "ExecResult", "Executor", "Row", "Runner", "Session", "TransactionRunner"]
 
 logger = logging.getLogger("async_db_client")
 
 T = TypeVar("T")
-C = TypeVar("C")
-Row = tuple[Any, ...]
-Params = Sequence[Any]
 
 #: Extra time the client waits past the query timeout, so a server that enforces the
 #: timeout itself (MariaDB's max_statement_time) reports it first, keeping the connection.
 CLIENT_TIMEOUT_GRACE = 2.0
-
-
-@dataclass(frozen=True)
-class ExecResult:
-    """What a write statement reports: affected rows and, if the driver knows, the new id."""
-
-    rowcount: int
-    lastrowid: int | None = None
-
-
-class Driver(Connector[C], Protocol[C]):
-    """A driver adapter: the pool's :class:`Connector` plus running statements.
-
-    Statements arrive in ``qmark`` style (``?`` placeholders); a driver that wants
-    another style converts them. Methods raise the driver's own exceptions;
-    :meth:`translate` maps them to this library's.
-    """
-
-    async def execute(self, conn: C, sql: str, params: Params) -> ExecResult: ...
-
-    async def fetchall(self, conn: C, sql: str, params: Params) -> list[Row]: ...
-
-    async def begin(self, conn: C) -> None: ...
-
-    async def commit(self, conn: C) -> None: ...
-
-    async def rollback(self, conn: C) -> None: ...
-
-    def translate(self, exc: Exception) -> AsyncDBClientError:
-        """This library's exception for a driver exception (ConnectionLostError for a
-        dead connection, TransientQueryError for deadlocks, IntegrityError, ...)."""
-        ...
 
 
 class Session:
@@ -208,6 +176,7 @@ class Executor(Runner):
         self._pool_source = pool_source
         self._driver = driver
         self._settings = settings
+        self._backoff = Backoff.from_settings(settings)
         self._prepare = prepare
         self._prepared = prepare is None
         self._prepare_lock: tuple[asyncio.AbstractEventLoop, asyncio.Lock] | None = None
@@ -236,7 +205,7 @@ class Executor(Runner):
         the one-time schema step (health checks, the explicit migration itself)."""
         if not (skip_prepare or self._prepared):
             await self._ensure_prepared()
-        attempt = 0
+        attempts: Attempts | None = None  # made on the first failure: none on the hot path
         while True:
             pool = self._pool_source()
             try:
@@ -246,24 +215,27 @@ class Executor(Runner):
                 async with pool.connection() as conn:
                     return await work(Session(pool, conn, self._driver))
             except (ConnectionLostError, TransientQueryError) as exc:
-                if not retry or attempt >= self._settings.retry_attempts:
+                if not retry:
+                    raise
+                if attempts is None:
+                    attempts = self._attempts()
+                delay = attempts.next_delay()
+                if delay is None:
                     raise
                 pool.record_retry()
-                delay = backoff_delay(
-                    attempt,
-                    self._settings.reconnect_backoff_initial,
-                    self._settings.reconnect_backoff_max,
-                )
                 logger.info(
                     "%s: retrying after %s (attempt %d of %d, in %.2fs)",
                     pool.name,
                     type(exc).__name__,
-                    attempt + 1,
+                    attempts.count,
                     self._settings.retry_attempts,
                     delay,
                 )
-                attempt += 1
                 await asyncio.sleep(delay)
+
+    def _attempts(self) -> Attempts:
+        """The retries one operation may make after its first try."""
+        return self._backoff.attempts(limit=self._settings.retry_attempts)
 
     async def _attempt_transaction(
         self, pool: ConnectionPool[Any], work: Callable[[Session], Awaitable[T]]
@@ -312,17 +284,18 @@ class Executor(Runner):
                 return
             pool = self._pool_source()
             prepare = self._prepare
-            attempt = 0
+            attempts = self._attempts()
             while True:
                 try:
                     async with pool.connection() as conn:
                         await prepare(Session(pool, conn, self._driver))
                     break
                 except (ConnectionLostError, TransientQueryError):
-                    if attempt >= self._settings.retry_attempts:
+                    delay = attempts.next_delay()
+                    if delay is None:
                         raise
-                    attempt += 1
                     pool.record_retry()
+                    await asyncio.sleep(delay)
             self._prepared = True
 
 

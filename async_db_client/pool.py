@@ -17,7 +17,8 @@ driver connections. What the pool guarantees:
   that gave up goes back to the pool.
 * **Recovery.** A disconnect error bumps the pool's generation: every connection opened
   before it is closed when idle or discarded when returned. A background task refills
-  to ``min_size`` with capped exponential backoff and jitter, and closes idle
+  to ``min_size`` with capped exponential backoff and jitter (the policy of
+  :mod:`async_db_client.retry`, as for connect retries in acquire), and closes idle
   connections past ``max_idle`` (above ``min_size``) or past their lifetime.
 * **Loop binding.** The pool belongs to the event loop it was opened in; use from any
   other loop raises :class:`~async_db_client.errors.WrongEventLoopError`.
@@ -47,8 +48,9 @@ from .errors import (
     TooManyWaitersError,
     WrongEventLoopError,
 )
+from .retry import Attempts, Backoff
 
-__all__ = ["ConnectionPool", "Connector", "PoolStats", "PooledConnection", "backoff_delay"]
+__all__ = ["ConnectionPool", "Connector", "PoolCounters", "PoolStats", "PooledConnection"]
 
 logger = logging.getLogger("async_db_client.pool")
 
@@ -96,11 +98,6 @@ class Connector(Protocol[C]):
         ...
 
 
-def backoff_delay(attempt: int, initial: float, cap: float) -> float:
-    """Capped exponential backoff with jitter: ``min(cap, initial * 2**attempt) * U(0.5, 1)``."""
-    return min(cap, initial * (1 << min(attempt, 30))) * random.uniform(0.5, 1.0)
-
-
 @dataclass(eq=False)
 class PooledConnection(Generic[C]):
     """A driver connection with the bookkeeping the pool needs."""
@@ -118,35 +115,11 @@ class PooledConnection(Generic[C]):
         return f"<PooledConnection gen={self.generation} broken={self.broken}>"
 
 
-@dataclass(frozen=True)
-class PoolStats:
-    """A snapshot of a pool's state and counters since it was opened."""
-
-    name: str
-    min_size: int
-    max_size: int
-    #: Connections open or being opened.
-    size: int
-    idle: int
-    in_use: int
-    waiting: int
-    acquired_total: int
-    acquire_wait_total_s: float
-    acquire_wait_max_s: float
-    acquire_timeouts: int
-    connections_opened: int
-    connection_errors: int
-    connections_lost: int
-    connections_discarded: int
-    bad_returns: int
-    retries: int
-
-    def as_dict(self) -> dict[str, object]:
-        return dataclasses.asdict(self)
-
-
 @dataclass
-class _Counters:
+class PoolCounters:
+    """What a pool has counted since it was opened: the pool's live tally, incremented in
+    place, and the counter half of each :class:`PoolStats`."""
+
     acquired_total: int = 0
     acquire_wait_total_s: float = 0.0
     acquire_wait_max_s: float = 0.0
@@ -157,6 +130,28 @@ class _Counters:
     connections_discarded: int = 0
     bad_returns: int = 0
     retries: int = 0
+
+
+@dataclass
+class _PoolState:
+    name: str
+    min_size: int
+    max_size: int
+    #: Connections open or being opened.
+    size: int
+    idle: int
+    in_use: int
+    waiting: int
+
+
+# The state's fields come first: dataclass fields follow the reversed MRO.
+@dataclass
+class PoolStats(PoolCounters, _PoolState):
+    """A snapshot of a pool's state and counters since it was opened (a copy: changing it
+    changes nothing in the pool)."""
+
+    def as_dict(self) -> dict[str, object]:
+        return dataclasses.asdict(self)
 
 
 @dataclass(eq=False)
@@ -174,6 +169,7 @@ class ConnectionPool(Generic[C]):
         self.connector = connector
         self.settings = settings
         self.name = name
+        self._backoff = Backoff.from_settings(settings)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._idle: collections.deque[PooledConnection[C]] = collections.deque()
         self._in_use: set[PooledConnection[C]] = set()
@@ -181,7 +177,7 @@ class ConnectionPool(Generic[C]):
         self._size = 0  # open + opening
         self._generation = 0
         self._closed = False
-        self._counters = _Counters()
+        self._counters = PoolCounters()
         self._maintainer: asyncio.Task[None] | None = None
         self._wakeup: asyncio.Event | None = None
         self._closing_tasks: set[asyncio.Task[None]] = set()
@@ -311,21 +307,17 @@ class ConnectionPool(Generic[C]):
         if self._idle:
             # Fast path: the warmest idle connection, current, young and recently used.
             warm = self._idle[-1]
-            if (
-                warm.generation == self._generation
-                and start < warm.expires_at
-                and not self._needs_check(warm, start)
-            ):
+            if not self._stale(warm, start) and not self._needs_check(warm, start):
                 self._idle.pop()
                 return self._checkout(warm, start)
         deadline = start + (self.settings.acquire_timeout if timeout is None else timeout)
-        attempt = 0
+        # Connect retries share the acquire's deadline: a retry never restarts the clock.
+        connects = self._backoff.attempts(deadline=deadline, clock=asyncio.get_running_loop().time)
         while True:
             conn = await self._take_idle(deadline)
             if conn is None and self._size < self.settings.max_size:
-                conn = await self._connect_reserved(deadline, attempt)
+                conn = await self._connect_reserved(connects)
                 if conn is None:
-                    attempt += 1
                     continue
             if conn is None:
                 conn = await self._wait(deadline, deadline - start)
@@ -340,13 +332,17 @@ class ConnectionPool(Generic[C]):
         while self._idle:
             conn = self._idle.pop()  # LIFO keeps a warm core and lets the rest go idle
             now = loop.time()
-            if conn.generation < self._generation or now >= conn.expires_at:
+            if self._stale(conn, now):
                 self._discard(conn)
                 continue
             if self._needs_check(conn, now) and not await self._check(conn, deadline):
                 continue
             return conn
         return None
+
+    def _stale(self, conn: PooledConnection[C], now: float) -> bool:
+        """Past its lifetime, or opened before the last detected disconnect: never reused."""
+        return conn.generation < self._generation or now >= conn.expires_at
 
     def _needs_check(self, conn: PooledConnection[C], now: float) -> bool:
         return now - conn.last_used >= self.settings.check_after_idle
@@ -372,11 +368,12 @@ class ConnectionPool(Generic[C]):
         conn.last_used = self._time()
         return True
 
-    async def _connect_reserved(self, deadline: float, attempt: int) -> PooledConnection[C] | None:
-        """Open a connection in a reserved slot; None after a retryable failure."""
+    async def _connect_reserved(self, connects: Attempts) -> PooledConnection[C] | None:
+        """Open a connection in a reserved slot; None after a retryable failure (and the
+        backoff pause), or raise if no retry is left before ``connects.deadline``."""
         self._size += 1
-        loop = asyncio.get_running_loop()
-        budget = min(self.settings.connect_timeout, deadline - loop.time())
+        assert connects.deadline is not None
+        budget = min(self.settings.connect_timeout, connects.deadline - self._time())
         try:
             if budget <= 0:
                 raise TimeoutError("no time left before the acquire deadline")
@@ -391,17 +388,13 @@ class ConnectionPool(Generic[C]):
             retryable = isinstance(exc, TimeoutError) or self.connector.is_retryable_connect_error(
                 exc
             )
-            delay = backoff_delay(
-                attempt,
-                self.settings.reconnect_backoff_initial,
-                self.settings.reconnect_backoff_max,
-            )
-            if not retryable or loop.time() + delay >= deadline:
+            delay = connects.next_delay() if retryable else None
+            if delay is None:
                 if isinstance(exc, AsyncDBClientError) and not retryable:
                     raise  # already ours and final: a refused login, a missing driver
                 raise DBConnectionError(
                     f"cannot connect to {self.connector.description} "
-                    f"({attempt + 1} attempt(s)): {self._last_connect_error}"
+                    f"({connects.count + 1} attempt(s)): {self._last_connect_error}"
                 ) from exc
             await asyncio.sleep(delay)
             return None
@@ -496,24 +489,17 @@ class ConnectionPool(Generic[C]):
             if not self._closed:  # after close, aborted connections may still come back
                 logger.error("pool %s: release of a connection it did not lend", self.name)
             return True
-        if (
-            not (self._closed or conn.broken or conn.generation < self._generation)
-            and self._time() < conn.expires_at
-            and self.connector.needs_reset(conn.raw)
-        ):
+        now = self._time()
+        unusable = self._closed or conn.broken or self._stale(conn, now)
+        if not unusable and self.connector.needs_reset(conn.raw):
             return False
         self._in_use.discard(conn)
         conn.owner = None
         self._notify_returned()
-        if (
-            self._closed
-            or conn.broken
-            or conn.generation < self._generation
-            or self._time() >= conn.expires_at
-        ):
+        if unusable:
             self._discard(conn)
         else:
-            conn.last_used = self._time()
+            conn.last_used = now
             self._put_back(conn)
         return True
 
@@ -604,7 +590,9 @@ class ConnectionPool(Generic[C]):
 
     def get_stats(self) -> PoolStats:
         """A snapshot of sizes and counters."""
-        c = self._counters
+        counters = dataclasses.asdict(self._counters)
+        for key in ("acquire_wait_total_s", "acquire_wait_max_s"):
+            counters[key] = round(counters[key], 6)
         return PoolStats(
             name=self.name,
             min_size=self.settings.min_size,
@@ -613,16 +601,7 @@ class ConnectionPool(Generic[C]):
             idle=len(self._idle),
             in_use=len(self._in_use),
             waiting=sum(1 for w in self._waiters if not w.future.done()),
-            acquired_total=c.acquired_total,
-            acquire_wait_total_s=round(c.acquire_wait_total_s, 6),
-            acquire_wait_max_s=round(c.acquire_wait_max_s, 6),
-            acquire_timeouts=c.acquire_timeouts,
-            connections_opened=c.connections_opened,
-            connection_errors=c.connection_errors,
-            connections_lost=c.connections_lost,
-            connections_discarded=c.connections_discarded,
-            bad_returns=c.bad_returns,
-            retries=c.retries,
+            **counters,
         )
 
     # ---------------------------------------------------------------- maintenance
@@ -634,7 +613,7 @@ class ConnectionPool(Generic[C]):
     async def _maintain(self) -> None:
         """Refill to ``min_size`` (with backoff) and retire idle or expired connections."""
         assert self._wakeup is not None
-        attempt = 0
+        refills = self._backoff.attempts()  # no limit, no deadline: retried until closed
         interval = max(0.5, min(self.settings.max_idle, self.settings.max_lifetime) / 4)
         while not self._closed:
             self._retire()
@@ -656,16 +635,11 @@ class ConnectionPool(Generic[C]):
                         self.connector.description,
                         self._last_connect_error,
                     )
-                    await asyncio.sleep(
-                        backoff_delay(
-                            attempt,
-                            self.settings.reconnect_backoff_initial,
-                            self.settings.reconnect_backoff_max,
-                        )
-                    )
-                    attempt += 1
+                    delay = refills.next_delay()
+                    assert delay is not None  # unlimited
+                    await asyncio.sleep(delay)
                     continue
-                attempt = 0
+                refills.reset()
                 self._put_back(conn)
                 continue
             self._wakeup.clear()
@@ -679,9 +653,8 @@ class ConnectionPool(Generic[C]):
         surplus = self._size - self.settings.min_size
         # Oldest-used first, so the warm end of the deque (the right) survives.
         for conn in self._idle:
-            expired = now >= conn.expires_at or conn.generation < self._generation
             too_idle = surplus > 0 and now - conn.last_used >= self.settings.max_idle
-            if expired or too_idle:
+            if self._stale(conn, now) or too_idle:
                 surplus -= 1
                 self._discard(conn)
             else:

@@ -45,10 +45,14 @@ class Backoff:
         return min(self.cap, self.initial * (1 << min(attempt, 30))) * random.uniform(0.5, 1.0)
 
     def attempts(
-        self, *, limit: int | None = None, deadline: float | None = None
+        self,
+        *,
+        limit: int | None = None,
+        deadline: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> Attempts:
-        """A fresh :class:`Attempts` under this backoff."""
-        return Attempts(self, limit=limit, deadline=deadline)
+        """A fresh :class:`Attempts` under this backoff (see there for the arguments)."""
+        return Attempts(self, limit=limit, deadline=deadline, clock=clock)
 
 
 class Attempts:

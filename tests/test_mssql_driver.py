@@ -24,11 +24,11 @@ from async_db_client import (
     QueryError,
     QueryTimeoutError,
 )
-from async_db_client.backends.odbc import mssql_connection_string, odbc_value
 from async_db_client.backends.sql import SQLRemoteStore
 from async_db_client.clock import epoch_seconds
 from async_db_client.config import MSSQLConfig
 from async_db_client.dialects.tsql import TSQLDialect
+from async_db_client.drivers.odbc import mssql_connection_string, odbc_value
 from async_db_client.paths import path_key
 from tests.support.backends import mssql_peer_config, require_msodbc
 from tests.support.tds_peer import Column, Reply, Request, ResultSet, ServerError, TDSPeer

@@ -18,8 +18,8 @@ from async_db_client import (
     QueryTimeoutError,
     TransientQueryError,
 )
-from async_db_client.backends.mysql import AiomysqlDriver, quote_params, to_format_style
 from async_db_client.config import MySQLConfig
+from async_db_client.drivers.aiomysql import AiomysqlDriver, quote_params, to_format_style
 
 
 class FakeConnection:

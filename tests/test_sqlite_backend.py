@@ -27,10 +27,10 @@ from async_db_client import (
     QueryError,
     TransientQueryError,
 )
-from async_db_client.backends.sqlite import sqlite_error_class
 from async_db_client.config import SQLiteConfig, parse_config
 from async_db_client.dialects.mysql import MySQLDialect
 from async_db_client.dialects.sqlite import SQLiteDialect
+from async_db_client.drivers.aiosqlite import sqlite_error_class
 from async_db_client.errors import ConnectionLostError, DriverNotInstalledError
 from async_db_client.migrations import latest_version
 
@@ -249,7 +249,7 @@ def test_memory_forces_one_lasting_connection() -> None:
     parsed = parse_config(config(":memory:", pool={"max_size": 5, "min_size": 0}))
     tier = parsed.database.tier("remote")
     assert isinstance(tier, SQLiteConfig) and tier.in_memory
-    from async_db_client.backends.sqlite import AiosqliteDriver
+    from async_db_client.drivers.aiosqlite import AiosqliteDriver
 
     settings = AiosqliteDriver(tier).pool_settings
     assert (settings.min_size, settings.max_size, settings.bulk_connections) == (1, 1, 1)

@@ -20,8 +20,9 @@ from ..config import (
     SQLiteConfig,
 )
 from ..dialects.base import Dialect
-from ..errors import DriverNotInstalledError
-from ..executor import Driver, Executor
+from ..drivers import make_driver
+from ..drivers.base import Driver
+from ..executor import Executor
 from ..outbox import Outbox
 from ..pool import ConnectionPool
 from ..pool_manager import PoolManager
@@ -78,15 +79,25 @@ def build_store(tier: str, config: AnyTierConfig, pools: PoolManager) -> Any:
             "core": memory.MemoryCoreStore,
             "pipeline": memory.MemoryPipelineStore,
         }[tier]()
+    dialect = _dialect(config)
+    driver = make_driver(config)
+    executor = _executor(tier, dialect, driver, config, pools, driver.pool_settings)
+    return _sql_store(tier, dialect, executor)
+
+
+def _dialect(config: SQLConfig) -> Dialect:
+    """The SQL of the config's engine: one dialect per engine, whatever the driver."""
     if isinstance(config, MySQLConfig):
-        dialect, driver, settings = _mysql(config)
-    elif isinstance(config, MSSQLConfig):
-        dialect, driver, settings = _mssql(config)
-    elif isinstance(config, SQLiteConfig):
-        dialect, driver, settings = _sqlite(config)
-    else:
-        raise NotImplementedError(f"{config.type} backend for the {tier} tier")
-    return _sql_store(tier, dialect, _executor(tier, dialect, driver, config, pools, settings))
+        from ..dialects.mysql import MySQLDialect
+
+        return MySQLDialect()
+    if isinstance(config, MSSQLConfig):
+        from ..dialects.tsql import TSQLDialect
+
+        return TSQLDialect()
+    from ..dialects.sqlite import SQLiteDialect
+
+    return SQLiteDialect()
 
 
 def _sql_store(tier: str, dialect: Dialect, executor: Executor) -> SQLStore:
@@ -130,70 +141,3 @@ def _executor(
         prepare=prepare,
         bulk_connections=settings.bulk_connections,
     )
-
-
-def _mysql(config: MySQLConfig) -> tuple[Dialect, Driver[Any], PoolSettings]:
-    """MySQL/MariaDB, through aiomysql or ODBC."""
-    from ..dialects.mysql import MySQLDialect
-
-    driver: Driver[Any]
-    if config.driver == "odbc":
-        from .odbc import AioodbcDriver, odbc_connection_string
-
-        def connection_string() -> str:
-            return odbc_connection_string(
-                {
-                    "DRIVER": config.odbc_driver,
-                    "SERVER": config.host,
-                    "PORT": str(config.port),
-                    "DATABASE": config.database,
-                    "UID": config.user,
-                    "PWD": config.password.get_secret_value(),
-                    "CHARSET": "utf8mb4",
-                }
-            )
-
-        driver = AioodbcDriver(
-            connection_string,
-            description=config.describe(),
-            max_size=config.pool.max_size,
-            query_timeout=config.pool.query_timeout,
-            utf8_text=True,
-            datetime_as_text=True,
-        )
-    else:
-        from .mysql import AiomysqlDriver
-
-        driver = AiomysqlDriver(config)
-    return MySQLDialect(), driver, config.pool
-
-
-def _mssql(config: MSSQLConfig) -> tuple[Dialect, Driver[Any], PoolSettings]:
-    """SQL Server through aioodbc."""
-    from ..dialects.tsql import TSQLDialect
-    from .odbc import AioodbcDriver, mssql_connection_string
-
-    driver = AioodbcDriver(
-        lambda: mssql_connection_string(config),
-        description=config.describe(),
-        max_size=config.pool.max_size,
-        query_timeout=config.pool.query_timeout,
-    )
-    return TSQLDialect(), driver, config.pool
-
-
-def _sqlite(config: SQLiteConfig) -> tuple[Dialect, Driver[Any], PoolSettings]:
-    """SQLite through aiosqlite."""
-    try:
-        from .sqlite import AiosqliteDriver
-    except ModuleNotFoundError as exc:
-        if exc.name != "aiosqlite":
-            raise
-        raise DriverNotInstalledError("aiosqlite", "sqlite") from None
-    from ..dialects.sqlite import SQLiteDialect
-
-    driver = AiosqliteDriver(config)
-    # SQLite has one writer at a time: a bulk write on several connections would only
-    # queue them on the write lock, so bulk writes use one.
-    settings = driver.pool_settings.model_copy(update={"bulk_connections": 1})
-    return SQLiteDialect(), driver, settings

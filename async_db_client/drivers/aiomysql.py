@@ -20,7 +20,7 @@ import pymysql
 from pymysql.constants.CLIENT import SSL as CLIENT_SSL
 from pymysql.constants.SERVER_STATUS import SERVER_STATUS_NO_BACKSLASH_ESCAPES
 
-from ..config import MySQLConfig, TLSConfig
+from ..config import MySQLConfig, PoolSettings, TLSConfig
 from ..errors import (
     AsyncDBClientError,
     ConnectionLostError,
@@ -30,7 +30,7 @@ from ..errors import (
     QueryTimeoutError,
     TransientQueryError,
 )
-from ..executor import ExecResult, Row
+from .base import ExecResult, Row
 
 __all__ = ["AiomysqlDriver", "mysql_error_class"]
 
@@ -186,12 +186,17 @@ def _message(exc: BaseException) -> str:
 
 
 class AiomysqlDriver:
-    """Adapts aiomysql to :class:`~async_db_client.executor.Driver`."""
+    """Adapts aiomysql to :class:`~async_db_client.drivers.base.Driver`."""
 
     def __init__(self, config: MySQLConfig) -> None:
         self.config = config
         self.description = config.describe()
+        self.pool_settings: PoolSettings = config.pool
         self._ssl = _ssl_context(config.ssl) if config.ssl else None
+
+    @classmethod
+    def from_config(cls, config: MySQLConfig) -> AiomysqlDriver:
+        return cls(config)
 
     def __repr__(self) -> str:
         return f"AiomysqlDriver({self.description})"

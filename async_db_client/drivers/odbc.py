@@ -1,5 +1,9 @@
 """The aioodbc driver adapter: SQL Server (and any ODBC source) on the shared pool.
 
+:meth:`AioodbcDriver.from_config` serves SQL Server (an ``MSSQLConfig``) and MySQL/MariaDB
+through its ODBC driver (a ``MySQLConfig`` with ``driver: odbc``). The connection string,
+password included, is built by a callable at each connect and never kept.
+
 pyodbc calls block, so aioodbc runs them in threads. Each pool gets its own
 :class:`~concurrent.futures.ThreadPoolExecutor` of ``max_size + 1`` workers (one per
 connection, plus a spare so a statement can be cancelled while its worker is busy),
@@ -24,7 +28,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
 
-from ..config import MSSQLConfig
+from ..config import MSSQLConfig, MySQLConfig, PoolSettings
 from ..errors import (
     AsyncDBClientError,
     ConnectionLostError,
@@ -35,12 +39,13 @@ from ..errors import (
     QueryTimeoutError,
     TransientQueryError,
 )
-from ..executor import ExecResult, Row
+from .base import ExecResult, Row
 
 __all__ = [
     "AioodbcDriver",
     "OdbcConnection",
     "mssql_connection_string",
+    "mysql_connection_string",
     "odbc_connection_string",
     "odbc_value",
 ]
@@ -106,6 +111,21 @@ def mssql_connection_string(config: MSSQLConfig) -> str:
     )
 
 
+def mysql_connection_string(config: MySQLConfig) -> str:
+    """The ODBC connection string for a MySQL/MariaDB config (``driver: odbc``)."""
+    return odbc_connection_string(
+        {
+            "DRIVER": config.odbc_driver,
+            "SERVER": config.host,
+            "PORT": str(config.port),
+            "DATABASE": config.database,
+            "UID": config.user,
+            "PWD": config.password.get_secret_value(),
+            "CHARSET": "utf8mb4",
+        }
+    )
+
+
 def _import_pyodbc() -> Any:
     try:
         import aioodbc  # noqa: F401
@@ -149,15 +169,14 @@ class OdbcConnection:
 
 
 class AioodbcDriver:
-    """Adapts aioodbc to :class:`~async_db_client.executor.Driver`."""
+    """Adapts aioodbc to :class:`~async_db_client.drivers.base.Driver`."""
 
     def __init__(
         self,
         connection_string: Callable[[], str],
         *,
         description: str,
-        max_size: int,
-        query_timeout: float | None,
+        pool_settings: PoolSettings,
         utf8_text: bool = False,
         datetime_as_text: bool = False,
     ) -> None:
@@ -168,10 +187,32 @@ class AioodbcDriver:
         self._datetime_as_text = datetime_as_text
         self._connection_string = connection_string  # a callable: the secret stays inside
         self.description = description
+        self.pool_settings = pool_settings
         self._utf8_text = utf8_text
-        self._max_size = max_size
-        self._query_timeout = query_timeout
+        self._max_size = pool_settings.max_size
+        self._query_timeout = pool_settings.query_timeout
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+
+    @classmethod
+    def from_config(cls, config: MySQLConfig | MSSQLConfig) -> AioodbcDriver:
+        """SQL Server, or MySQL/MariaDB through its ODBC driver (``driver: odbc``).
+
+        The connection string is built by a callable at each connect: the password stays
+        a ``SecretStr`` of the config inside it, never a plain attribute of the driver nor
+        part of its repr."""
+        if isinstance(config, MSSQLConfig):
+            return cls(
+                lambda: mssql_connection_string(config),
+                description=config.describe(),
+                pool_settings=config.pool,
+            )
+        return cls(
+            lambda: mysql_connection_string(config),
+            description=config.describe(),
+            pool_settings=config.pool,
+            utf8_text=True,
+            datetime_as_text=True,
+        )
 
     def __repr__(self) -> str:
         return f"AioodbcDriver({self.description})"

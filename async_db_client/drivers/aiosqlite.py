@@ -16,6 +16,10 @@ another connection's write lock; a statement still locked out after that fails w
 alive by an idle anchor connection for the driver's lifetime, so a pooled connection may
 be discarded (after a cancellation, say) without taking the data with it. The pool has
 exactly one connection, so the shared cache's table locks are never contended.
+
+The driver's :attr:`~AiosqliteDriver.pool_settings` are the tier's, with bulk writes on
+one connection always (SQLite has one writer at a time), and for ``:memory:`` exactly one
+connection that is never retired, whatever the tier's ``pool`` says.
 """
 
 from __future__ import annotations
@@ -40,7 +44,7 @@ from ..errors import (
     QueryTimeoutError,
     TransientQueryError,
 )
-from ..executor import ExecResult, Row
+from .base import ExecResult, Row
 
 __all__ = ["AiosqliteDriver", "sqlite_error_class"]
 
@@ -85,12 +89,24 @@ def _message(exc: BaseException) -> str:
     return f"({name}) {text}" if name else text
 
 
+def _pool_settings(config: SQLiteConfig) -> PoolSettings:
+    """The tier's pool settings, with what SQLite forces."""
+    # One writer at a time: a bulk write on several connections would only queue them
+    # on the write lock, so bulk writes use one.
+    forced: dict[str, object] = {"bulk_connections": 1}
+    if config.in_memory:
+        # The one connection of the shared in-memory database (see the module docstring).
+        forced |= {"min_size": 1, "max_size": 1, "max_lifetime": _FOREVER, "max_idle": _FOREVER}
+    return config.pool.model_copy(update=forced)
+
+
 class AiosqliteDriver:
-    """Adapts aiosqlite to :class:`~async_db_client.executor.Driver`."""
+    """Adapts aiosqlite to :class:`~async_db_client.drivers.base.Driver`."""
 
     def __init__(self, config: SQLiteConfig) -> None:
         self.config = config
         self.description = config.describe()
+        self.pool_settings = _pool_settings(config)
         self._memory = config.in_memory
         if self._memory:
             # A name of our own: two clients' ":memory:" databases stay apart.
@@ -99,24 +115,12 @@ class AiosqliteDriver:
             self._target = config.resolved_path()
         self._anchor: sqlite3.Connection | None = None
 
+    @classmethod
+    def from_config(cls, config: SQLiteConfig) -> AiosqliteDriver:
+        return cls(config)
+
     def __repr__(self) -> str:
         return f"AiosqliteDriver({self.description})"
-
-    @property
-    def pool_settings(self) -> PoolSettings:
-        """The pool settings to use: as configured, or one lasting connection in memory."""
-        settings = self.config.pool
-        if not self._memory:
-            return settings
-        return settings.model_copy(
-            update={
-                "min_size": 1,
-                "max_size": 1,
-                "max_lifetime": _FOREVER,
-                "max_idle": _FOREVER,
-                "bulk_connections": 1,
-            }
-        )
 
     # ------------------------------------------------------------------ connector
 
