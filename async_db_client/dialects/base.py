@@ -209,9 +209,14 @@ class Dialect:
         sql = f"SELECT {columns} FROM {schema.LOG_TABLES[tier]}{where} ORDER BY {order}"
         return sql + self.paging(limit=limit, offset=offset)
 
+    #: The LIMIT that means "no limit", for an OFFSET without one (SQLite: any negative).
+    no_limit = "-1"
+
     def paging(self, *, limit: bool, offset: bool) -> str:
         """Clause after ORDER BY; parameters: limit, then offset (those flagged)."""
-        raise NotImplementedError
+        if limit:
+            return " LIMIT ? OFFSET ?" if offset else " LIMIT ?"
+        return f" LIMIT {self.no_limit} OFFSET ?" if offset else ""
 
     def paging_params(self, limit: int | None, offset: int) -> list[int]:
         params = []

@@ -138,6 +138,7 @@ class MySQLDialect(Dialect):
     migration_steps = REMOTE_MIGRATIONS + CORE_MIGRATIONS + PIPELINE_MIGRATIONS
     max_params = 60_000
     int_div = "DIV"
+    no_limit = "18446744073709551615"
     last_insert_id_sql = "SELECT LAST_INSERT_ID()"
 
     def to_db_names(self, names: list[str]) -> str:
@@ -212,15 +213,6 @@ class MySQLDialect(Dialect):
             # Byte-exact: utf8mb4_bin pads with spaces, so 'a' would equal 'a '.
             " AND CAST(child.name AS BINARY) = CAST(listed.name AS BINARY))"
         )
-
-    def paging(self, *, limit: bool, offset: bool) -> str:
-        if limit and offset:
-            return " LIMIT ? OFFSET ?"
-        if limit:
-            return " LIMIT ?"
-        if offset:
-            return " LIMIT 18446744073709551615 OFFSET ?"
-        return ""
 
     def upsert_heartbeat(self, *, with_count: bool) -> str:
         if with_count:

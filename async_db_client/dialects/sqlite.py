@@ -224,14 +224,6 @@ class SQLiteDialect(Dialect):
             + " ON CONFLICT(log_key) DO NOTHING"
         )
 
-    def paging(self, *, limit: bool, offset: bool) -> str:
-        if limit and offset:
-            return " LIMIT ? OFFSET ?"
-        if limit:
-            return " LIMIT ?"
-        if offset:
-            return " LIMIT -1 OFFSET ?"  # SQLite: a negative limit means none
-        return ""
 
     # ----------------------------------------------------------------------- core
 
