@@ -35,7 +35,7 @@ from .models import (
     SiteCompletion,
     SiteStatus,
 )
-from .outbox import Outbox
+from .outbox import DeadEntry, Outbox, OutboxStats
 from .pool_manager import PoolManager, PoolStats
 from .tiers import (
     CoreRepository,
@@ -102,14 +102,28 @@ class DBInstance:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Close the tiers, then every pool, in that order. Idempotent."""
+        """Close the tiers, then every pool, in that order, whatever fails. Idempotent.
+
+        A failure to close is raised once everything was closed: the error itself, or an
+        ``ExceptionGroup`` of them if several tiers failed."""
         if self._closed:
             return
         self._closed = True
+        errors: list[Exception] = []
         for repo in (self.pipeline_db, self.core_db, self.remote_db):
             if repo is not None:
-                await repo.aclose()
-        await self.pools.aclose()
+                try:
+                    await repo.aclose()
+                except Exception as exc:  # the pools must close all the same
+                    errors.append(exc)
+        try:
+            await self.pools.aclose()
+        except Exception as exc:
+            errors.append(exc)
+        if len(errors) == 1:
+            raise errors[0]
+        if errors:
+            raise ExceptionGroup("closing the client failed", errors)
 
     def _tier(self, tier: str) -> Repository[Any]:
         if self._closed:
@@ -184,6 +198,26 @@ class DBInstance:
         waiting (0 without an outbox)."""
         outbox = self._outbox()
         return 0 if outbox is None else await outbox.flush(timeout)
+
+    async def outbox_stats(self) -> OutboxStats | None:
+        """The outbox's counts and counters (None without an outbox)."""
+        outbox = self._outbox()
+        return None if outbox is None else await outbox.stats()
+
+    async def outbox_dead_entries(self, limit: int = 100) -> list[DeadEntry]:
+        """Writes the outbox gave up on (the database refused them), oldest first."""
+        outbox = self._outbox()
+        return [] if outbox is None else await outbox.dead_entries(limit)
+
+    async def outbox_retry_dead(self, seqs: list[int] | None = None) -> int:
+        """Queue dead outbox entries again (all, or those ``seqs``); how many."""
+        outbox = self._outbox()
+        return 0 if outbox is None else await outbox.retry_dead(seqs)
+
+    async def outbox_drop_dead(self, seqs: list[int] | None = None) -> int:
+        """Delete dead outbox entries (all, or those ``seqs``); how many."""
+        outbox = self._outbox()
+        return 0 if outbox is None else await outbox.drop_dead(seqs)
 
     def _outbox(self) -> Outbox | None:
         # Inside a transaction the tier is the transaction's, whose writes bypass it.

@@ -124,6 +124,9 @@ class OutboxConfig(_Strict):
 
     path: Annotated[str, Field(min_length=1)]
     replay_batch: Annotated[int, Field(ge=1, le=10_000)] = 200
+    #: Tries of an entry the database refuses (not an error that may pass) before it is
+    #: moved to the dead letters.
+    max_attempts: Annotated[int, Field(ge=1, le=1000)] = 5
 
 
 class _ServerConfig(_Strict):

@@ -61,6 +61,7 @@ from .models import (
     SiteCompletion,
     SiteStatus,
 )
+from .outbox import DeadEntry, OutboxStats
 from .pool import PoolStats
 from .tiers import SingleValue
 
@@ -259,6 +260,22 @@ class DBInstance:
         """Wait for the outbox to be replayed (at most ``timeout``); the writes still waiting (0
         without an outbox)."""
         return self._call(AsyncDBInstance.flush_outbox, timeout)
+
+    def outbox_stats(self) -> OutboxStats | None:
+        """The outbox's counts and counters (None without an outbox)."""
+        return self._call(AsyncDBInstance.outbox_stats)
+
+    def outbox_dead_entries(self, limit: int = 100) -> list[DeadEntry]:
+        """Writes the outbox gave up on (the database refused them), oldest first."""
+        return self._call(AsyncDBInstance.outbox_dead_entries, limit)
+
+    def outbox_retry_dead(self, seqs: list[int] | None = None) -> int:
+        """Queue dead outbox entries again (all, or those ``seqs``); how many."""
+        return self._call(AsyncDBInstance.outbox_retry_dead, seqs)
+
+    def outbox_drop_dead(self, seqs: list[int] | None = None) -> int:
+        """Delete dead outbox entries (all, or those ``seqs``); how many."""
+        return self._call(AsyncDBInstance.outbox_drop_dead, seqs)
 
     def pool_stats(self) -> dict[str, PoolStats]:
         """Statistics of every pool this client opened, by redacted target."""

@@ -30,6 +30,7 @@ COMMANDS = [
     "import",
     "pool-stats",
     "summary",
+    "outbox",
 ]
 AN_HOUR_AGO = time.time() - 3600
 
@@ -349,3 +350,42 @@ def test_default_data_dir_follows_xdg(tmp_path: Path) -> None:
         )
         assert result.returncode == 0, result.stderr
         assert (expected / "hashes.db").exists()
+
+
+def test_outbox_lists_retries_and_drops_dead_entries(tmp_path: Path, data: Path) -> None:
+    import sqlite3
+
+    outbox = tmp_path / "outbox.db"
+    config = write_config(
+        tmp_path / "outbox.toml",
+        '[database]\nremote_type = "sqlite"\n[database.remote_config]\n'
+        f'path = "{tmp_path / "h.db"}"\noutbox = {{ path = "{outbox}" }}\n',
+    )
+    assert ok("--config", str(config), "outbox", data_dir=data)["dead"] == []
+    # Two entries the replayer gave up on, as it leaves them in the file.
+    with sqlite3.connect(outbox) as db:
+        for seq, path in ((7, "/given-up"), (8, "/also")):
+            payload = json.dumps({"path": path, "current_hash": "h"})
+            db.execute(
+                "INSERT INTO dead (seq, kind, payload, at, key, attempts, error, died_at)"
+                " VALUES (?, 'hash', ?, 1700000000, NULL, 5, 'QueryError: (1644) refused', 0)",
+                (seq, payload),
+            )
+    listed = ok("--config", str(config), "outbox", data_dir=data)
+    assert [(d["seq"], d["subject"], d["attempts"]) for d in listed["dead"]] == [
+        (7, "/given-up", 5),
+        (8, "/also", 5),
+    ]
+    assert listed["stats"]["dead"] == 2 and listed["stats"]["pending"] == 0
+    table = run_cli("--config", str(config), "outbox", data_dir=data)
+    assert table.returncode == 0 and "/given-up" in table.stdout and "refused" in table.stdout
+
+    one_line_error(run_cli("--config", str(config), "outbox", "retry", data_dir=data), 2)
+    retried = run_cli("--config", str(config), "outbox", "retry", "7", data_dir=data)
+    assert retried.returncode == 0 and "queued again: 1" in retried.stdout + retried.stderr
+    assert ok("--config", str(config), "get", "/given-up", data_dir=data)["current_hash"] == "h"
+    dropped = run_cli("--config", str(config), "outbox", "drop", "--all", data_dir=data)
+    assert dropped.returncode == 0 and "dropped: 1" in dropped.stdout + dropped.stderr
+    assert ok("--config", str(config), "outbox", data_dir=data)["dead"] == []
+    no_outbox = run_cli("outbox", data_dir=data)
+    assert "no outbox is configured" in one_line_error(no_outbox, 1)

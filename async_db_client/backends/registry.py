@@ -56,14 +56,22 @@ def build_tier(
         return None
     store: Any = build_store(tier, config, pools)
     if tier == "remote" and not isinstance(config, LocalConfig) and config.outbox is not None:
+        sql_config = config  # the replayer's store: the same database, its own pools
+
+        def replay_store(replay_pools: PoolManager) -> Any:
+            return build_store(tier, sql_config, replay_pools)
+
         store = Outbox(
             store,
             config.outbox.path,
+            make_store=replay_store,
             replay_batch=config.outbox.replay_batch,
+            max_attempts=config.outbox.max_attempts,
             backoff=Backoff(
                 max(0.05, config.pool.reconnect_backoff_initial),
                 config.pool.reconnect_backoff_max,
             ),
+            wait_timeout=config.pool.acquire_timeout,
         )
     return REPOSITORIES[tier](store, clock=clock)
 

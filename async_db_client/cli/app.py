@@ -533,6 +533,83 @@ def pool_stats(as_json: bool) -> None:
     )
 
 
+# -------------------------------------------------------------------------- outbox
+
+
+@cli.group(invoke_without_command=True)
+@json_option
+@click.pass_context
+def outbox(ctx: click.Context, as_json: bool) -> None:
+    """The remote tier's outbox: what waits, what was given up on.
+
+    Without a subcommand: its counts and the dead entries (writes the database refused
+    for good). `outbox retry` queues dead entries again, `outbox drop` deletes them.
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+
+    async def work(db: DBInstance) -> tuple[Any, list[Any]]:
+        return await db.outbox_stats(), await db.outbox_dead_entries(limit=1000)
+
+    stats, dead = run(work)
+    if stats is None:
+        fail("no outbox is configured (remote_config.outbox.path)")
+    if as_json:
+        render.emit_json({"stats": stats.as_dict(), "dead": [vars(d) for d in dead]})
+        return
+    render.pairs_table("outbox", stats.as_dict())
+    if not dead:
+        render.note("no dead entries")
+        return
+    render.table(
+        "dead entries",
+        ("seq", "kind", "path or summary", "attempts", "died", "error"),
+        ((d.seq, d.kind, d.subject, d.attempts, d.died_at.isoformat(timespec="seconds"),
+          d.error) for d in dead),
+    )  # fmt: skip
+
+
+def _dead_selection(seqs: tuple[int, ...], everything: bool) -> list[int] | None:
+    if bool(seqs) == everything:
+        raise BadUsage("name the dead entries (their seq numbers), or give --all")
+    return None if everything else list(seqs)
+
+
+@outbox.command("retry")
+@click.argument("seqs", nargs=-1, type=int)
+@click.option("--all", "everything", is_flag=True, help="Every dead entry.")
+@click.option(
+    "--wait",
+    type=click.FloatRange(0),
+    default=60.0,
+    show_default=True,
+    help="Seconds to wait for the queue to be replayed.",
+)
+def outbox_retry(seqs: tuple[int, ...], everything: bool, wait: float) -> None:
+    """Queue dead entries again, behind what is queued, and replay (SEQ as `outbox`
+    lists them); exit 1 if writes still wait after --wait seconds."""
+    chosen = _dead_selection(seqs, everything)
+
+    async def work(db: DBInstance) -> tuple[int, int]:
+        moved = await db.outbox_retry_dead(chosen)
+        return moved, await db.flush_outbox(wait)
+
+    moved, left = run(work)
+    render.note(f"queued again: {moved}; still waiting: {left}")
+    if left:
+        fail(f"{left} writes still wait in the outbox (see `async-db-client outbox`)")
+
+
+@outbox.command("drop")
+@click.argument("seqs", nargs=-1, type=int)
+@click.option("--all", "everything", is_flag=True, help="Every dead entry.")
+def outbox_drop(seqs: tuple[int, ...], everything: bool) -> None:
+    """Delete dead entries for good (SEQ as `outbox` lists them)."""
+    chosen = _dead_selection(seqs, everything)
+    dropped = run(lambda db: db.outbox_drop_dead(chosen))
+    render.note(f"dropped: {dropped}")
+
+
 # -------------------------------------------------------------------------- backup
 
 
