@@ -22,7 +22,7 @@ from datetime import datetime
 from types import MappingProxyType
 from typing import Any
 
-from .backends.registry import build_tier
+from .backends.registry import Shared, build_tier
 from .clock import Clock
 from .config import ClientConfig, parse_config
 from .errors import PoolClosedError
@@ -46,7 +46,7 @@ from .tiers import (
     Tier,
 )
 
-__all__ = ["DBClientFactory", "DBInstance", "Tier", "joining"]
+__all__ = ["DBClientFactory", "DBInstance", "Shared", "Tier", "joining"]
 
 # The transactions open in the current context, by (client id, tier): calls made on the
 # client inside ``async with db.transaction():`` join that transaction.
@@ -425,13 +425,19 @@ class DBClientFactory:
     def __repr__(self) -> str:
         return f"DBClientFactory({self.config.database!r})"
 
-    def create_client(self) -> DBInstance:
-        """A new client; no connection is opened until the first call needs one."""
+    def create_client(self, *, shared: Shared | None = None) -> DBInstance:
+        """A new client; no connection is opened until the first call needs one.
+
+        Clients made with the same ``shared`` keep their in-memory (``local``) tiers in
+        the same stores: the sync facade makes one client per calling thread this way.
+        """
         pools = PoolManager()
         database = self.config.database
-        remote = build_tier("remote", database.tier("remote"), pools, self.clock)
-        core = build_tier("core", database.tier("core"), pools, self.clock)
-        pipeline = build_tier("pipeline", database.tier("pipeline"), pools, self.clock)
+        repos = {
+            tier: build_tier(tier, database.tier(tier), pools, self.clock, shared=shared)
+            for tier in ("remote", "core", "pipeline")
+        }
+        remote, core, pipeline = repos["remote"], repos["core"], repos["pipeline"]
         assert remote is None or isinstance(remote, RemoteRepository)
         assert core is None or isinstance(core, CoreRepository)
         assert pipeline is None or isinstance(pipeline, PipelineRepository)

@@ -259,8 +259,8 @@ class Outbox:
     # ------------------------------------------------------------------ the queue
 
     async def pending(self) -> int:
-        """How many writes wait in the outbox."""
-        return self._journal.pending
+        """How many writes wait in the outbox file (queued by any process)."""
+        return await self._journal.count()
 
     async def flush(self, timeout: float | None = None) -> int:
         """Wait until every queued write was applied or given up on (or ``timeout``
@@ -406,6 +406,14 @@ class _Journal:
         # become a connection attempt per second.
         self._start_replayer(wake=False)
         return seq
+
+    async def count(self) -> int:
+        """What waits in the file: this process's queue and any other's."""
+        waiting = await self._run(_count)
+        with self._lock:
+            if waiting > self.pending:  # another process queued: ours must go behind it
+                self.pending = waiting
+        return waiting
 
     # ---------------------------------------------------------------------- waiting
 
@@ -632,10 +640,11 @@ class _Journal:
         dead = await self._run(
             lambda db: int(db.execute("SELECT COUNT(*) FROM dead").fetchone()[0])
         )
+        pending = await self.count()
         with self._lock:
             return OutboxStats(
                 path=self.path,
-                pending=self.pending,
+                pending=pending,
                 dead=dead,
                 last_error=self._last_error,
                 replaying=bool(self._replayer and self._replayer.is_alive()),

@@ -37,7 +37,7 @@ import logging
 import random
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from .config import PoolSettings
 from .errors import (
@@ -152,6 +152,22 @@ class PoolStats(PoolCounters, _PoolState):
 
     def as_dict(self) -> dict[str, object]:
         return dataclasses.asdict(self)
+
+    @classmethod
+    def combined(cls, stats: list[PoolStats]) -> PoolStats:
+        """Pools of one target seen as one (the sync facade's per-thread pools): sizes
+        and counters added up, the longest wait kept."""
+        first = stats[0]
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            items = [getattr(s, f.name) for s in stats]
+            if f.name == "name":
+                values[f.name] = first.name
+            elif f.name == "acquire_wait_max_s":
+                values[f.name] = max(items)
+            else:
+                values[f.name] = sum(items)
+        return cls(**values)
 
 
 @dataclass(eq=False)

@@ -1,30 +1,41 @@
-"""Blocking facade for scripts: the async client run on a background event loop.
+"""Blocking facade for scripts: the async client, run by the calling thread itself.
 
 Change only the import line of code written for the synchronous predecessor::
 
     from async_db_client.sync import DBClientFactory
 
     db = DBClientFactory(config).create_client()
-    db.insert_or_update_hash({'path': '/data', 'current_hash': 'abc123'})
+    db.insert_or_update_hash({'path': '/data', 'current_hash': 'abc'})
     print(db.get_hash_record('/data')['current_hash'])
     db.close()            # or: with DBClientFactory(config).create_client() as db: ...
 
 How it works, and the rules that follow from it:
 
-* Each client owns one long-lived anyio :class:`~anyio.from_thread.BlockingPortal`, an
-  event loop in a daemon thread, started on the first call. The async client and its
-  pools live in that loop; every method call is a task there. Any number of threads may
-  call one client at once.
-* Called from a thread that is running an event loop, every method raises
-  :class:`~async_db_client.errors.SyncUsageError` at once (blocking there would
-  deadlock or stall the loop): await the async API instead.
-* ``close()`` refuses new calls, closes the pools (within ``close_timeout``), then stops
-  the portal. Clients not closed are closed at interpreter exit.
-* After ``fork()``, the child drops the inherited pools without touching the parent's
-  sockets and starts its own portal on its first call.
-* Ctrl-C during a call cancels the call's task in the portal and re-raises.
+* **Each calling thread runs its own event loop**, in the thread itself, with its own
+  async client built from the same configuration: a call is one run of that loop (about
+  10-20 µs of overhead), never a hand-off to another thread. Its pools are the thread's
+  own, so N threads open up to N times ``pool.max_size`` connections per database. The
+  in-memory tiers (``local``) are shared by every thread's client: threads see each
+  other's writes. A client with a SQLite ``:memory:`` tier, whose database lives in one
+  connection, runs instead on one loop in a background thread shared by all threads
+  (each call a hand-off, ~100-200 µs).
+* Any number of threads may call one client at once. Called from a thread that is
+  running an event loop, every method raises
+  :class:`~async_db_client.errors.SyncUsageError` at once (blocking there would stall
+  the loop): await the async API instead.
+* **Ctrl-C** (in the main thread) cancels the call in progress, which cleans up (a
+  connection in an unknown state is closed, an open transaction rolled back), then
+  raises ``KeyboardInterrupt``. Entering ``with db.transaction():`` when Ctrl-C comes
+  leaves no transaction open; while it commits, the commit is finished first, then
+  ``KeyboardInterrupt`` is raised (the transaction is committed).
 * ``with db.transaction():`` makes calls *from the same thread* on that tier join one
-  transaction (the calling thread's context carries it into each call).
+  transaction (the thread's context carries it into each call).
+* ``close()`` closes every thread's client and pools (waiting up to 10 s for a call in
+  progress in another thread). Clients not closed are closed at interpreter exit; the
+  client of a thread that ended is closed when the next thread starts using the client.
+* **After** ``fork()`` the child never touches the parent's connections or event loops
+  (closing them there would unregister the parent's sockets from the epoll instance both
+  share): it forgets them, keeps the in-memory data, and builds its own on first use.
 
 Every method but the lifecycle and ``transaction()`` is generated from the async client
 (``tools/gen_facades.py``), so both keep the same signatures.
@@ -36,21 +47,27 @@ import asyncio
 import atexit
 import concurrent.futures
 import contextlib
+import contextvars
 import functools
 import os
+import selectors
+import signal
 import threading
-import weakref
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
+from collections.abc import (
+    AsyncIterator,
+    Callable,
+    Coroutine,
+    Iterable,
+    Iterator,
+    Mapping,
+)
 from datetime import datetime
 from typing import Any, Concatenate, ParamSpec, TypeVar
-
-import anyio
-from anyio.from_thread import BlockingPortal
 
 from . import client as _async
 from .client import DBInstance as AsyncDBInstance
 from .clock import Clock
-from .config import ClientConfig
+from .config import ClientConfig, SQLiteConfig
 from .errors import PoolClosedError, SyncUsageError
 from .models import (
     BulkResult,
@@ -70,7 +87,13 @@ __all__ = ["DBClientFactory", "DBInstance"]
 T = TypeVar("T")
 P = ParamSpec("P")
 
-_OPEN: weakref.WeakSet[DBInstance] = weakref.WeakSet()
+#: How long close() waits for a call in progress in another thread.
+CLOSE_TIMEOUT = 10.0
+#: Clients not closed yet: held here, so that one forgotten by its program (never closed,
+#: no longer referenced) is still closed at exit rather than left to the collector.
+_OPEN: set[DBInstance] = set()
+#: What forked children inherited and must never touch (see _forget_after_fork).
+_ABANDONED: list[object] = []
 
 
 def _refuse_inside_event_loop() -> None:
@@ -85,36 +108,167 @@ def _refuse_inside_event_loop() -> None:
     )
 
 
-class _Portal:
-    """An event loop in a daemon thread, reachable through an anyio BlockingPortal.
+class _Lane:
+    """An event loop and the async client whose pools live in it."""
 
-    A daemon thread (unlike ``anyio.from_thread.start_blocking_portal``'s executor
-    thread) never holds up interpreter exit, so the ``atexit`` close can still use it.
-    """
+    def __init__(self, client: AsyncDBInstance, loop: asyncio.AbstractEventLoop) -> None:
+        self.client = client
+        self.loop = loop
+        self.closed = False
 
-    def __init__(self) -> None:
-        ready: concurrent.futures.Future[BlockingPortal] = concurrent.futures.Future()
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        raise NotImplementedError
 
-        async def serve() -> None:
-            async with BlockingPortal() as portal:
-                ready.set_result(portal)
-                await portal.sleep_until_stopped()
+    def close(self, timeout: float) -> None:
+        raise NotImplementedError
 
-        def run() -> None:
+    def abandon(self) -> None:
+        """In a forked child: never run this loop again, and make sure that closing
+        anything of it (a connection finalized at exit, say) cannot reach the epoll
+        instance the parent's loop still uses."""
+        # The loop's selector is inherited from the parent and shares its epoll instance:
+        # unregistering a socket there (what closing a transport does) would unregister
+        # it for the parent too. A selector of the child's own takes those calls instead.
+        self.loop._selector = selectors.DefaultSelector()  # type: ignore[attr-defined]
+        _ABANDONED.append(self)
+
+
+class _ThreadLane(_Lane):
+    """The calling thread's own loop, run by that thread during each of its calls."""
+
+    def __init__(self, client: AsyncDBInstance) -> None:
+        super().__init__(client, asyncio.new_event_loop())
+        self.thread = threading.current_thread()
+        # Held while the loop runs: by the owner for a call, by close() from elsewhere.
+        self.lock = threading.Lock()
+
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        with self.lock:
+            if self.closed:
+                coro.close()
+                raise PoolClosedError("the client is closed")
+            # The task copies this thread's context: its open transactions go along.
+            return _run_interruptibly(self.loop, self.loop.create_task(coro))
+
+    def close(self, timeout: float) -> None:
+        # A call in progress in the owner thread finishes first (bounded).
+        if not self.lock.acquire(timeout=timeout):
+            self.closed = True
+            return
+        try:
+            if self.closed:
+                return
+            self.closed = True
             try:
-                anyio.run(serve)
-            except BaseException as exc:  # reported to the starter, or lost with the thread
-                if not ready.done():
-                    ready.set_exception(exc)
+                self.loop.run_until_complete(_close_within(self.client, timeout))
+                self.loop.run_until_complete(self.loop.shutdown_asyncgens())
+            finally:
+                self.loop.close()
+        finally:
+            self.lock.release()
 
-        self.thread = threading.Thread(target=run, name="async_db_client-portal", daemon=True)
+
+class _PortalLane(_Lane):
+    """One loop in a daemon thread, shared by every calling thread: for a client whose
+    data lives in one connection (SQLite ``:memory:``). A daemon thread, so it never
+    holds up interpreter exit (the ``atexit`` close still uses it)."""
+
+    def __init__(self, client: AsyncDBInstance) -> None:
+        super().__init__(client, asyncio.new_event_loop())
+        self.thread = threading.Thread(
+            target=self.loop.run_forever, name="async_db_client-loop", daemon=True
+        )
         self.thread.start()
-        self.portal = ready.result()
 
-    def stop(self, timeout: float) -> None:
-        with contextlib.suppress(RuntimeError):  # already stopped
-            self.portal.call(self.portal.stop, True)
-        self.thread.join(timeout)
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        if self.closed:
+            coro.close()
+            raise PoolClosedError("the client is closed")
+        done: concurrent.futures.Future[T] = concurrent.futures.Future()
+        tasks: list[asyncio.Task[T]] = []
+
+        def start() -> None:  # in the loop, in the caller's context (its transactions)
+            task = self.loop.create_task(coro)
+            tasks.append(task)
+            task.add_done_callback(functools.partial(_settle, done))
+
+        self.loop.call_soon_threadsafe(start, context=contextvars.copy_context())
+        try:
+            return done.result()
+        except BaseException:
+            if not done.done():  # Ctrl-C while waiting: cancel the call, let it clean up
+                self.loop.call_soon_threadsafe(lambda: [t.cancel() for t in tasks])
+                concurrent.futures.wait([done], timeout=CLOSE_TIMEOUT)
+            raise
+
+    def close(self, timeout: float) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        try:
+            asyncio.run_coroutine_threadsafe(
+                _close_within(self.client, timeout), self.loop
+            ).result(timeout + 1)
+        except (concurrent.futures.TimeoutError, RuntimeError):
+            pass
+        finally:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self.thread.join(timeout)
+            if not self.thread.is_alive():
+                self.loop.close()
+
+
+def _settle(done: concurrent.futures.Future[T], task: asyncio.Task[T]) -> None:
+    if task.cancelled():
+        done.set_exception(asyncio.CancelledError())
+    elif (exc := task.exception()) is not None:
+        done.set_exception(exc)
+    else:
+        done.set_result(task.result())
+
+
+def _run_interruptibly(loop: asyncio.AbstractEventLoop, task: asyncio.Task[T]) -> T:
+    """``loop.run_until_complete(task)``, where Ctrl-C cancels the task (which then
+    cleans up at an ``await``, as asyncio.Runner does) and raises KeyboardInterrupt.
+
+    Only in the main thread (signals go there) and only if the program left SIGINT to
+    Python's default; the handler is ours for the call only."""
+    interrupts = 0
+
+    def on_sigint(signum: int, frame: object) -> None:
+        nonlocal interrupts
+        interrupts += 1
+        if interrupts == 1 and not task.done():
+            task.cancel()
+            loop.call_soon_threadsafe(lambda: None)  # wake a loop blocked in select()
+            return
+        raise KeyboardInterrupt  # a second Ctrl-C, or the call already ended
+
+    handler = None
+    if threading.current_thread() is threading.main_thread():
+        # Set and look at what was there in one call (each costs microseconds).
+        previous = signal.signal(signal.SIGINT, on_sigint)
+        if previous is signal.default_int_handler:
+            handler = on_sigint
+        else:  # the program handles SIGINT itself: leave it so
+            signal.signal(signal.SIGINT, previous)
+    try:
+        return loop.run_until_complete(task)
+    except asyncio.CancelledError:
+        if interrupts and task.uncancel() == 0:
+            raise KeyboardInterrupt from None
+        raise
+    finally:
+        if handler is not None and signal.getsignal(signal.SIGINT) is handler:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def _shares_one_connection(config: ClientConfig) -> bool:
+    return any(
+        isinstance(config.database.tier(tier), SQLiteConfig)
+        and getattr(config.database.tier(tier), "in_memory", False)
+        for tier in ("remote", "core", "pipeline")
+    )
 
 
 class DBInstance:
@@ -122,61 +276,59 @@ class DBInstance:
 
     def __init__(self, factory: _async.DBClientFactory) -> None:
         self._factory = factory
+        self._shared = _async.Shared()
+        self._one_loop = _shares_one_connection(factory.config)
         self._lock = threading.Lock()
-        self._portal: _Portal | None = None
-        self._client: _async.DBInstance | None = None
-        self._pid = os.getpid()
-        self._closed = False
+        self._lanes: list[_Lane] = []
         self._local = threading.local()
+        self._closed = False
         _OPEN.add(self)
 
     def __repr__(self) -> str:
-        state = "closed" if self._closed else ("running" if self._portal else "idle")
+        state = "closed" if self._closed else f"{len(self._lanes)} loop(s)"
         return f"<sync DBInstance {state} {self._factory.config.database!r}>"
 
     # ------------------------------------------------------------------ machinery
 
     @property
-    def async_client(self) -> _async.DBInstance:
-        """The async client underneath (it lives in the portal's event loop)."""
-        return self._ensure()[1]
+    def async_client(self) -> AsyncDBInstance:
+        """The calling thread's async client (used from this thread only)."""
+        return self._lane().client
 
-    def _ensure(self) -> tuple[_Portal, _async.DBInstance]:
-        _refuse_inside_event_loop()
+    def _lane(self) -> _Lane:
+        lane: _Lane | None = getattr(self._local, "lane", None)
+        if lane is not None and not lane.closed:
+            return lane
         with self._lock:
             if self._closed:
                 raise PoolClosedError("the client is closed")
-            if self._pid != os.getpid():
-                self._after_fork()
-            if self._client is None:
-                self._client = self._factory.create_client()
-            if self._portal is None:
-                self._portal = _Portal()
-            return self._portal, self._client
+            lane = self._new_lane()
+        self._local.lane = lane
+        return lane
 
-    def _after_fork(self) -> None:
-        # The portal thread did not survive the fork and the sockets are the parent's:
-        # forget both (closing them here would close the parent's connections).
-        self._pid = os.getpid()
-        self._portal = None
-        if self._client is not None:
-            self._client.pools.forget()
-        self._local = threading.local()
+    def _new_lane(self) -> _Lane:
+        if self._one_loop:
+            if not self._lanes:
+                self._lanes.append(_PortalLane(self._factory.create_client(shared=self._shared)))
+            return self._lanes[0]
+        # Threads that ended leave their clients behind: close those now.
+        for ended in [ln for ln in self._lanes if not _owner_alive(ln)]:
+            self._lanes.remove(ended)
+            ended.close(CLOSE_TIMEOUT)
+        lane = _ThreadLane(self._factory.create_client(shared=self._shared))
+        self._lanes.append(lane)
+        return lane
 
     def _call(
         self,
-        method: Callable[Concatenate[AsyncDBInstance, P], Awaitable[T]],
+        method: Callable[Concatenate[AsyncDBInstance, P], Coroutine[Any, Any, T]],
         *args: P.args,
         **kwargs: P.kwargs,
     ) -> T:
-        """Run ``method`` of the async client in the portal's loop; its result."""
-        portal, client = self._ensure()
-        future = portal.portal.start_task_soon(functools.partial(method, client, *args, **kwargs))
-        try:
-            return future.result()
-        except BaseException:
-            future.cancel()  # Ctrl-C (or any abort of the wait) cancels the task
-            raise
+        """Run ``method`` of the calling thread's async client; its result."""
+        _refuse_inside_event_loop()
+        lane = self._lane()
+        return lane.run(method(lane.client, *args, **kwargs))
 
     def _iterate(
         self,
@@ -184,43 +336,28 @@ class DBInstance:
         *args: P.args,
         **kwargs: P.kwargs,
     ) -> Iterator[T]:
-        """``method``'s async iterator as a generator: one portal round trip per batch
+        """``method``'s async iterator as a generator: one loop run per batch
         (``batch_size`` items), not per item; memory stays one batch."""
+        _refuse_inside_event_loop()
+        lane = self._lane()
         batch = kwargs.get("batch_size", 1000)
         # Made here, at the call: a missing tier raises now, not at the first item.
-        source = method(self._ensure()[1], *args, **kwargs)
-        return self._drain(source, max(1, batch) if isinstance(batch, int) else 1)
-
-    def _drain(self, source: AsyncIterator[T], chunk: int) -> Iterator[T]:
-        try:
-            while True:
-                items, done = self._call(_take_from, source, chunk)
-                yield from items
-                if done:
-                    return
-        finally:
-            # Abandoned early (break, or the generator closed): end the async iterator
-            # in its loop. Nothing to do if the client is closed meanwhile.
-            with contextlib.suppress(Exception):
-                self._call(_close_source, source)
+        source = method(lane.client, *args, **kwargs)
+        return _drain(lane, source, max(1, batch) if isinstance(batch, int) else 1)
 
     # ------------------------------------------------------------------ lifecycle
 
     def close(self) -> None:
-        """Refuse new calls, close the pools, stop the portal. Idempotent."""
+        """Close every thread's client and pools. Idempotent; later calls raise
+        :class:`~async_db_client.errors.PoolClosedError`."""
         with self._lock:
             if self._closed:
                 return
             self._closed = True
-            portal, client = self._portal, self._client
-            self._portal = None
-            if portal is None or client is None or self._pid != os.getpid():
-                return
-        timeout = 10.0
-        try:
-            portal.portal.call(_close_within, client, timeout)
-        finally:
-            portal.stop(timeout)
+            lanes, self._lanes = self._lanes, []
+        _OPEN.discard(self)
+        for lane in lanes:  # a forked child has only its own (see _forget_after_fork)
+            lane.close(CLOSE_TIMEOUT)
 
     @property
     def closed(self) -> bool:
@@ -234,18 +371,42 @@ class DBInstance:
 
     @contextlib.contextmanager
     def transaction(self, tier: _async.Tier = "remote") -> Iterator[DBInstance]:
-        """Group this thread's calls on ``tier`` into one transaction (see module doc)."""
-        portal, client = self._ensure()
-        if getattr(self._local, tier, False):
+        """Group this thread's calls on ``tier`` into one transaction (see module doc).
+
+        The transaction lives in one task of the thread's loop from ``with`` to its end,
+        so its connection and its cleanup never depend on which call runs the loop."""
+        _refuse_inside_event_loop()
+        lane = self._lane()
+        open_here: set[str] = self._local.__dict__.setdefault("transactions", set())
+        if tier in open_here:
             raise PoolClosedError(f"a {tier} transaction is already open in this thread")
-        with portal.portal.wrap_async_context_manager(client.transaction(tier)) as tx:
-            setattr(self._local, tier, True)
+        held = lane.run(_begin(lane.client, tier))
+        open_here.add(tier)
+        try:
+            with _async.joining(lane.client, tier, held.tx):
+                yield self
+        except BaseException as exc:
+            lane.run(held.end(exc))  # rolled back
+            raise
+        else:
             try:
-                # Each call copies this thread's context into the loop: there it joins tx.
-                with _async.joining(client, tier, tx):
-                    yield self
-            finally:
-                setattr(self._local, tier, False)
+                lane.run(held.end(None))  # committed
+            except KeyboardInterrupt:
+                # Ctrl-C while committing: the commit is finished first, then reported.
+                lane.run(_finished(held.body))
+                raise
+        finally:
+            open_here.discard(tier)
+
+    def pool_stats(self) -> dict[str, PoolStats]:
+        """Statistics of every pool of every thread's client, added up by pool name."""
+        with self._lock:
+            clients = [lane.client for lane in self._lanes]
+        merged: dict[str, list[PoolStats]] = {}
+        for client in clients:
+            for name, stats in client.pool_stats().items():
+                merged.setdefault(name, []).append(stats)
+        return {name: PoolStats.combined(items) for name, items in merged.items()}
 
     # --- generated by tools/gen_facades.py from async_db_client.client; do not edit ---
     def migrate(self) -> dict[str, int]:
@@ -276,10 +437,6 @@ class DBInstance:
     def outbox_drop_dead(self, seqs: list[int] | None = None) -> int:
         """Delete dead outbox entries (all, or those ``seqs``); how many."""
         return self._call(AsyncDBInstance.outbox_drop_dead, seqs)
-
-    def pool_stats(self) -> dict[str, PoolStats]:
-        """Statistics of every pool this client opened, by redacted target."""
-        return self.async_client.pool_stats()
 
     def health_check(self) -> dict[str, bool]:
         """Health of every configured tier: ``local_db``, ``core_db``, ``pipeline_db``."""
@@ -449,21 +606,91 @@ class DBClientFactory:
         return f"sync.DBClientFactory({self._factory.config.database!r})"
 
     def create_client(self) -> DBInstance:
-        """A new blocking client; its event loop starts on the first call."""
+        """A new blocking client; each thread's event loop starts on its first call."""
         return DBInstance(self._factory)
 
 
+def _owner_alive(lane: _Lane) -> bool:
+    return not isinstance(lane, _ThreadLane) or lane.thread.is_alive()
+
+
 def _in_caller(values: Iterable[T]) -> Iterable[T]:
-    """A lazy iterable read here, in the calling thread: it may block, or call this
-    facade (``restore_hash_records(other.iter_hash_records())``), neither of which it
-    may do inside the portal's loop. The restore holds its input in memory anyway."""
+    """A lazy iterable read here, in the calling thread and outside its loop: it may
+    block, or call this facade (``restore_hash_records(other.iter_hash_records())``),
+    neither of which it may do inside the loop. The calls hold their input anyway."""
     return list(values) if isinstance(values, Iterator) else values
 
 
-# The helpers _call runs take the client first, as the async client's methods do.
-async def _take_from(
-    client: AsyncDBInstance, source: AsyncIterator[T], count: int
-) -> tuple[list[T], bool]:
+async def _finished(task: asyncio.Task[Any]) -> None:
+    """Wait for ``task`` to end, whatever it ends with (its error is raised)."""
+    await asyncio.wait([task])
+    if not task.cancelled() and (exc := task.exception()) is not None:
+        raise exc
+
+
+class _HeldTransaction:
+    """A transaction held open by one task of a lane's loop, from ``with`` to its end:
+    its connection and its cleanup never depend on which call runs the loop."""
+
+    def __init__(self, client: AsyncDBInstance, tier: _async.Tier) -> None:
+        loop = asyncio.get_running_loop()
+        self.entered: asyncio.Future[Any] = loop.create_future()
+        self.outcome: asyncio.Future[BaseException | None] = loop.create_future()
+        self.body = loop.create_task(self._hold(client, tier))
+        self.tx: Any = None
+
+    async def _hold(self, client: AsyncDBInstance, tier: _async.Tier) -> None:
+        try:
+            async with client.transaction(tier) as tx:
+                self.entered.set_result(tx)
+                if await self.outcome is not None:
+                    raise _BlockFailed
+        except _BlockFailed:
+            return  # rolled back; the block's own exception is raised in the caller
+        except BaseException as exc:
+            if not self.entered.done():
+                self.entered.set_exception(exc)
+            raise
+
+    async def end(self, error: BaseException | None) -> None:
+        """Commit (``error`` None) or roll back, and wait for it."""
+        if not self.outcome.done():
+            self.outcome.set_result(error)
+        await _finished(self.body)
+
+
+async def _begin(client: AsyncDBInstance, tier: _async.Tier) -> _HeldTransaction:
+    held = _HeldTransaction(client, tier)
+    try:
+        held.tx = await held.entered
+    except BaseException:
+        # Interrupted while entering (Ctrl-C during BEGIN): the task must not go on to
+        # hold a transaction nobody will end.
+        held.body.cancel()
+        await asyncio.wait([held.body])
+        raise
+    return held
+
+
+class _BlockFailed(Exception):
+    """The ``with`` block raised: roll back."""
+
+
+def _drain(lane: _Lane, source: AsyncIterator[T], chunk: int) -> Iterator[T]:
+    try:
+        while True:
+            items, done = lane.run(_take(source, chunk))
+            yield from items
+            if done:
+                return
+    finally:
+        # Abandoned early (break, or the generator closed): end the async iterator
+        # in its loop. Nothing to do if the client is closed meanwhile.
+        with contextlib.suppress(Exception):
+            lane.run(_close_source(source))
+
+
+async def _take(source: AsyncIterator[T], count: int) -> tuple[list[T], bool]:
     """Up to ``count`` items of ``source``, and whether it is exhausted."""
     items: list[T] = []
     async for item in source:
@@ -473,15 +700,16 @@ async def _take_from(
     return items, True
 
 
-async def _close_source(client: AsyncDBInstance, source: AsyncIterator[Any]) -> None:
+async def _close_source(source: AsyncIterator[Any]) -> None:
     close = getattr(source, "aclose", None)
     if close is not None:
         await close()
 
 
-async def _close_within(client: _async.DBInstance, timeout: float) -> None:
-    with anyio.move_on_after(timeout):
-        await client.aclose()
+async def _close_within(client: AsyncDBInstance, timeout: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(timeout):
+            await client.aclose()
 
 
 def _close_all_at_exit() -> None:
@@ -490,11 +718,17 @@ def _close_all_at_exit() -> None:
             instance.close()
 
 
-def _reinit_after_fork() -> None:
-    # A lock held by another thread at fork time would stay held forever in the child.
+def _forget_after_fork() -> None:
+    """In a forked child: forget every client's loops and connections (the parent's),
+    without touching them; keep the in-memory data; start afresh on the next call."""
     for instance in list(_OPEN):
-        instance._lock = threading.Lock()
+        instance._lock = threading.Lock()  # another thread may have held it at fork
+        for lane in instance._lanes:
+            lane.abandon()
+        instance._lanes = []
+        instance._local = threading.local()
+        instance._shared.after_fork()
 
 
 atexit.register(_close_all_at_exit)
-os.register_at_fork(after_in_child=_reinit_after_fork)
+os.register_at_fork(after_in_child=_forget_after_fork)

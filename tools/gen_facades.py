@@ -35,7 +35,7 @@ TIERS = (
     ("pipeline", "tiers/pipeline.py", "PipelineRepository"),
 )
 #: Methods of the async client the sync facade writes by hand (lifecycle, transactions).
-SYNC_HAND_WRITTEN = frozenset({"aclose", "transaction"})
+SYNC_HAND_WRITTEN = frozenset({"aclose", "transaction", "pool_stats"})
 END = "    # --- end of generated code ---"
 WIDTH = 100
 

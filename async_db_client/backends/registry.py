@@ -8,6 +8,7 @@ an :class:`~async_db_client.outbox.Outbox` when the remote tier asks for one.
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 from ..clock import Clock
@@ -30,7 +31,7 @@ from ..retry import Backoff
 from ..tiers import CoreRepository, PipelineRepository, RemoteRepository, Repository
 from .sql.base import SQLStore, schema_step
 
-__all__ = ["build_store", "build_tier"]
+__all__ = ["Shared", "build_store", "build_tier"]
 
 SQLConfig = MySQLConfig | MSSQLConfig | SQLiteConfig
 
@@ -41,11 +42,38 @@ REPOSITORIES: dict[str, type[Repository[Any]]] = {
 }
 
 
+class Shared:
+    """What clients built with it have in common: their in-memory stores, so that they
+    see the same data (the sync facade builds one client per calling thread)."""
+
+    def __init__(self) -> None:
+        self._stores: dict[str, Any] = {}
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"Shared({sorted(self._stores)})"
+
+    def store(self, tier: str, make: Any) -> Any:
+        """The shared store of ``tier``, made with ``make()`` the first time."""
+        with self._lock:
+            if tier not in self._stores:
+                self._stores[tier] = make()
+            return self._stores[tier]
+
+    def after_fork(self) -> None:
+        """In a forked child: keep the data, drop locks another thread may have held."""
+        self._lock = threading.Lock()
+        for store in self._stores.values():
+            store.after_fork()
+
+
 def build_tier(
     tier: str,
     config: AnyTierConfig | None,
     pools: PoolManager,
     clock: Clock | None,
+    *,
+    shared: Shared | None = None,
 ) -> Repository[Any] | None:
     """The repository for ``tier`` as configured, or None if the tier is not configured.
 
@@ -54,7 +82,7 @@ def build_tier(
     """
     if config is None:
         return None
-    store: Any = build_store(tier, config, pools)
+    store: Any = build_store(tier, config, pools, shared)
     if tier == "remote" and not isinstance(config, LocalConfig) and config.outbox is not None:
         sql_config = config  # the replayer's store: the same database, its own pools
 
@@ -76,17 +104,20 @@ def build_tier(
     return REPOSITORIES[tier](store, clock=clock)
 
 
-def build_store(tier: str, config: AnyTierConfig, pools: PoolManager) -> Any:
+def build_store(
+    tier: str, config: AnyTierConfig, pools: PoolManager, shared: Shared | None = None
+) -> Any:
     """The store of ``tier`` on the configured engine (any engine for any tier: the
     configuration decides which pairs are offered; tests run the others too)."""
     if isinstance(config, LocalConfig):
         from . import memory
 
-        return {
+        make = {
             "remote": memory.MemoryRemoteStore,
             "core": memory.MemoryCoreStore,
             "pipeline": memory.MemoryPipelineStore,
-        }[tier]()
+        }[tier]
+        return make() if shared is None else shared.store(tier, make)
     dialect = _dialect(config)
     driver = make_driver(config)
     executor = _executor(tier, dialect, driver, config, pools, driver.pool_settings)

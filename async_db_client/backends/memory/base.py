@@ -1,9 +1,14 @@
 """What the in-memory stores share: a state with serialized writes and real transactions.
 
-Each write runs without awaiting between reading and changing the state, so it is atomic
-within the event loop. A transaction takes the state's write lock for its whole duration
-(as row locks would), works on a copy of the state, and swaps the copy in only when the
-block exits normally; other tasks keep reading the last committed state meanwhile.
+Each write changes the state without awaiting in between, under the state's write slot,
+so it is atomic. A transaction holds the write slot for its whole duration (as row locks
+would), works on a copy of the state, and swaps the copy in only when the block exits
+normally; other tasks keep reading the last committed state meanwhile.
+
+One store may serve several event loops in several threads (the sync facade gives each
+calling thread a loop and a client of its own, all sharing the client's in-memory
+stores): the write slot is a lock any loop can wait for without blocking its thread, and
+a short mutex, never held across an await, keeps each read or change of the state whole.
 
 The fakes are a product feature (configure ``local``): they keep the same contracts as
 the SQL backends and pass the same contract suite.
@@ -12,15 +17,18 @@ the SQL backends and pass the same contract suite.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
+import threading
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from types import TracebackType
 from typing import Any, ClassVar, Generic, Protocol, Self, TypeVar
 
 from ...errors import PoolClosedError, UsageError
 from ...models import LogEntry
 
-__all__ = ["LogTable", "MemoryStoreBase", "Sequence", "State", "TransactionalState"]
+__all__ = ["LogTable", "MemoryStoreBase", "Sequence", "State", "TransactionalState", "WriteSlot"]
 
 
 class State(Protocol):
@@ -32,13 +40,71 @@ class State(Protocol):
 S = TypeVar("S", bound=State)
 
 
+class WriteSlot:
+    """An async lock that tasks of any event loop, in any thread, can wait for.
+
+    ``asyncio.Lock`` belongs to one loop. Waiters queue first come, first served; the
+    slot is handed to the next one through its own loop. Uncontended, it costs a
+    ``threading.Lock`` round.
+    """
+
+    __slots__ = ("_guard", "_held", "_waiters")
+
+    def __init__(self) -> None:
+        self._guard = threading.Lock()
+        self._held = False
+        self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+
+    async def __aenter__(self) -> None:
+        with self._guard:
+            if not self._held:
+                self._held = True
+                return
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiters.append(waiter)
+        try:
+            await waiter
+        except BaseException:
+            with self._guard:
+                if waiter in self._waiters:
+                    self._waiters.remove(waiter)
+            # Otherwise it was already handed over: _grant sees it cancelled, passes it on.
+            raise
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._release()
+
+    def _release(self) -> None:
+        with self._guard:
+            while self._waiters:
+                waiter = self._waiters.popleft()
+                try:
+                    waiter.get_loop().call_soon_threadsafe(self._grant, waiter)
+                except RuntimeError:  # its loop is closed: nobody waits there any more
+                    continue
+                return
+            self._held = False
+
+    def _grant(self, waiter: asyncio.Future[None]) -> None:
+        if waiter.cancelled():
+            self._release()
+        else:
+            waiter.set_result(None)
+
+
 class TransactionalState(Generic[S]):
     """Holds a state object: serialized writes, and transactions on a copy of it."""
 
     def __init__(self, state: S) -> None:
         self._state = state
-        self._lock: asyncio.Lock | None = None
-        self._lock_loop: asyncio.AbstractEventLoop | None = None
+        #: Held while the state is read or changed, never across an await.
+        self.mutex = threading.Lock()
+        self._slot = WriteSlot()
         self._parent: TransactionalState[S] | None = None
         self._active = True
 
@@ -48,37 +114,51 @@ class TransactionalState(Generic[S]):
             raise PoolClosedError("this transaction has ended; use the repository it came from")
         return self._state
 
-    def _get_lock(self) -> asyncio.Lock:
-        # asyncio.Lock binds to the loop it first waits in; a fake reused from a new loop
-        # (asyncio.run twice, a new test loop) gets a fresh lock once the old one is free.
-        loop = asyncio.get_running_loop()
-        if self._lock is None or (self._lock_loop is not loop and not self._lock.locked()):
-            self._lock = asyncio.Lock()
-            self._lock_loop = loop
-        return self._lock
-
     @contextlib.asynccontextmanager
     async def writing(self) -> AsyncIterator[S]:
-        """Exclusive write access (a no-op inside a transaction, which holds the lock)."""
+        """Exclusive write access for a body that does not await (inside a transaction
+        only the mutex: the transaction holds the slot)."""
         if self._parent is not None:
-            yield self.state
+            state = self.state
+            with self.mutex:
+                yield state
             return
-        async with self._get_lock():
-            yield self._state
+        async with self._slot:
+            with self.mutex:
+                yield self._state
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[TransactionalState[S]]:
         """A child over a copy of the state, committed if the block succeeds."""
         if self._parent is not None:
             raise UsageError("transactions do not nest")
-        async with self._get_lock():
-            child = TransactionalState(self._state.copy())
+        async with self._slot:
+            with self.mutex:
+                child = TransactionalState(self._state.copy())
             child._parent = self
             try:
                 yield child
             finally:
                 child._active = False
-            self._state = child._state
+            with self.mutex:
+                self._state = child._state
+
+
+class _Reading(Generic[S]):
+    """``with store.reading() as state:``: the state, whole, for a body that does not await."""
+
+    __slots__ = ("_holder",)
+
+    def __init__(self, holder: TransactionalState[S]) -> None:
+        self._holder = holder
+
+    def __enter__(self) -> S:
+        state = self._holder.state  # raises once a transaction's store has ended
+        self._holder.mutex.acquire()
+        return state
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._holder.mutex.release()
 
 
 class Sequence:
@@ -135,8 +215,9 @@ class LogTable:
 class MemoryStoreBase(Generic[S]):
     """Construction, transactions, health and lifecycle of every in-memory store.
 
-    A subclass names its state class; every method it adds reads ``self.state`` or
-    changes it inside ``async with self.writing() as state``.
+    A subclass names its state class; every method it adds reads the state inside
+    ``with self.reading() as state`` or changes it inside ``async with self.writing() as
+    state``, never awaiting in either.
     """
 
     state_class: ClassVar[type[Any]]
@@ -149,19 +230,25 @@ class MemoryStoreBase(Generic[S]):
         sizes = (f"{name}={len(v)}" for name, v in values.items() if hasattr(v, "__len__"))
         return f"{type(self).__name__}({', '.join(sizes)})"
 
-    @property
-    def state(self) -> S:
-        """The current state (a transaction's own copy inside one)."""
-        return self._state.state
+    def reading(self) -> _Reading[S]:
+        """The current state (a transaction's own copy inside one), for a body that
+        does not await."""
+        return _Reading(self._state)
 
     def writing(self) -> contextlib.AbstractAsyncContextManager[S]:
-        """Exclusive write access to the state."""
+        """Exclusive write access to the state, for a body that does not await."""
         return self._state.writing()
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[Self]:
         async with self._state.transaction() as child:
             yield type(self)(child)
+
+    def after_fork(self) -> None:
+        """In a forked child: the data stays, the locks start free (a thread of the
+        parent may have held them; it does not exist here)."""
+        self._state.mutex = threading.Lock()
+        self._state._slot = WriteSlot()
 
     async def ping(self) -> None:
         _ = self._state.state  # raises if this is a transaction's store after it ended

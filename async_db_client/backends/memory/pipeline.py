@@ -30,7 +30,8 @@ class MemoryPipelineStore(MemoryStoreBase[PipelineState]):
     state_class = PipelineState
 
     async def pending(self) -> list[PipelineUpdate]:
-        pending = [u for u in self.state.updates.values() if u.hash_value is None]
+        with self.reading() as state:
+            pending = [u for u in state.updates.values() if u.hash_value is None]
         return sorted(pending, key=lambda u: (u.requested_at, u.update_id))
 
     async def answer(self, path: str, hash_value: str, now: datetime) -> bool:
@@ -43,7 +44,8 @@ class MemoryPipelineStore(MemoryStoreBase[PipelineState]):
             return bool(pending)
 
     async def official_sites(self) -> list[str]:
-        return sorted(self.state.sites)
+        with self.reading() as state:
+            return sorted(state.sites)
 
     async def complete(self, site: str, now: datetime) -> bool:
         async with self.writing() as state:
@@ -68,9 +70,10 @@ class MemoryPipelineStore(MemoryStoreBase[PipelineState]):
             return True
 
     async def completions(self, site: str | None) -> list[SiteCompletion]:
-        rows = [
-            (c.completed_at, n, c)
-            for n, c in enumerate(self.state.completions)
-            if site is None or c.site_id == site
-        ]
+        with self.reading() as state:
+            rows = [
+                (c.completed_at, n, c)
+                for n, c in enumerate(state.completions)
+                if site is None or c.site_id == site
+            ]
         return [c for _, _, c in sorted(rows, key=lambda row: row[:2])]

@@ -42,7 +42,8 @@ class MemoryRemoteStore(MemoryStoreBase[RemoteState]):
     state_class = RemoteState
 
     async def fetch_record(self, path: str) -> HashRecord | None:
-        record = self.state.records.get(path)
+        with self.reading() as state:
+            record = state.records.get(path)
         return None if record is None else _fresh(record)
 
     async def upsert_records(
@@ -89,7 +90,8 @@ class MemoryRemoteStore(MemoryStoreBase[RemoteState]):
         await self.upsert_records(iter([record]), now, ordered=True)
 
     async def fetch_field(self, path: str, field: str) -> SingleValue:
-        record = self.state.records.get(path)
+        with self.reading() as state:
+            record = state.records.get(path)
         value: SingleValue = None if record is None else getattr(record, field)
         return value
 
@@ -102,18 +104,20 @@ class MemoryRemoteStore(MemoryStoreBase[RemoteState]):
             return True
 
     async def priority_paths(self) -> list[str]:
-        return sorted(
-            r.path
-            for r in self.state.records.values()
-            if r.target_hash is not None and r.target_hash != r.current_hash
-        )
+        with self.reading() as state:
+            return sorted(
+                r.path
+                for r in state.records.values()
+                if r.target_hash is not None and r.target_hash != r.current_hash
+            )
 
     async def insert_log(self, entry: LogEntry, key: str) -> int:
         async with self.writing() as state:
             return state.logs.insert(entry, key)
 
     async def select_logs(self, query: LogQuery) -> list[LogEntry]:
-        entries = list(self.state.logs.entries.values())
+        with self.reading() as state:
+            entries = list(state.logs.entries.values())
         if query.session_id is not None:
             entries = [e for e in entries if e.session_id == query.session_id]
         if query.older_than is not None:
@@ -131,7 +135,8 @@ class MemoryRemoteStore(MemoryStoreBase[RemoteState]):
             return state.logs.delete(ids)
 
     async def orphans(self) -> list[str]:
-        records = self.state.records
+        with self.reading() as state:
+            records = dict(state.records)
         orphans = []
         for record in records.values():
             parent_name = parent_and_name(record.path)
@@ -146,7 +151,8 @@ class MemoryRemoteStore(MemoryStoreBase[RemoteState]):
         return sorted(orphans)
 
     async def untracked(self) -> list[str]:
-        records = self.state.records
+        with self.reading() as state:
+            records = dict(state.records)
         children = {pn for pn in map(parent_and_name, records) if pn is not None}
         # A set: '/a' and '/a/' listing 'b' name one untracked path, as in SQL.
         return sorted(
@@ -159,16 +165,17 @@ class MemoryRemoteStore(MemoryStoreBase[RemoteState]):
         )
 
     async def records_after(self, after_key: str, limit: int) -> list[tuple[str, HashRecord]]:
+        with self.reading() as state:
+            items = list(state.records.items())
         keyed = sorted(
-            (key, record)
-            for key, record in ((path_key(p), r) for p, r in self.state.records.items())
-            if key > after_key
+            (key, record) for key, record in ((path_key(p), r) for p, r in items) if key > after_key
         )
         return [(key, _fresh(record)) for key, record in keyed[:limit]]
 
     async def logs_after(self, after_id: int, limit: int) -> list[LogEntry]:
-        entries = self.state.logs.entries
-        return [entries[i] for i in sorted(i for i in entries if i > after_id)[:limit]]
+        with self.reading() as state:
+            entries = state.logs.entries
+            return [entries[i] for i in sorted(i for i in entries if i > after_id)[:limit]]
 
     async def restore_records(self, records: list[HashRecord]) -> None:
         async with self.writing() as state:

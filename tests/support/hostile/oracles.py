@@ -237,20 +237,23 @@ class Harness:
         assert isinstance(self.remote.store, MemoryRemoteStore)
         assert isinstance(self.core.store, MemoryCoreStore)
         assert isinstance(self.pipeline.store, MemoryPipelineStore)
-        remote, core = self.remote.store.state, self.core.store.state
-        pipeline = self.pipeline.store.state
-        return Counter(
-            {
-                "hash_records": len(remote.records),
-                "remote_logs": len(remote.logs.entries),
-                "core_sites": len(core.sites),
-                "core_baselines": len(core.baselines),
-                "core_logs": len(core.logs.entries),
-                "pipeline_updates": len(pipeline.updates),
-                "pipeline_sites": len(pipeline.sites),
-                "pipeline_completions": len(pipeline.completions),
-            }
-        )
+        with (
+            self.remote.store.reading() as remote,
+            self.core.store.reading() as core,
+            self.pipeline.store.reading() as pipeline,
+        ):
+            return Counter(
+                {
+                    "hash_records": len(remote.records),
+                    "remote_logs": len(remote.logs.entries),
+                    "core_sites": len(core.sites),
+                    "core_baselines": len(core.baselines),
+                    "core_logs": len(core.logs.entries),
+                    "pipeline_updates": len(pipeline.updates),
+                    "pipeline_sites": len(pipeline.sites),
+                    "pipeline_completions": len(pipeline.completions),
+                }
+            )
 
     async def write_sentinels(self) -> None:
         assert await self.remote.insert_or_update_hash(SENTINEL_RECORD)
