@@ -1,34 +1,49 @@
 # The two commands a newcomer runs: `make demo`, then `make test`.
+# Neither changes anything outside this checkout: packages go into .venv, ODBC drivers
+# are registered in .venv/etc (ODBCSYSINI). System packages come only from the explicit
+# `make system-deps` step, which .ci/run calls.
 VENV ?= .venv
 PY := $(VENV)/bin/python
+RUNTIME_STAMP := $(VENV)/.runtime-stamp
 STAMP := $(VENV)/.installed-stamp
+# unixODBC reads this directory's odbcinst.ini instead of /etc's.
+export ODBCSYSINI := $(abspath $(VENV))/etc
 
 .PHONY: install system-deps test demo lint bench reliability clean
 
 # System packages the drivers and tests need (unixODBC, MariaDB's ODBC driver, the
-# MariaDB server); installed with apt-get when running as root, otherwise listed.
+# MariaDB server, the Microsoft driver's libraries); apt-get when root, else listed.
 system-deps:
 	@tools/install_system_deps.sh
 
-$(STAMP): pyproject.toml
+$(VENV)/bin/python:
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[all]'
+
+# What the library needs to run (the demo needs nothing more). The editable install is
+# in setuptools' strict mode, which type checkers and IDEs follow (the default mode's
+# import hook is invisible to mypy).
+$(RUNTIME_STAMP): pyproject.toml | $(VENV)/bin/python
+	$(PY) -m pip install -q -e . --config-settings editable_mode=strict
+	touch $(RUNTIME_STAMP)
+
+# Everything: every driver extra, the test and dev tools, Microsoft's ODBC Driver 18 (from
+# the mssql-python-odbc wheel) registered in the venv for the tests of the SQL Server path.
+$(STAMP): pyproject.toml $(RUNTIME_STAMP)
+	$(PY) -m pip install -q -e '.[all]' --config-settings editable_mode=strict
+	tools/install_msodbc.sh $(VENV) >/dev/null
 	touch $(STAMP)
 
-# Microsoft's ODBC Driver 18 (from the mssql-python-odbc wheel) for the tests that run the
-# SQL Server backend through the real driver. Runs every time (fast when in place): the
-# unixODBC registration names this checkout's venv, and another checkout may have moved it.
-install: system-deps $(STAMP)
-	@tools/install_msodbc.sh $(abspath $(VENV)) >/dev/null
+install: $(STAMP)
 
 test: install
 	$(PY) -m pytest
 
-# Scans DEMO_DIR (default: this project) into the embedded SQLite store, rescans, shows
-# what the store holds, then changes a file in a temporary copy and shows the rotation.
+# Scans DEMO_DIR (default: this project) into a SQLite store of the demo's own, rescans,
+# shows what the store holds, then changes a file in a temporary copy and shows the
+# rotation.
 DEMO_DIR ?=
-demo: install
+demo: $(RUNTIME_STAMP)
 	DEMO_DIR="$(DEMO_DIR)" $(PY) tools/demo.py
 
 # Also fails when the facades generated from the tier contracts are stale (regenerate

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import sys
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from hypothesis import settings
@@ -21,6 +23,12 @@ if os.environ.get("CI", "").lower() == "true":
     settings.load_profile("ci")
 
 START = datetime(2024, 1, 8, 10, 30, tzinfo=UTC)
+
+# The ODBC drivers the tests use are registered in the venv (tools/install_msodbc.sh),
+# never in /etc: point unixODBC there when pytest runs without `make test`.
+_VENV_ODBC = Path(sys.prefix) / "etc"
+if "ODBCSYSINI" not in os.environ and (_VENV_ODBC / "odbcinst.ini").exists():
+    os.environ["ODBCSYSINI"] = str(_VENV_ODBC)
 
 
 @pytest.fixture

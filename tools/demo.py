@@ -36,6 +36,9 @@ PROJECT = Path(__file__).resolve().parent.parent
 EXCLUDE = (".git", ".venv", "__pycache__", "*_cache", ".hypothesis", "*.egg-info", "build")
 #: The demo's own scan cache, reset on every run so the first scan hashes everything.
 DEMO_CACHE = "demo-scan-cache.db"
+#: The demo's own store, inside the checkout: it leaves nothing (not even the temporary
+#: copy's records) in the user's store. ASYNC_DB_CLIENT_DATA_DIR, if set, wins.
+DEMO_STORE = PROJECT / ".demo"
 
 
 def title(text: str) -> None:
@@ -94,6 +97,7 @@ def file_to_change(tree: Path) -> Path:
 def main() -> None:
     started = time.monotonic()
     tree = Path(os.environ.get("DEMO_DIR") or PROJECT).resolve()
+    os.environ.setdefault("ASYNC_DB_CLIENT_DATA_DIR", str(DEMO_STORE))
     store = data_dir()
     cache = store / DEMO_CACHE
     store.mkdir(parents=True, exist_ok=True)
@@ -136,6 +140,8 @@ def main() -> None:
     assert after["counters"]["files_hashed"] >= 1 and after["root_hash"] != before["root_hash"]
     elapsed = time.monotonic() - started
     print(f"\ndemo finished in {elapsed:.1f}s. Next: .venv/bin/async-db-client --help")
+    if store == DEMO_STORE:
+        print(f"(the demo's store: ASYNC_DB_CLIENT_DATA_DIR={store} async-db-client summary)")
 
 
 if __name__ == "__main__":
