@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed-stamp
 # unixODBC reads this directory's odbcinst.ini instead of /etc's.
 export ODBCSYSINI := $(abspath $(VENV))/etc
 
-.PHONY: install system-deps test demo lint bench reliability clean
+.PHONY: install system-deps test demo lint bench reliability clean FORCE
 
 # System packages the drivers and tests need (unixODBC, MariaDB's ODBC driver, the
 # MariaDB server, the Microsoft driver's libraries); apt-get when root, else listed.
@@ -20,10 +20,15 @@ $(VENV)/bin/python:
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 
+# The package's files: strict mode links each one, so a new module means a new install.
+PACKAGE_FILES := $(sort $(shell find async_db_client -name '*.py' -o -name py.typed))
+$(VENV)/.package-files: FORCE | $(VENV)/bin/python
+	@echo "$(PACKAGE_FILES)" | cmp -s - $@ || echo "$(PACKAGE_FILES)" > $@
+
 # What the library needs to run (the demo needs nothing more). The editable install is
 # in setuptools' strict mode, which type checkers and IDEs follow (the default mode's
 # import hook is invisible to mypy).
-$(RUNTIME_STAMP): pyproject.toml | $(VENV)/bin/python
+$(RUNTIME_STAMP): pyproject.toml $(VENV)/.package-files | $(VENV)/bin/python
 	$(PY) -m pip install -q -e . --config-settings editable_mode=strict
 	touch $(RUNTIME_STAMP)
 
