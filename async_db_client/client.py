@@ -17,6 +17,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import sys
+import warnings
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from datetime import datetime
 from types import MappingProxyType
@@ -75,6 +77,25 @@ class DBInstance:
         self.pipeline_db = pipeline_db
         self.pools = pools or PoolManager()
         self._closed = False
+        #: Where the client was made, for the warning if it is never closed.
+        self.created_at: str | None = None
+
+    def __del__(self) -> None:
+        # No I/O here (the loop may be gone): only say so, as asyncio does for its loops.
+        if self._closed or not (self.pools.stats() or isinstance(self._store(), Outbox)):
+            return
+        with contextlib.suppress(Exception):  # at interpreter shutdown, say nothing
+            warnings.warn(
+                f"async_db_client: a client that opened connections was never closed "
+                f"(created at {self.created_at or 'an unknown place'}); await db.aclose() "
+                "or use 'async with'",
+                ResourceWarning,
+                stacklevel=1,
+                source=self,
+            )
+
+    def _store(self) -> object:
+        return None if self.remote_db is None else self.remote_db.store
 
     def __repr__(self) -> str:
         tiers = [
@@ -441,4 +462,7 @@ class DBClientFactory:
         assert remote is None or isinstance(remote, RemoteRepository)
         assert core is None or isinstance(core, CoreRepository)
         assert pipeline is None or isinstance(pipeline, PipelineRepository)
-        return DBInstance(remote, core, pipeline, pools=pools)
+        client = DBInstance(remote, core, pipeline, pools=pools)
+        caller = sys._getframe(1)  # cheap, unlike inspect.stack()
+        client.created_at = f"{caller.f_code.co_filename}:{caller.f_lineno}"
+        return client

@@ -10,7 +10,8 @@ unchanged::
         'pipeline_type': 'mssql' | 'sqlite' | 'local',           'pipeline_config': {...},
     }}
 
-Any tier may be left out (``DBClientFactory(None)`` has no tiers at all; the embedded
+Any tier may be left out (``{'database': {}}``, or ``DBClientFactory(None)``, has no
+tiers at all; a dict without a ``database`` section is refused, as a typo; the embedded
 default store of the command-line tool is the CLI's choice, see
 :mod:`async_db_client.cli`). Keys other than ``database`` at the top level are ignored
 (they belong to the application); inside ``database`` and each tier config, unknown keys
@@ -22,6 +23,7 @@ error message.
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import os
 from collections.abc import Mapping
@@ -360,6 +362,15 @@ def parse_config(config: Mapping[str, Any] | ClientConfig | None) -> ClientConfi
     if not isinstance(config, Mapping):
         raise ConfigurationError(
             f"configuration must be a mapping, not {type(config).__name__}", key=None
+        )
+    if "database" not in config:
+        # The top level is the application's (other keys are left alone), so a typo there
+        # would silently mean "no tiers": a config dict must have the database section.
+        close = difflib.get_close_matches("database", [str(k) for k in config], n=1)
+        hint = f" (did you mean 'database' for {close[0]!r}?)" if close else ""
+        raise ConfigurationError(
+            f"database: required: the configuration has no 'database' section{hint}",
+            key="database",
         )
     try:
         return ClientConfig.model_validate(config)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import pytest
 
@@ -125,3 +126,20 @@ async def test_a_missing_optional_driver_names_the_extra(monkeypatch: pytest.Mon
         with pytest.raises(DriverNotInstalledError, match=r"async_db_client\[mssql\]") as info:
             await db.get_pipeline_updates()
     assert isinstance(info.value, ImportError)
+
+
+async def test_a_client_never_closed_says_where_it_was_made(tmp_path: Path) -> None:
+    import gc
+
+    sqlite = {"path": str(tmp_path / "a.db")}
+    config = {"database": {"remote_type": "sqlite", "remote_config": sqlite}}
+    db = DBClientFactory(config).create_client()
+    await db.health_check()  # opens a pool
+    pools = db.pools
+    with pytest.warns(ResourceWarning, match=r"never closed \(created at .*test_client.py:\d+"):
+        del db
+        gc.collect()
+    await pools.aclose()  # what the forgotten client held
+    quiet = DBClientFactory(ALL_LOCAL).create_client()  # opened nothing: nothing to say
+    del quiet
+    gc.collect()

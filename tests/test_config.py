@@ -156,3 +156,17 @@ def async_db_client_version() -> str:
     import async_db_client
 
     return async_db_client.__version__
+
+
+@pytest.mark.parametrize(
+    ("config", "hint"),
+    [({}, ""), ({"databse": {"remote_type": "local"}}, "did you mean 'database' for 'databse'"),
+     ({"scanner": {}}, "")],
+)  # fmt: skip
+def test_a_configuration_without_its_database_section_is_refused(
+    config: dict[str, object], hint: str
+) -> None:
+    with pytest.raises(ConfigurationError, match="no 'database' section") as info:
+        parse_config(config)
+    assert info.value.key == "database" and hint in str(info.value)
+    assert parse_config({"database": {}}).database.tier("remote") is None  # no tiers: fine

@@ -118,6 +118,7 @@ PATHS = paths(BASE)
 DICT_PATHS = [p for p in PATHS if isinstance(get(BASE, p), dict)]
 #: Keys without a default: removing one must be reported under its own name.
 REQUIRED = {
+    ("database",),  # a dict without it is refused as a typo (issue 11)
     ("database", "remote_config", "host"),
     ("database", "remote_config", "database"),
     ("database", "remote_config", "user"),
@@ -335,7 +336,7 @@ def test_several_mutations_at_once(
             changed.append(path)
     changed = [p for p in changed if exists(config, ".".join(p))]  # not removed since
     # A removal inside a section removed later went with it (e.g. a required key of
-    # remote_config, then the whole database section: {} is a valid configuration).
+    # remote_config, then the whole database section, which is required itself).
     removed = [p for p in removed if len(p) == 1 or exists(config, ".".join(p[:-1]))]
     if wrap:  # any Mapping is accepted, not only dicts
         config = MappingProxyType(config)

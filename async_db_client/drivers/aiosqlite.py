@@ -141,6 +141,11 @@ class AiosqliteDriver:
             timeout=self.config.busy_timeout,  # sqlite3's busy timeout
             uri=self._memory,
         )
+        thread = _worker_thread(conn)
+        if thread is not None:
+            # aiosqlite's thread is not a daemon: a client its program never closed would
+            # hold up interpreter exit for good. Committed work is on disk either way.
+            thread.daemon = True
         try:
             async with asyncio.timeout(timeout):
                 await conn
