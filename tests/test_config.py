@@ -170,3 +170,16 @@ def test_a_configuration_without_its_database_section_is_refused(
         parse_config(config)
     assert info.value.key == "database" and hint in str(info.value)
     assert parse_config({"database": {}}).database.tier("remote") is None  # no tiers: fine
+
+
+def test_the_readme_toml_example_is_a_valid_configuration() -> None:
+    import re
+    import tomllib
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    block = re.search(r"```toml\n(.*?)```", readme, re.S)
+    assert block is not None
+    text = "\n".join(line.removeprefix("   ") for line in block.group(1).splitlines())
+    config = parse_config(tomllib.loads(text))
+    assert config.database.tier("remote") is not None and config.database.tier("core")
