@@ -213,15 +213,19 @@ class AiomysqlDriver:
             db=config.database,
             charset="utf8mb4",
             autocommit=True,
-            connect_timeout=timeout,
+            # None: aiomysql would bound the TCP connect with asyncio.wait_for, which on
+            # Python 3.11 loses a cancellation arriving as the connect completes (a pool
+            # closing then waited the whole timeout). asyncio.timeout below bounds it.
+            connect_timeout=None,
             ssl=self._ssl,
             local_infile=False,
             program_name="async_db_client",
         )
         try:
             # aiomysql.connect() leaves the socket open if cancelled mid-handshake.
-            await conn._connect()
-            await self._configure(conn)
+            async with asyncio.timeout(timeout):
+                await conn._connect()
+                await self._configure(conn)
         except BaseException as exc:
             conn.close()
             if isinstance(exc, pymysql.err.MySQLError):
