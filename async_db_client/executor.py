@@ -13,7 +13,10 @@ everything above it is shared:
   retries operations the caller declared idempotent after a lost connection, deadlock or
   lock wait timeout (with the backoff of :mod:`async_db_client.retry`, counted in the
   pool's stats), and runs the schema check once before the first statement (retried the
-  same way).
+  same way; calls queued behind it share its failure to connect). A connection it
+  cannot get is never retried here: the pool already spent its connect budget
+  (``connect_retry_budget``) or acquire timeout, so a call whose connects all fail takes
+  one budget, not one per retry.
 * :class:`TransactionRunner` is the same interface bound to one connection inside one
   transaction; it serialises concurrent callers and never retries.
 """
@@ -32,6 +35,7 @@ from .drivers.base import Driver, ExecResult, Params, Row
 from .errors import (
     AsyncDBClientError,
     ConnectionLostError,
+    DBConnectionError,
     PoolClosedError,
     QueryError,
     QueryTimeoutError,
@@ -180,6 +184,8 @@ class Executor(Runner):
         self._prepare = prepare
         self._prepared = prepare is None
         self._prepare_lock: tuple[asyncio.AbstractEventLoop, asyncio.Lock] | None = None
+        #: When the last preparation failed to get a connection (loop time), and why.
+        self._prepare_failure: tuple[float, DBConnectionError] | None = None
         self._bulk_connections = max(1, min(bulk_connections, settings.max_size))
 
     @property
@@ -279,24 +285,36 @@ class Executor(Runner):
         loop = asyncio.get_running_loop()
         if self._prepare_lock is None or self._prepare_lock[0] is not loop:
             self._prepare_lock = (loop, asyncio.Lock())
+        waiting_since = loop.time()
         async with self._prepare_lock[1]:
             if self._prepared or self._prepare is None:
                 return
-            pool = self._pool_source()
-            prepare = self._prepare
-            attempts = self._attempts()
-            while True:
-                try:
-                    async with pool.connection() as conn:
-                        await prepare(Session(pool, conn, self._driver))
-                    break
-                except (ConnectionLostError, TransientQueryError):
-                    delay = attempts.next_delay()
-                    if delay is None:
-                        raise
-                    pool.record_retry()
-                    await asyncio.sleep(delay)
+            failed = self._prepare_failure
+            if failed is not None and failed[0] >= waiting_since:
+                # Concurrent first calls queue behind the one preparing: when it could not
+                # reach the database while they waited, they fail with it, at once, rather
+                # than each spending a connect budget after the other.
+                raise type(failed[1])(str(failed[1]), reason=failed[1].reason) from failed[1]
+            try:
+                await self._prepare_with(self._pool_source(), self._prepare)
+            except DBConnectionError as exc:
+                self._prepare_failure = (loop.time(), exc)
+                raise
             self._prepared = True
+
+    async def _prepare_with(self, pool: ConnectionPool[Any], prepare: Prepare) -> None:
+        attempts = self._attempts()
+        while True:
+            try:
+                async with pool.connection() as conn:
+                    await prepare(Session(pool, conn, self._driver))
+                return
+            except (ConnectionLostError, TransientQueryError):
+                delay = attempts.next_delay()
+                if delay is None:
+                    raise
+                pool.record_retry()
+                await asyncio.sleep(delay)
 
 
 async def _rollback_quietly(session: Session) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import os
 import ssl
 from collections.abc import Sequence
 from typing import Any
@@ -185,6 +186,28 @@ def _message(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
+CR_CONN_HOST_ERROR = 2003
+
+
+def _connect_reason(exc: BaseException) -> str:
+    """Why a connect failed, as the server or the OS said it.
+
+    aiomysql reports every failed TCP connect as 2003 "Can't connect to MySQL server on
+    'host'" (the host is already in our message) and keeps the OS's answer (refused,
+    unreachable, timed out) in the cause: that answer is the reason.
+    """
+    cause = exc.__cause__
+    if _code(exc) != CR_CONN_HOST_ERROR or not isinstance(cause, OSError):
+        return _message(exc)
+    if isinstance(cause, TimeoutError):
+        said = "timed out"
+    elif cause.errno is not None and cause.errno > 0:
+        said = os.strerror(cause.errno)
+    else:  # name resolution (gaierror), or several addresses that all failed
+        said = cause.strerror or str(cause) or type(cause).__name__
+    return f"({CR_CONN_HOST_ERROR}) {said}"
+
+
 class AiomysqlDriver:
     """Adapts aiomysql to :class:`~async_db_client.drivers.base.Driver`."""
 
@@ -230,8 +253,8 @@ class AiomysqlDriver:
             conn.close()
             if isinstance(exc, pymysql.err.MySQLError):
                 tls = _tls_failure(exc)
-                reason = f"{TLS_FAILED}: {tls}" if tls else _message(exc)
-                raise DBConnectionError(f"cannot connect to {self.description}: {reason}") from None
+                reason = f"{TLS_FAILED}: {tls}" if tls else _connect_reason(exc)
+                raise DBConnectionError.cannot_connect(self.description, reason) from None
             raise
         return conn
 

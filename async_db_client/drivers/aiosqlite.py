@@ -148,7 +148,10 @@ class AiosqliteDriver:
         except BaseException as exc:
             await _close_quietly(conn)
             if isinstance(exc, sqlite3.Error | OSError):
-                raise DBConnectionError(f"cannot open {self.description}: {_message(exc)}") from exc
+                reason = _message(exc)
+                raise DBConnectionError(
+                    f"cannot open {self.description}: {reason}", reason=reason
+                ) from exc
             raise
         return conn
 
