@@ -23,9 +23,11 @@ from types import MappingProxyType
 from typing import Any
 
 from .backends.registry import build_tier
+from .backends.sql.base import SQLStore
 from .clock import Clock
 from .config import ClientConfig, parse_config
 from .errors import PoolClosedError
+from .executor import holding
 from .models import (
     BulkResult,
     DashboardMetrics,
@@ -196,8 +198,10 @@ class DBInstance:
 
     async def health_check(self) -> dict[str, bool]:
         """Health of every configured tier: ``local_db``, ``core_db``, ``pipeline_db``."""
-        repos = [r for r in (self.remote_db, self.core_db, self.pipeline_db) if r is not None]
-        results = await asyncio.gather(*(repo.health_check() for repo in repos))
+        # Each tier is asked as a call on it would run: inside ``db.transaction()`` over
+        # the transaction's connection, never waiting for it (see executor.py).
+        names = [name for name in ("remote", "core", "pipeline") if getattr(self, f"{name}_db")]
+        results = await asyncio.gather(*(self._tier(name).health_check() for name in names))
         merged: dict[str, bool] = {}
         for result in results:
             merged.update(result)
@@ -362,11 +366,16 @@ class DBInstance:
 def joining(client: DBInstance, tier: Tier, tx: Repository[Any]) -> Iterator[None]:
     """For the block, calls on ``client`` for ``tier`` made in the current context (this
     task and tasks it starts, or this thread) go to ``tx``, a repository bound to an open
-    transaction. :meth:`DBInstance.transaction` uses it, and so does the sync facade from
-    the calling thread (each of its calls carries the thread's context into the loop)."""
+    transaction, and the context holds that transaction's connection (other tiers' calls
+    that would wait for it fail at once, see :func:`async_db_client.executor.holding`).
+    :meth:`DBInstance.transaction` uses it, and so does the sync facade from the calling
+    thread (each of its calls carries the thread's context into the loop)."""
+    store = tx.store
+    runner = store.transaction_runner if isinstance(store, SQLStore) else None
     token = _ACTIVE_TX.set({**_ACTIVE_TX.get(), (id(client), tier): tx})
     try:
-        yield
+        with holding(runner):
+            yield
     finally:
         _ACTIVE_TX.reset(token)
 

@@ -211,6 +211,9 @@ def _connect_reason(exc: BaseException) -> str:
 class AiomysqlDriver:
     """Adapts aiomysql to :class:`~async_db_client.drivers.base.Driver`."""
 
+    # Row locks: other connections wait only for the rows a transaction wrote.
+    transactions_lock_database = False
+
     def __init__(self, config: MySQLConfig) -> None:
         self.config = config
         self.description = config.describe()

@@ -171,6 +171,9 @@ class OdbcConnection:
 class AioodbcDriver:
     """Adapts aioodbc to :class:`~async_db_client.drivers.base.Driver`."""
 
+    # Row locks: other connections wait only for the rows a transaction wrote.
+    transactions_lock_database = False
+
     def __init__(
         self,
         connection_string: Callable[[], str],
