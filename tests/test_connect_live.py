@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import re
 import socket
@@ -290,8 +291,12 @@ def test_the_cli_says_it_in_one_line_and_shows_the_retries_at_v(
     port = free_port()
     for target, reason in ((port, "(2003) Connection refused"), (blackhole.port, "no answer")):
         config = str(write_config(tmp_path, target))
-        line = one_line_error(run_cli("--config", config, "get", "/x", data_dir=data), 1)
-        check_message(DBConnectionError(line.partition(": ")[2]), target, reason)
+        for command in ("health", "get"):
+            args = ("get", "/x") if command == "get" else ("health",)
+            line = one_line_error(run_cli("--config", config, *args, data_dir=data), 1)
+            check_message(DBConnectionError(line.partition(": ")[2]), target, reason)
+        unhealthy = run_cli("--config", config, "health", "--json", data_dir=data)
+        assert unhealthy.returncode == 1 and json.loads(unhealthy.stdout) == {"local_db": False}
 
     verbose = run_cli(
         "--config", str(write_config(tmp_path, port)), "-v", "get", "/x", data_dir=data
