@@ -14,9 +14,9 @@ driver connections. What the pool guarantees:
   that budget; a task waiting for a slot meanwhile gives up at the same moment. Then
   acquire raises one :class:`~async_db_client.errors.DBConnectionError`:
   ``cannot connect to <target>: <reason> (<n> attempts, unreachable for <t>s;
-  connect_retry_budget <b>s)``. Failures another attempt would meet again (TLS, a
-  refused login) are raised at once. Each retry is logged at INFO with its reason and
-  delay.
+  connect_retry_budget <b>s)`` (``acquire_timeout`` if that ended it first). Failures
+  another attempt would meet again (TLS, a refused login) are raised at once. Each retry
+  is logged at INFO with its reason and delay.
 * **One owner.** A connection belongs to one task between acquire and release.
 * **Clean returns.** Released connections are reset (an open transaction rolled back);
   one that failed mid-use, was cancelled mid-statement, could not be reset, outlived
@@ -459,7 +459,7 @@ class ConnectionPool(Generic[C]):
             connects.deadline = min(request.deadline, outage_end)
             delay = connects.next_delay()
             if delay is None:
-                raise self._unreachable(connects.count + 1) from exc
+                raise self._unreachable(request, connects.count + 1) from exc
             logger.info(
                 "pool %s: connect attempt failed: %s; retry %d in %.2fs "
                 "(%.1fs of the %gs connect_retry_budget left)",
@@ -489,17 +489,22 @@ class ConnectionPool(Generic[C]):
         self._outage.reason = reason
         return reason
 
-    def _unreachable(self, attempts: int = 0) -> DBConnectionError:
-        """The error of an acquire that spent its connect budget after ``attempts`` of
-        its own (0: waiting for a slot): the target and what the server or the OS said,
-        once, how many attempts and for how long the server has not answered."""
+    def _unreachable(self, request: _Request, attempts: int) -> DBConnectionError:
+        """The error of an acquire that spent its connect budget (or, if shorter, its
+        acquire timeout) after ``attempts`` of its own (0: waiting for a slot): the target
+        and what the server or the OS said, once, how many attempts, for how long the
+        server has not answered, and which limit ended the call."""
         outage = self._outage
         assert outage is not None
+        budget_end = max(request.start, outage.started) + self.settings.connect_retry_budget
+        if request.deadline < budget_end:
+            limit = f"acquire_timeout {request.deadline - request.start:g}s"
+        else:
+            limit = f"connect_retry_budget {self.settings.connect_retry_budget:g}s"
         tried = f"{attempts} attempt{'' if attempts == 1 else 's'}, " if attempts else ""
         return DBConnectionError(
             f"cannot connect to {self.connector.description}: {outage.reason} ({tried}"
-            f"unreachable for {self._time() - outage.started:.1f}s; "
-            f"connect_retry_budget {self.settings.connect_retry_budget:g}s)",
+            f"unreachable for {self._time() - outage.started:.1f}s; {limit})",
             reason=outage.reason,
         )
 
@@ -508,7 +513,7 @@ class ConnectionPool(Generic[C]):
         budget is spent, else a PoolTimeout saying how busy the pool was (and the last
         connect error, if connects are failing)."""
         if budget_spent and self._outage is not None:
-            return self._unreachable(request.failed_attempts)
+            return self._unreachable(request, request.failed_attempts)
         self._counters.acquire_timeouts += 1
         detail = "" if self._outage is None else f"; last connect error: {self._outage.reason}"
         return PoolTimeout(

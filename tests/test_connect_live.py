@@ -150,6 +150,18 @@ async def test_a_refused_port_is_retried_within_the_budget_then_named_once(
 
 
 @pytest.mark.asyncio
+async def test_a_shorter_acquire_timeout_ends_the_retries_and_the_error_says_so() -> None:
+    port = free_port()
+    config = remote_config(port, acquire_timeout=0.3, connect_retry_budget=ACQUIRE_TIMEOUT)
+    async with DBClientFactory(config).create_client() as db:
+        with pytest.raises(DBConnectionError) as info:
+            await db.get_hash_record("/a")
+        text = str(info.value)
+        assert type(info.value) is DBConnectionError and text.count(f"127.0.0.1:{port}") == 1
+        assert text.endswith("; acquire_timeout 0.3s)") and "connect_retry_budget" not in text
+
+
+@pytest.mark.asyncio
 async def test_a_server_that_never_answers_gets_one_attempt_bounded_by_the_budget(
     blackhole: Blackhole, caplog: pytest.LogCaptureFixture
 ) -> None:
