@@ -433,10 +433,10 @@ class ConnectionPool(Generic[C]):
         budget_end = self._budget_end(request)
         if budget_end is None:  # a failure now would start an outage: its budget, from now
             budget_end = began + self.settings.connect_retry_budget
-        if budget_end <= began:  # spent while waiting for a slot
-            raise self._give_up(request, budget_spent=True)
-        if request.deadline <= began:
-            raise self._give_up(request, budget_spent=False)
+        if min(budget_end, request.deadline) <= began:
+            # Spent waiting for a slot, or sleeping past a deadline on a busy machine: the
+            # server's error while connects fail, else the busy pool's.
+            raise self._give_up(request, budget_spent=self._outage is not None)
         timeout = min(self.settings.connect_timeout, budget_end - began, request.deadline - began)
         self._size += 1
         try:
