@@ -76,6 +76,11 @@ class PoolSettings(_Strict):
     (jittered by up to -10 % so connections do not all expire together); ``max_idle`` is
     how long an idle connection above ``min_size`` is kept; a connection that sat idle for
     ``check_after_idle`` is pinged before it is handed out.
+
+    Two budgets bound a call that needs a connection: ``acquire_timeout`` for waiting on
+    a busy pool, and ``connect_retry_budget`` for retrying connects the server refused or
+    did not answer (each attempt also bounded by ``connect_timeout``): an unreachable
+    server fails a call within the latter, however long the former is.
     """
 
     min_size: Annotated[int, Field(ge=0, le=1000)] = 1
@@ -83,6 +88,7 @@ class PoolSettings(_Strict):
     acquire_timeout: PositiveSeconds = 30.0
     max_waiting: Annotated[int, Field(ge=0)] = 0
     connect_timeout: PositiveSeconds = 10.0
+    connect_retry_budget: PositiveSeconds = 5.0
     query_timeout: PositiveSeconds | None = 300.0
     max_lifetime: PositiveSeconds = 3600.0
     max_idle: PositiveSeconds = 600.0

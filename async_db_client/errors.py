@@ -81,7 +81,21 @@ class DriverNotInstalledError(AsyncDBClientError, ImportError):
 
 
 class DBConnectionError(AsyncDBClientError, ConnectionError):
-    """The database could not be reached, refused the login, or the connection broke."""
+    """The database could not be reached, refused the login, or the connection broke.
+
+    ``reason`` is what the server or the operating system said, without the target
+    (the message names it), so a pool that gives up after several attempts can quote it
+    once: ``cannot connect to <target>: <reason> (<attempts>)``.
+    """
+
+    def __init__(self, message: str, *, reason: str | None = None) -> None:
+        super().__init__(message)
+        self.reason = message if reason is None else reason
+
+    @classmethod
+    def cannot_connect(cls, target: str, reason: str) -> DBConnectionError:
+        """``cannot connect to <target>: <reason>``; ``target`` never holds a password."""
+        return cls(f"cannot connect to {target}: {reason}", reason=reason)
 
 
 class ConnectionLostError(DBConnectionError):

@@ -13,18 +13,32 @@ everything above it is shared:
   retries operations the caller declared idempotent after a lost connection, deadlock or
   lock wait timeout (with the backoff of :mod:`async_db_client.retry`, counted in the
   pool's stats), and runs the schema check once before the first statement (retried the
-  same way).
+  same way; calls queued behind it share its failure to connect). A connection it
+  cannot get is never retried here: the pool already spent its connect budget
+  (``connect_retry_budget``) or acquire timeout, so a call whose connects all fail takes
+  one budget, not one per retry.
 * :class:`TransactionRunner` is the same interface bound to one connection inside one
   transaction; it serialises concurrent callers and never retries.
+
+Inside a transaction, the current context (the task and the tasks it starts, or the
+sync facade's calling thread) *holds* the transaction's connection (:func:`holding`).
+A call from that context which would need another connection the held one excludes
+raises :class:`~async_db_client.errors.UsageError` at once instead of waiting for it
+forever: when the context holds all the pool's connections (SQLite ``:memory:`` has
+one), or when the driver's transactions lock the whole database (SQLite) and the call
+comes from another tier. A ping (health check) from that context answers over the held
+transaction's connection instead.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from types import MappingProxyType
 from typing import Any, TypeVar
 
 from .config import PoolSettings
@@ -32,15 +46,26 @@ from .drivers.base import Driver, ExecResult, Params, Row
 from .errors import (
     AsyncDBClientError,
     ConnectionLostError,
+    DBConnectionError,
     PoolClosedError,
     QueryError,
     QueryTimeoutError,
     TransientQueryError,
+    UsageError,
 )
 from .pool import ConnectionPool, PooledConnection
 from .retry import Attempts, Backoff
 
-__all__ = ["Driver", "ExecResult", "Executor", "Row", "Runner", "Session", "TransactionRunner"]
+__all__ = [
+    "Driver",
+    "ExecResult",
+    "Executor",
+    "Row",
+    "Runner",
+    "Session",
+    "TransactionRunner",
+    "holding",
+]
 
 logger = logging.getLogger("async_db_client")
 
@@ -82,9 +107,16 @@ class Session:
     async def rollback(self) -> None:
         await self._call(self._driver.rollback)
 
+    async def ping(self) -> None:
+        await self._call(self._driver.ping)
+
     @property
     def broken(self) -> bool:
         return self._conn.broken
+
+    @property
+    def pool(self) -> ConnectionPool[Any]:
+        return self._pool
 
     async def _call(self, method: Callable[..., Awaitable[T]], *args: Any) -> T:
         conn = self._conn
@@ -134,6 +166,10 @@ class Runner(ABC):
     async def execute(self, sql: str, params: Params = ()) -> ExecResult:
         return await self.run(lambda s: s.execute(sql, params))
 
+    async def ping(self) -> None:
+        """Round-trip to the database (the driver's ping); raise if it does not answer."""
+        await self.run(lambda s: s.ping(), skip_prepare=True)
+
     @abstractmethod
     async def run(
         self,
@@ -180,6 +216,8 @@ class Executor(Runner):
         self._prepare = prepare
         self._prepared = prepare is None
         self._prepare_lock: tuple[asyncio.AbstractEventLoop, asyncio.Lock] | None = None
+        #: When the last preparation failed to get a connection (loop time), and why.
+        self._prepare_failure: tuple[float, DBConnectionError] | None = None
         self._bulk_connections = max(1, min(bulk_connections, settings.max_size))
 
     @property
@@ -202,7 +240,12 @@ class Executor(Runner):
 
         With ``retry`` (the default, for idempotent work) a lost connection, deadlock or
         lock wait timeout runs it again on another connection. ``skip_prepare`` bypasses
-        the one-time schema step (health checks, the explicit migration itself)."""
+        the one-time schema step (health checks, the explicit migration itself). Raises
+        UsageError at once if the connection would wait for a transaction this context
+        holds (see the module docstring)."""
+        held = _HELD.get()
+        if held:
+            self._refuse_deadlock(self._pool_source(), held)
         if not (skip_prepare or self._prepared):
             await self._ensure_prepared()
         attempts: Attempts | None = None  # made on the first failure: none on the hot path
@@ -233,6 +276,39 @@ class Executor(Runner):
                 )
                 await asyncio.sleep(delay)
 
+    async def ping(self) -> None:
+        """Round-trip to the database: over the transaction this context holds on the
+        pool if there is one (another connection might have to wait for it)."""
+        for runner in _HELD.get().get(self._pool_source(), ()):
+            if runner.open:
+                await runner.ping()
+                return
+        await super().ping()
+
+    def _refuse_deadlock(
+        self,
+        pool: ConnectionPool[Any],
+        held: Mapping[ConnectionPool[Any], tuple[TransactionRunner, ...]],
+    ) -> None:
+        """Raise UsageError if a connection of ``pool`` for this call would wait for a
+        transaction the current context holds, which cannot end while the call waits."""
+        runners = [r for r in held.get(pool, ()) if r.open]
+        if not runners:
+            return
+        if len(runners) >= pool.settings.max_size:
+            raise UsageError(
+                f"a transaction open in this task holds the only connection of {pool.name} "
+                f"(max_size {pool.settings.max_size}) this call could use: it would wait for "
+                "it forever. Make the call after the transaction block, or on the "
+                "transaction's tier"
+            )
+        if self._driver.transactions_lock_database and any(r.owner is not self for r in runners):
+            raise UsageError(
+                f"a transaction open in this task locks {pool.name}, which this tier shares "
+                "(SQLite has one writer): this call would wait for it until it ends. Make "
+                "the call after the transaction block, or on the transaction's tier"
+            )
+
     def _attempts(self) -> Attempts:
         """The retries one operation may make after its first try."""
         return self._backoff.attempts(limit=self._settings.retry_attempts)
@@ -253,15 +329,20 @@ class Executor(Runner):
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[TransactionRunner]:
-        """One connection, one transaction: commit on success, roll back on error."""
-        await self._ensure_prepared()
+        """One connection, one transaction: commit on success, roll back on error. The
+        current context holds it for the block (see :func:`holding`)."""
         pool = self._pool_source()
+        held = _HELD.get()
+        if held:
+            self._refuse_deadlock(pool, held)
+        await self._ensure_prepared()
         async with pool.connection() as conn:
             session = Session(pool, conn, self._driver)
             await session.begin()
-            runner = TransactionRunner(session)
+            runner = TransactionRunner(session, owner=self)
             try:
-                yield runner
+                with holding(runner):
+                    yield runner
             except BaseException:
                 runner.close()
                 await _rollback_quietly(session)
@@ -279,24 +360,36 @@ class Executor(Runner):
         loop = asyncio.get_running_loop()
         if self._prepare_lock is None or self._prepare_lock[0] is not loop:
             self._prepare_lock = (loop, asyncio.Lock())
+        waiting_since = loop.time()
         async with self._prepare_lock[1]:
             if self._prepared or self._prepare is None:
                 return
-            pool = self._pool_source()
-            prepare = self._prepare
-            attempts = self._attempts()
-            while True:
-                try:
-                    async with pool.connection() as conn:
-                        await prepare(Session(pool, conn, self._driver))
-                    break
-                except (ConnectionLostError, TransientQueryError):
-                    delay = attempts.next_delay()
-                    if delay is None:
-                        raise
-                    pool.record_retry()
-                    await asyncio.sleep(delay)
+            failed = self._prepare_failure
+            if failed is not None and failed[0] >= waiting_since:
+                # Concurrent first calls queue behind the one preparing: when it could not
+                # reach the database while they waited, they fail with it, at once, rather
+                # than each spending a connect budget after the other.
+                raise type(failed[1])(str(failed[1]), reason=failed[1].reason) from failed[1]
+            try:
+                await self._prepare_with(self._pool_source(), self._prepare)
+            except DBConnectionError as exc:
+                self._prepare_failure = (loop.time(), exc)
+                raise
             self._prepared = True
+
+    async def _prepare_with(self, pool: ConnectionPool[Any], prepare: Prepare) -> None:
+        attempts = self._attempts()
+        while True:
+            try:
+                async with pool.connection() as conn:
+                    await prepare(Session(pool, conn, self._driver))
+                return
+            except (ConnectionLostError, TransientQueryError):
+                delay = attempts.next_delay()
+                if delay is None:
+                    raise
+                pool.record_retry()
+                await asyncio.sleep(delay)
 
 
 async def _rollback_quietly(session: Session) -> None:
@@ -316,14 +409,26 @@ class TransactionRunner(Runner):
     a transaction is the caller's to handle (the transaction is rolled back on exit).
     """
 
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: Session, *, owner: Executor) -> None:
         self._session = session
+        #: The executor (one per tier) whose transaction this is.
+        self.owner = owner
         self._lock = asyncio.Lock()
         self._open = True
 
     @property
     def parallelism(self) -> int:
         return 1
+
+    @property
+    def pool(self) -> ConnectionPool[Any]:
+        """The pool the transaction's connection came from."""
+        return self._session.pool
+
+    @property
+    def open(self) -> bool:
+        """False once the transaction has ended (committed or rolled back)."""
+        return self._open
 
     def close(self) -> None:
         self._open = False
@@ -340,3 +445,29 @@ class TransactionRunner(Runner):
             raise PoolClosedError("this transaction has ended; use the repository it came from")
         async with self._lock:
             return await work(self._session)
+
+
+#: The transactions the current context holds, by the pool of their connection.
+_HELD: contextvars.ContextVar[Mapping[ConnectionPool[Any], tuple[TransactionRunner, ...]]] = (
+    contextvars.ContextVar("async_db_client_held_transactions", default=MappingProxyType({}))
+)
+
+
+@contextlib.contextmanager
+def holding(runner: TransactionRunner | None) -> Iterator[None]:
+    """For the block, the current context (this task and the tasks it starts, or this
+    thread) holds ``runner``'s transaction: :class:`Executor` refuses calls from it that
+    would wait for that connection, and pings over it. Idempotent; None does nothing.
+
+    :meth:`Executor.transaction` holds its transaction for its block; the sync facade's
+    calling thread holds it through :func:`async_db_client.client.joining`."""
+    held = _HELD.get()
+    current = held.get(runner.pool, ()) if runner is not None else ()
+    if runner is None or runner in current:
+        yield
+        return
+    token = _HELD.set(MappingProxyType({**held, runner.pool: (*current, runner)}))
+    try:
+        yield
+    finally:
+        _HELD.reset(token)

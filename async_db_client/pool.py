@@ -3,11 +3,20 @@
 The pool knows nothing about SQL: a :class:`Connector` opens, checks, resets and closes
 driver connections. What the pool guarantees:
 
-* **Bounded waits.** :meth:`ConnectionPool.acquire` has an absolute deadline (connect
-  retries do not restart it) and an optional cap on queued tasks; it raises
-  :class:`~async_db_client.errors.PoolTimeout` saying how busy the pool was, or
-  :class:`~async_db_client.errors.DBConnectionError` with the last connect error when
-  the server cannot be reached. Waiters are served first come, first served.
+* **Bounded waits.** :meth:`ConnectionPool.acquire` has an absolute deadline,
+  ``acquire_timeout`` (connect retries do not restart it), and an optional cap on queued
+  tasks; it raises :class:`~async_db_client.errors.PoolTimeout` saying how busy the pool
+  was. Waiters are served first come, first served.
+* **Unreachable servers fail fast.** Failed connects (refused, unreachable, no answer)
+  are retried with backoff for at most ``connect_retry_budget`` seconds, counted from
+  the later of the acquire's start and the first failed connect since the server last
+  answered, and each attempt is bounded by ``connect_timeout`` and by what is left of
+  that budget; a task waiting for a slot meanwhile gives up at the same moment. Then
+  acquire raises one :class:`~async_db_client.errors.DBConnectionError`:
+  ``cannot connect to <target>: <reason> (<n> attempts, unreachable for <t>s;
+  connect_retry_budget <b>s)`` (``acquire_timeout`` if that ended it first). Failures
+  another attempt would meet again (TLS, a refused login) are raised at once. Each retry
+  is logged at INFO with its reason and delay.
 * **One owner.** A connection belongs to one task between acquire and release.
 * **Clean returns.** Released connections are reset (an open transaction rolled back);
   one that failed mid-use, was cancelled mid-statement, could not be reset, outlived
@@ -170,12 +179,49 @@ class PoolStats(PoolCounters, _PoolState):
         return cls(**values)
 
 
+@dataclass
+class _Outage:
+    """Connects failing since the pool last opened a connection."""
+
+    #: When the first failed attempt began (loop time).
+    started: float
+    attempts: int = 0
+    #: What the server or the OS said the last time.
+    reason: str = ""
+
+
+@dataclass(eq=False)
+class _Request:
+    """One acquire: its clocks (loop time) and its connect attempts."""
+
+    start: float
+    #: ``start`` + the acquire timeout.
+    deadline: float
+    #: Made at the first connect it needs; ``count`` is its failed attempts so far.
+    connects: Attempts | None = None
+
+    @property
+    def failed_attempts(self) -> int:
+        return 0 if self.connects is None else self.connects.count
+
+
 @dataclass(eq=False)
 class _Waiter(Generic[C]):
     # Resolved with a connection (handed over) or None (a slot freed: try to connect).
     future: asyncio.Future[PooledConnection[C] | None]
-    timeout: float
+    request: _Request
     timer: asyncio.TimerHandle | None = field(default=None)
+    #: The timer ends the connect budget of an outage, not the acquire deadline.
+    for_outage: bool = False
+
+
+def _failure_reason(exc: BaseException, timeout: float) -> str:
+    """What a failed connect attempt (bounded by ``timeout``) met, without the target."""
+    if isinstance(exc, DBConnectionError):
+        return exc.reason
+    if isinstance(exc, TimeoutError):
+        return f"no answer within {timeout:.1f}s"
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
 class ConnectionPool(Generic[C]):
@@ -197,7 +243,7 @@ class ConnectionPool(Generic[C]):
         self._maintainer: asyncio.Task[None] | None = None
         self._wakeup: asyncio.Event | None = None
         self._closing_tasks: set[asyncio.Task[None]] = set()
-        self._last_connect_error: str | None = None
+        self._outage: _Outage | None = None
         self._all_returned: asyncio.Event | None = None  # set up by aclose() if it must wait
 
     def __repr__(self) -> str:
@@ -327,16 +373,16 @@ class ConnectionPool(Generic[C]):
                 self._idle.pop()
                 return self._checkout(warm, start)
         deadline = start + (self.settings.acquire_timeout if timeout is None else timeout)
-        # Connect retries share the acquire's deadline: a retry never restarts the clock.
-        connects = self._backoff.attempts(deadline=deadline, clock=asyncio.get_running_loop().time)
+        # A retry never restarts any of its clocks.
+        request = _Request(start, deadline)
         while True:
             conn = await self._take_idle(deadline)
             if conn is None and self._size < self.settings.max_size:
-                conn = await self._connect_reserved(connects)
+                conn = await self._connect_reserved(request)
                 if conn is None:
                     continue
             if conn is None:
-                conn = await self._wait(deadline, deadline - start)
+                conn = await self._wait(request)
                 if conn is None:
                     continue
                 if self._needs_check(conn, self._time()) and not await self._check(conn, deadline):
@@ -384,46 +430,126 @@ class ConnectionPool(Generic[C]):
         conn.last_used = self._time()
         return True
 
-    async def _connect_reserved(self, connects: Attempts) -> PooledConnection[C] | None:
+    def _budget_end(self, request: _Request) -> float | None:
+        """When ``request``'s connect budget ends, if connects are failing (an outage):
+        ``connect_retry_budget`` from the later of its start and the outage's start."""
+        if self._outage is None:
+            return None
+        return max(request.start, self._outage.started) + self.settings.connect_retry_budget
+
+    async def _connect_reserved(self, request: _Request) -> PooledConnection[C] | None:
         """Open a connection in a reserved slot; None after a retryable failure (and the
-        backoff pause), or raise if no retry is left before ``connects.deadline``."""
+        backoff pause), or raise if no retry is left within the connect budget (and the
+        acquire deadline)."""
+        if request.connects is None:
+            request.connects = connects = self._backoff.attempts(clock=self._time)
+        else:
+            connects = request.connects
+        began = self._time()
+        budget_end = self._budget_end(request)
+        if budget_end is None:  # a failure now would start an outage: its budget, from now
+            budget_end = began + self.settings.connect_retry_budget
+        if min(budget_end, request.deadline) <= began:
+            # Spent waiting for a slot, or sleeping past a deadline on a busy machine: the
+            # server's error while connects fail, else the busy pool's.
+            raise self._give_up(request, budget_spent=self._outage is not None)
+        timeout = min(self.settings.connect_timeout, budget_end - began, request.deadline - began)
         self._size += 1
-        assert connects.deadline is not None
-        budget = min(self.settings.connect_timeout, connects.deadline - self._time())
         try:
-            if budget <= 0:
-                raise TimeoutError("no time left before the acquire deadline")
-            conn = await self._open_connection(budget)
+            conn = await self._open_connection(timeout)
         except asyncio.CancelledError:
             self._slot_freed()
             raise
         except Exception as exc:
             self._slot_freed()
-            self._counters.connection_errors += 1
-            self._last_connect_error = f"{type(exc).__name__}: {exc}"
-            retryable = isinstance(exc, TimeoutError) or self.connector.is_retryable_connect_error(
+            reason = self._connect_failed(exc, began, timeout)
+            if not isinstance(exc, TimeoutError) and not self.connector.is_retryable_connect_error(
                 exc
-            )
-            delay = connects.next_delay() if retryable else None
+            ):
+                if isinstance(exc, AsyncDBClientError):
+                    raise  # already ours and final: a refused login, a TLS failure
+                raise DBConnectionError.cannot_connect(self.connector.description, reason) from exc
+            # The budget runs from the outage's start, which this failure may have set.
+            outage_end = self._budget_end(request)
+            assert outage_end is not None
+            connects.deadline = min(request.deadline, outage_end)
+            delay = connects.next_delay()
             if delay is None:
-                if isinstance(exc, AsyncDBClientError) and not retryable:
-                    raise  # already ours and final: a refused login, a missing driver
-                raise DBConnectionError(
-                    f"cannot connect to {self.connector.description} "
-                    f"({connects.count + 1} attempt(s)): {self._last_connect_error}"
-                ) from exc
+                raise self._unreachable(request, connects.count + 1) from exc
+            logger.info(
+                "pool %s: connect attempt failed: %s; retry %d in %.2fs "
+                "(%.1fs of the %gs connect_retry_budget left)",
+                self.name,
+                reason,
+                connects.count,
+                delay,
+                connects.deadline - self._time(),
+                self.settings.connect_retry_budget,
+            )
             await asyncio.sleep(delay)
             return None
         return conn
+
+    def _connect_failed(self, exc: BaseException, began: float, timeout: float) -> str:
+        """Count a failed connect attempt (begun at ``began``) in the current outage,
+        starting one if the server answered last time; the reason it failed."""
+        self._counters.connection_errors += 1
+        reason = _failure_reason(exc, timeout)
+        if self._outage is None:
+            self._outage = _Outage(began)
+            # Tasks already waiting for a slot now have a connect budget to respect too.
+            for waiter in self._waiters:
+                if not waiter.future.done():
+                    self._arm(waiter)
+        self._outage.attempts += 1
+        self._outage.reason = reason
+        return reason
+
+    def _unreachable(self, request: _Request, attempts: int) -> DBConnectionError:
+        """The error of an acquire that spent its connect budget (or, if shorter, its
+        acquire timeout) after ``attempts`` of its own (0: waiting for a slot): the target
+        and what the server or the OS said, once, how many attempts, for how long the
+        server has not answered, and which limit ended the call."""
+        outage = self._outage
+        assert outage is not None
+        budget_end = max(request.start, outage.started) + self.settings.connect_retry_budget
+        if request.deadline < budget_end:
+            limit = f"acquire_timeout {request.deadline - request.start:g}s"
+        else:
+            limit = f"connect_retry_budget {self.settings.connect_retry_budget:g}s"
+        tried = f"{attempts} attempt{'' if attempts == 1 else 's'}, " if attempts else ""
+        return DBConnectionError(
+            f"cannot connect to {self.connector.description}: {outage.reason} ({tried}"
+            f"unreachable for {self._time() - outage.started:.1f}s; {limit})",
+            reason=outage.reason,
+        )
+
+    def _give_up(self, request: _Request, *, budget_spent: bool) -> DBConnectionError:
+        """The error of an acquire left without a connection: the server's if its connect
+        budget is spent, else a PoolTimeout saying how busy the pool was (and the last
+        connect error, if connects are failing)."""
+        if budget_spent and self._outage is not None:
+            return self._unreachable(request, request.failed_attempts)
+        self._counters.acquire_timeouts += 1
+        detail = "" if self._outage is None else f"; last connect error: {self._outage.reason}"
+        return PoolTimeout(
+            f"pool {self.name}: no connection within {request.deadline - request.start:g}s "
+            f"({len(self._in_use)}/{self.settings.max_size} in use, "
+            f"{len(self._waiters)} waiting){detail}"
+        )
 
     async def _open_connection(self, timeout: float) -> PooledConnection[C]:
         async with asyncio.timeout(timeout):
             raw = await self.connector.connect(timeout)
         now = self._time()
         self._counters.connections_opened += 1
-        if self._last_connect_error is not None:
-            logger.info("pool %s: connected again to %s", self.name, self.connector.description)
-            self._last_connect_error = None
+        if self._outage is not None:
+            logger.info(
+                "pool %s: connected again after %d failed attempt(s)",
+                self.name,
+                self._outage.attempts,
+            )
+            self._outage = None
         lifetime = self.settings.max_lifetime * random.uniform(0.9, 1.0)
         return PooledConnection(
             raw=raw,
@@ -433,7 +559,7 @@ class ConnectionPool(Generic[C]):
             last_used=now,
         )
 
-    async def _wait(self, deadline: float, timeout: float) -> PooledConnection[C] | None:
+    async def _wait(self, request: _Request) -> PooledConnection[C] | None:
         if self.settings.max_waiting and len(self._waiters) >= self.settings.max_waiting:
             self._counters.acquire_timeouts += 1
             raise TooManyWaitersError(
@@ -441,8 +567,8 @@ class ConnectionPool(Generic[C]):
                 f"(max_waiting={self.settings.max_waiting})"
             )
         loop = asyncio.get_running_loop()
-        waiter: _Waiter[C] = _Waiter(loop.create_future(), timeout)
-        waiter.timer = loop.call_at(deadline, self._expire, waiter)
+        waiter: _Waiter[C] = _Waiter(loop.create_future(), request)
+        self._arm(waiter)
         self._waiters.append(waiter)
         try:
             return await waiter.future
@@ -461,24 +587,31 @@ class ConnectionPool(Generic[C]):
                     self._wake_waiter()
             raise
         finally:
-            waiter.timer.cancel()
+            if waiter.timer is not None:
+                waiter.timer.cancel()
             with contextlib.suppress(ValueError):
                 self._waiters.remove(waiter)
+
+    def _arm(self, waiter: _Waiter[C]) -> None:
+        """(Re)set ``waiter``'s timer: its acquire deadline, or sooner the end of its
+        connect budget while connects fail (waiting for a slot that only a failing
+        connect could fill must not outlast the budget)."""
+        assert self._loop is not None
+        when, waiter.for_outage = waiter.request.deadline, False
+        budget_end = self._budget_end(waiter.request)
+        if budget_end is not None and budget_end < when:
+            when, waiter.for_outage = budget_end, True
+        if waiter.timer is not None:
+            waiter.timer.cancel()
+        waiter.timer = self._loop.call_at(when, self._expire, waiter)
 
     def _expire(self, waiter: _Waiter[C]) -> None:
         if waiter.future.done():
             return
-        self._counters.acquire_timeouts += 1
-        detail = (
-            f"; last connect error: {self._last_connect_error}" if self._last_connect_error else ""
-        )
-        waiter.future.set_exception(
-            PoolTimeout(
-                f"pool {self.name}: no connection within {waiter.timeout:g}s "
-                f"({len(self._in_use)}/{self.settings.max_size} in use, "
-                f"{len(self._waiters)} waiting){detail}"
-            )
-        )
+        if waiter.for_outage and self._outage is None:
+            self._arm(waiter)  # the server answers again: wait on for the busy pool
+            return
+        waiter.future.set_exception(self._give_up(waiter.request, budget_spent=waiter.for_outage))
 
     def _checkout(self, conn: PooledConnection[C], start: float) -> PooledConnection[C]:
         conn.owner = asyncio.current_task()
@@ -635,6 +768,7 @@ class ConnectionPool(Generic[C]):
             self._retire()
             if self._size < self.settings.min_size:
                 self._size += 1
+                started = self._time()
                 try:
                     conn = await self._open_connection(self.settings.connect_timeout)
                 except asyncio.CancelledError:
@@ -642,14 +776,12 @@ class ConnectionPool(Generic[C]):
                     raise
                 except Exception as exc:
                     self._size -= 1
-                    self._counters.connection_errors += 1
-                    first = self._last_connect_error is None
-                    self._last_connect_error = f"{type(exc).__name__}: {exc}"
+                    first = self._outage is None
+                    reason = self._connect_failed(exc, started, self.settings.connect_timeout)
                     (logger.warning if first else logger.debug)(
-                        "pool %s: cannot connect to %s: %s",
+                        "pool %s: cannot connect (refilling in the background): %s",
                         self.name,
-                        self.connector.description,
-                        self._last_connect_error,
+                        reason,
                     )
                     delay = refills.next_delay()
                     assert delay is not None  # unlimited

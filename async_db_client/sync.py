@@ -442,6 +442,10 @@ class DBInstance:
         """Health of every configured tier: ``local_db``, ``core_db``, ``pipeline_db``."""
         return self._call(AsyncDBInstance.health_check)
 
+    def health_report(self) -> dict[str, str | None]:
+        """Each configured tier's health key, and why it did not answer (None: it did)."""
+        return self._call(AsyncDBInstance.health_report)
+
     def get_hash_record(self, path: str) -> HashRecord | None:
         """The record stored for ``path``, or None."""
         return self._call(AsyncDBInstance.get_hash_record, path)

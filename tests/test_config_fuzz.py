@@ -32,6 +32,7 @@ POOL = {
     "acquire_timeout": 5.0,
     "max_waiting": 0,
     "connect_timeout": 2.0,
+    "connect_retry_budget": 3.0,
     "query_timeout": 30.0,
     "max_lifetime": 600.0,
     "max_idle": 60.0,

@@ -487,18 +487,24 @@ def dashboard(as_json: bool) -> None:
 @click.pass_obj
 def health(state: State, as_json: bool) -> None:
     """Check that every configured tier answers (exit 1 if one does not)."""
-    status = run(lambda db: db.health_check())
+    failures = run(lambda db: db.health_report())
     if as_json:
-        render.emit_json(status)
+        render.emit_json({tier: failure is None for tier, failure in failures.items()})
     else:
         render.table(
             "health",
             ("tier", "status"),
-            ((tier, "ok" if ok else "FAILED") for tier, ok in status.items()),
+            ((tier, "ok" if failure is None else "FAILED") for tier, failure in failures.items()),
         )
         render.out().print(f"configuration: {state.settings.source}")
-    if not all(status.values()):
-        fail("unhealthy: " + ", ".join(t for t, ok in status.items() if not ok))
+    # One line: tiers that failed alike (one server for two tiers) share their reason.
+    tiers_by_reason: dict[str, list[str]] = {}
+    for tier, failure in failures.items():
+        if failure is not None:
+            tiers_by_reason.setdefault(failure, []).append(tier)
+    if tiers_by_reason:
+        groups = (f"{', '.join(tiers)}: {reason}" for reason, tiers in tiers_by_reason.items())
+        fail("unhealthy: " + "; ".join(groups))
 
 
 @cli.command()

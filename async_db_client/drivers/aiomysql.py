@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import os
 import ssl
 from collections.abc import Sequence
 from typing import Any
@@ -185,8 +186,33 @@ def _message(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
+CR_CONN_HOST_ERROR = 2003
+
+
+def _connect_reason(exc: BaseException) -> str:
+    """Why a connect failed, as the server or the OS said it.
+
+    aiomysql reports every failed TCP connect as 2003 "Can't connect to MySQL server on
+    'host'" (the host is already in our message) and keeps the OS's answer (refused,
+    unreachable, timed out) in the cause: that answer is the reason.
+    """
+    cause = exc.__cause__
+    if _code(exc) != CR_CONN_HOST_ERROR or not isinstance(cause, OSError):
+        return _message(exc)
+    if isinstance(cause, TimeoutError):
+        said = "timed out"
+    elif cause.errno is not None and cause.errno > 0:
+        said = os.strerror(cause.errno)
+    else:  # name resolution (gaierror), or several addresses that all failed
+        said = cause.strerror or str(cause) or type(cause).__name__
+    return f"({CR_CONN_HOST_ERROR}) {said}"
+
+
 class AiomysqlDriver:
     """Adapts aiomysql to :class:`~async_db_client.drivers.base.Driver`."""
+
+    # Row locks: other connections wait only for the rows a transaction wrote.
+    transactions_lock_database = False
 
     def __init__(self, config: MySQLConfig) -> None:
         self.config = config
@@ -213,21 +239,25 @@ class AiomysqlDriver:
             db=config.database,
             charset="utf8mb4",
             autocommit=True,
-            connect_timeout=timeout,
+            # None: aiomysql would bound the TCP connect with asyncio.wait_for, which on
+            # Python 3.11 loses a cancellation arriving as the connect completes (a pool
+            # closing then waited the whole timeout). asyncio.timeout below bounds it.
+            connect_timeout=None,
             ssl=self._ssl,
             local_infile=False,
             program_name="async_db_client",
         )
         try:
             # aiomysql.connect() leaves the socket open if cancelled mid-handshake.
-            await conn._connect()
-            await self._configure(conn)
+            async with asyncio.timeout(timeout):
+                await conn._connect()
+                await self._configure(conn)
         except BaseException as exc:
             conn.close()
             if isinstance(exc, pymysql.err.MySQLError):
                 tls = _tls_failure(exc)
-                reason = f"{TLS_FAILED}: {tls}" if tls else _message(exc)
-                raise DBConnectionError(f"cannot connect to {self.description}: {reason}") from None
+                reason = f"{TLS_FAILED}: {tls}" if tls else _connect_reason(exc)
+                raise DBConnectionError.cannot_connect(self.description, reason) from None
             raise
         return conn
 

@@ -103,6 +103,10 @@ def _pool_settings(config: SQLiteConfig) -> PoolSettings:
 class AiosqliteDriver:
     """Adapts aiosqlite to :class:`~async_db_client.drivers.base.Driver`."""
 
+    # BEGIN IMMEDIATE takes the database's one write lock: other connections' writes
+    # wait for the transaction to end.
+    transactions_lock_database = True
+
     def __init__(self, config: SQLiteConfig) -> None:
         self.config = config
         self.description = config.describe()
@@ -153,7 +157,10 @@ class AiosqliteDriver:
         except BaseException as exc:
             await _close_quietly(conn)
             if isinstance(exc, sqlite3.Error | OSError):
-                raise DBConnectionError(f"cannot open {self.description}: {_message(exc)}") from exc
+                reason = _message(exc)
+                raise DBConnectionError(
+                    f"cannot open {self.description}: {reason}", reason=reason
+                ) from exc
             raise
         return conn
 

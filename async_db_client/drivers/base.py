@@ -41,6 +41,9 @@ class Driver(Connector[C], Protocol[C]):
     its tier's config (see :mod:`async_db_client.drivers`), and:
 
     * ``description``: where it connects, for logs and errors (never a password);
+    * ``transactions_lock_database``: True if an open transaction makes every other
+      connection's writes wait (SQLite's single writer), so a call from inside a
+      transaction must not use another connection of the same database;
     * ``pool_settings``: the settings its pool must use (the tier's ``pool``, or what the
       engine forces: SQLite's single writer, an in-memory database's one connection);
     * **connect** (``connect``): open a connection, in autocommit mode, within the
@@ -65,6 +68,8 @@ class Driver(Connector[C], Protocol[C]):
       decide what the executor retries and what the pool discards;
       ``is_retryable_connect_error`` says whether a failed connect may succeed later.
     """
+
+    transactions_lock_database: bool
 
     @property
     def pool_settings(self) -> PoolSettings:

@@ -171,6 +171,9 @@ class OdbcConnection:
 class AioodbcDriver:
     """Adapts aioodbc to :class:`~async_db_client.drivers.base.Driver`."""
 
+    # Row locks: other connections wait only for the rows a transaction wrote.
+    transactions_lock_database = False
+
     def __init__(
         self,
         connection_string: Callable[[], str],
@@ -261,12 +264,13 @@ class AioodbcDriver:
     def _connect_error(self, exc: Exception) -> DBConnectionError:
         state, message = _state_and_message(exc)
         if state == "IM002" or "can't open lib" in message.lower():
-            return DBConnectionError(
-                f"cannot connect to {self.description}: the ODBC driver is not installed or "
-                f"not registered with unixODBC (odbcinst -q -d lists the installed ones; for "
-                f"SQL Server install Microsoft's msodbcsql18): [{state}] {message}"
+            return DBConnectionError.cannot_connect(
+                self.description,
+                "the ODBC driver is not installed or not registered with unixODBC "
+                "(odbcinst -q -d lists the installed ones; for SQL Server install Microsoft's "
+                f"msodbcsql18): [{state}] {message}",
             )
-        return DBConnectionError(f"cannot connect to {self.description}: [{state}] {message}")
+        return DBConnectionError.cannot_connect(self.description, f"[{state}] {message}")
 
     async def ping(self, conn: OdbcConnection) -> None:
         await self.fetchall(conn, "SELECT 1", ())

@@ -97,12 +97,16 @@ class Repository(Generic[S]):
     async def health_check(self) -> dict[str, bool]:
         """``{key: True}`` if the database answers, else False (never raises); the key is
         ``local_db``, ``core_db`` or ``pipeline_db``."""
+        return {key: why is None for key, why in (await self.health_report()).items()}
+
+    async def health_report(self) -> dict[str, str | None]:
+        """``{key: None}`` if the database answers, else ``{key: why}`` (never raises)."""
         try:
             await self.store.ping()
         except Exception as exc:  # health checks report, they do not raise
             logger.warning("%s health check failed: %s: %s", self.tier, type(exc).__name__, exc)
-            return {self.health_key: False}
-        return {self.health_key: True}
+            return {self.health_key: str(exc) or repr(exc)}
+        return {self.health_key: None}
 
     async def migrate(self) -> int:
         """Bring this tier's schema up to date; return the schema version (0: no schema)."""

@@ -14,7 +14,7 @@ from typing import Any, ClassVar, Self
 
 from ...dialects.base import Dialect
 from ...errors import IntegrityError, UsageError
-from ...executor import Executor, Runner, Session
+from ...executor import Executor, Runner, Session, TransactionRunner
 from ...migrations import check_schema, migrate
 from ...models import LogEntry, LogLevel
 from ...tiers.base import Tier
@@ -98,8 +98,15 @@ class SQLStore:
         async with self.executor.transaction() as runner:
             yield type(self)(self.dialect, self.executor, runner=runner)
 
+    @property
+    def transaction_runner(self) -> TransactionRunner | None:
+        """The transaction this store's calls run in; None outside one."""
+        return self._db if isinstance(self._db, TransactionRunner) else None
+
     async def ping(self) -> None:
-        await self.executor.run(lambda s: s.fetchone("SELECT 1"), skip_prepare=True)
+        # Through the runner: inside a transaction, over its connection (another one
+        # might wait for it); the executor pings over a transaction the caller holds.
+        await self._db.ping()
 
     async def migrate(self) -> int:
         """Apply this tier's pending migrations now; the schema version reached."""
