@@ -404,3 +404,71 @@ async def test_scans_run_side_by_side(tmp_path: Path, db: DBInstance) -> None:
     results = await asyncio.gather(*(scan(db, root) for root in roots))
     assert len({r.root_hash for r in results}) == 3
     assert all(r.records_stored == 2 for r in results)
+
+
+# ------------------------------------------------------------ the pinned root hash
+
+
+def pattern(size: int) -> bytes:
+    """``size`` deterministic bytes (different for every size)."""
+    return hashlib.shake_256(b"pinned tree %d" % size).digest(size)
+
+
+def build_pinned_tree(root: Path) -> None:
+    """A fixed tree: every kind of entry, empty files, sizes around 2 KiB (hashlib's
+    GIL threshold), 64 KiB, 1 MiB and 4 MiB, a 9 MiB file, a wide directory of 300 small
+    files, names that sort differently as UTF-16 and as code points."""
+    files: dict[str, bytes] = {
+        "a.txt": b"hello\n",
+        "empty-file": b"",
+        "nested/g.txt": b"g" * 10,
+        "nested/deeper/deepest/big.bin": pattern(9 * 1024 * 1024 + 17),
+        "ünïcödé 日本/ß.txt": "grüße".encode(),
+        "tab\tand\nnewline": b"odd names are names",
+        "sort/\U0001f600 emoji": b"astral",
+        "sort/\uff5e fullwidth tilde": b"bmp",
+        "sort/Z": b"upper",
+        "sort/a": b"lower",
+    }
+    for size in (1, 2047, 2048, 2049, 65535, 65536, 65537):
+        files[f"sizes/{size}"] = pattern(size)
+    for size in (1024 * 1024 - 1, 1024 * 1024, 1024 * 1024 + 1, 4 * 1024 * 1024 + 1):
+        files[f"sizes/{size}"] = pattern(size)
+    for n in range(300):
+        files[f"wide/f{n:03d}"] = pattern(n * 37)
+    for relative, data in files.items():
+        path = root / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    (root / "empty-dir").mkdir()
+    (root / "nested" / "empty-too").mkdir()
+    os.symlink("a.txt", root / "link_to_a")
+    os.symlink("nowhere/at/all", root / "dangling")
+    os.symlink("nested", root / "dir_link")
+    os.symlink(b"\xff-not-utf8", os.path.join(os.fsencode(root), b"raw_target"))
+    os.mkfifo(root / "sizes" / "pipe")  # left out
+    os.close(os.open(os.path.join(os.fsencode(root), b"latin1-\xe9"), os.O_CREAT, 0o644))
+
+
+#: The root hash of build_pinned_tree, computed by the scanner before the batched
+#: rewrite (commit b785048). The Merkle definitions must never change it.
+PINNED_ROOT_HASH = "c806c12e493a30629e52a85d2b4192aff96638017c1bc5388b6226f713a2ccb6"
+#: The same tree scanned with ``exclude=["wide", "*.bin"]``.
+PINNED_EXCLUDED_HASH = "e455e492ea746dc5ed49c679d32180a71ae865ed0b0901f36a0ca3b5e9585623"
+
+
+async def test_the_root_hash_of_a_fixed_tree_is_pinned(tmp_path: Path, clock: FakeClock) -> None:
+    root = tmp_path / "pinned"
+    build_pinned_tree(root)
+    async with DBClientFactory(
+        {"database": {"remote_type": "local"}}, clock=clock
+    ).create_client() as db:
+        full = await scan(db, root, concurrency=2)
+        excluded = await scan(db, root, exclude=["wide", "*.bin"])
+    assert (full.root_hash, excluded.root_hash) == (PINNED_ROOT_HASH, PINNED_EXCLUDED_HASH)
+    assert full.counters.files == 300 + 10 + 11 and full.counters.skipped == 2
+    left_out = {
+        os.fsencode(root / "sizes" / "pipe"),
+        os.path.join(os.fsencode(root), b"latin1-\xe9"),
+    }
+    assert expected_hash(os.fsencode(root), left_out, set()) == PINNED_ROOT_HASH
