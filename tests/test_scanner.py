@@ -9,6 +9,7 @@ import hashlib
 import os
 import sqlite3
 import stat
+import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -18,7 +19,7 @@ import pytest
 import pytest_asyncio
 
 from async_db_client import DBClientFactory, DBConnectionError, DBInstance, FakeClock
-from async_db_client.scanner import merkle, scan, walk
+from async_db_client.scanner import scan, survey
 
 pytestmark = pytest.mark.asyncio
 
@@ -122,20 +123,20 @@ def tree(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Tree]:
     generated = Tree(tmp_path / "tree")
     if AS_ROOT:
         # chmod does not stop root: make the same two paths fail the way they would.
-        hash_file, list_directory = walk.hash_file, walk._list_directory
+        open_file, open_directory = survey.open_file, survey.open_directory
 
-        def refuse_file(path: str) -> merkle.FileDigest:
-            if path.endswith(UNREADABLE_FILE):
-                raise PermissionError(13, "Permission denied", path)
-            return hash_file(path)
+        def refuse_file(name: str, dir_fd: int | None) -> int:
+            if name.endswith(UNREADABLE_FILE):
+                raise PermissionError(13, "Permission denied", name)
+            return open_file(name, dir_fd)
 
-        def refuse_dir(path: str, exclude: tuple[str, ...]) -> walk._Listing:
+        def refuse_dir(path: str, *, follow: bool) -> int:
             if path.endswith(UNREADABLE_DIR):
                 raise PermissionError(13, "Permission denied", path)
-            return list_directory(path, exclude)
+            return open_directory(path, follow=follow)
 
-        monkeypatch.setattr(walk, "hash_file", refuse_file)
-        monkeypatch.setattr(walk, "_list_directory", refuse_dir)
+        monkeypatch.setattr(survey, "open_file", refuse_file)
+        monkeypatch.setattr(survey, "open_directory", refuse_dir)
     yield generated
     generated.restore_permissions()
 
@@ -298,17 +299,23 @@ async def test_concurrency_is_bounded(
             (root / f"d{d}").mkdir(parents=True, exist_ok=True)
             (root / f"d{d}" / f"f{f}").write_bytes(b"x" * f)
     active = peak = 0
-    real = walk.hash_file
+    real = survey.open_file
+    lock = threading.Lock()
 
-    def slow_hash(path: str) -> merkle.FileDigest:
+    def slow_open(name: str, dir_fd: int | None) -> int:
         nonlocal active, peak
-        active += 1
-        peak = max(peak, active)
+        with lock:
+            active += 1
+            peak = max(peak, active)
         time.sleep(0.005)
-        active -= 1
-        return real(path)
+        with lock:
+            active -= 1
+        return real(name, dir_fd)
 
-    monkeypatch.setattr(walk, "hash_file", slow_hash)
+    monkeypatch.setattr(survey, "open_file", slow_open)
+    # Small budgets: a thread call per directory and per batch of 3 files.
+    monkeypatch.setattr(survey, "EXPLORE_ENTRIES", 1)
+    monkeypatch.setattr(survey, "BATCH_FILES", 3)
     result = await scan(db, root, concurrency=3)
     assert result.counters.files_hashed == 60
     assert 1 < peak <= 3
