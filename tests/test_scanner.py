@@ -5,6 +5,7 @@ concurrency, batching."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import os
 import sqlite3
@@ -19,7 +20,7 @@ import pytest
 import pytest_asyncio
 
 from async_db_client import DBClientFactory, DBConnectionError, DBInstance, FakeClock
-from async_db_client.scanner import scan, survey
+from async_db_client.scanner import ScanCounters, scan, survey
 
 pytestmark = pytest.mark.asyncio
 
@@ -65,6 +66,14 @@ def expected_hash(directory: bytes, left_out: set[bytes], unreadable: set[bytes]
 # ---------------------------------------------------------------------- the tree
 
 
+def age(root: Path) -> None:
+    """Every mtime an hour old: nothing is "racily clean" (see scanner/cache.py)."""
+    for directory, dirs, files in os.walk(root):
+        for name in dirs + files:
+            path = os.path.join(directory, name)
+            os.utime(path, (AN_HOUR_AGO, AN_HOUR_AGO), follow_symlinks=False)
+
+
 class Tree:
     """A generated tree with every kind of entry the scanner must handle."""
 
@@ -103,12 +112,7 @@ class Tree:
         self.files += counted
 
     def age(self) -> None:
-        """Every mtime an hour old: nothing is "racily clean" (see scanner/cache.py)."""
-        for directory, dirs, files in os.walk(self.root):
-            for name in dirs + files:
-                os.utime(
-                    os.path.join(directory, name), (AN_HOUR_AGO, AN_HOUR_AGO), follow_symlinks=False
-                )
+        age(self.root)
 
     def expected(self, relative: str = "") -> str:
         return expected_hash(os.fsencode(self.root / relative), self.left_out, self.unreadable)
@@ -479,3 +483,151 @@ async def test_the_root_hash_of_a_fixed_tree_is_pinned(tmp_path: Path, clock: Fa
         os.path.join(os.fsencode(root), b"latin1-\xe9"),
     }
     assert expected_hash(os.fsencode(root), left_out, set()) == PINNED_ROOT_HASH
+
+
+#: Budgets small enough that the pinned tree is split every way: a directory per call,
+#: batches of 3 files, 3 KB "large" files read in 4 KiB chunks, groups of 2 directories.
+TINY_BUDGETS = {
+    "SMALL_FILE": 3000,
+    "BATCH_BYTES": 5000,
+    "BATCH_FILES": 3,
+    "CHUNK": 4096,
+    "EXPLORE_ENTRIES": 1,
+    "GROUP_DIRS": 2,
+}
+
+
+@pytest.mark.parametrize("budgets", ["default", "tiny"])
+@pytest.mark.parametrize("concurrency", [1, 3])
+async def test_however_the_work_is_split_the_hashes_and_the_cache_are_the_same(
+    tmp_path: Path,
+    clock: FakeClock,
+    monkeypatch: pytest.MonkeyPatch,
+    budgets: str,
+    concurrency: int,
+) -> None:
+    calls = {"explore": 0, "hash_batch": 0, "hash_large": 0}
+    for name in calls:
+        real = getattr(survey, name)
+
+        def counted(*args: Any, _real: Any = real, _name: str = name) -> Any:
+            calls[_name] += 1
+            return _real(*args)
+
+        monkeypatch.setattr(survey, name, counted)
+    if budgets == "tiny":
+        for name, value in TINY_BUDGETS.items():
+            monkeypatch.setattr(survey, name, value)
+    root = tmp_path / "pinned"
+    build_pinned_tree(root)
+    age(root)
+    cache = tmp_path / "scan-cache.db"
+    async with DBClientFactory(
+        {"database": {"remote_type": "local"}}, clock=clock
+    ).create_client() as db:
+        first = await scan(db, root, cache=cache, concurrency=concurrency)
+        again = await scan(db, root, cache=cache, concurrency=concurrency)
+        wide = await db.get_hash_record(str(root / "wide"))
+    assert first.root_hash == again.root_hash == PINNED_ROOT_HASH
+    assert first.counters.files_hashed == 321 == again.counters.files_cached
+    assert again.counters.files_hashed == 0
+    assert first.counters.bytes_hashed == first.counters.bytes_seen == again.counters.bytes_seen
+    assert first.records_stored == again.records_stored == 10
+    assert wide is not None and wide.files == [f"f{n:03d}" for n in range(300)]
+    assert calls["hash_large"] == (3 if budgets == "default" else 226)  # files over SMALL_FILE
+    if budgets == "tiny":
+        assert calls["explore"] > 10 and calls["hash_batch"] > 10
+
+
+async def test_cancelling_stops_the_threads_within_a_chunk_and_keeps_the_cache(
+    tmp_path: Path, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = tmp_path / "big"
+    root.mkdir()
+    (root / "small.txt").write_bytes(b"small")
+    (root / "big.bin").write_bytes(b"x" * (survey.SMALL_FILE + 1))
+    cache = tmp_path / "scan-cache.db"
+    monkeypatch.setattr(survey, "CHUNK", 4096)  # 257 chunks
+    stops: list[threading.Event] = []
+    real_large, real_read = survey.hash_large, survey._read_into
+
+    def spy_large(path: str, name: str, rules: survey.Rules) -> survey.Done:
+        stops.append(rules.stop)
+        return real_large(path, name, rules)
+
+    reads = 0
+    reading = threading.Event()
+
+    def held_read(fd: int, buffer: bytearray) -> int:
+        nonlocal reads
+        if stops:  # the large file: hold its first chunk until the scan is cancelled
+            reads += 1
+            reading.set()
+            stops[0].wait(timeout=30)
+        return real_read(fd, buffer)
+
+    monkeypatch.setattr(survey, "hash_large", spy_large)
+    monkeypatch.setattr(survey, "_read_into", held_read)
+    async with DBClientFactory(
+        {"database": {"remote_type": "local"}}, clock=clock
+    ).create_client() as db:
+        task = asyncio.ensure_future(scan(db, root, cache=cache))
+        assert await asyncio.to_thread(reading.wait, 30)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    assert stops[0].is_set() and reads == 1  # gave up right after the chunk it held
+    assert cached_names(cache, str(root)) == {"small.txt"}  # committed on the way out
+
+
+async def test_a_file_that_changes_while_read_is_hashed_again_next_time(
+    tree: Tree, db: DBInstance, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cache = tmp_path / "scan-cache.db"
+    target = tree.root / "a.txt"
+    inode = target.stat().st_ino
+    real_read = survey._read_into
+    changed = False
+
+    def changing_read(fd: int, buffer: bytearray) -> int:
+        nonlocal changed
+        if not changed and os.fstat(fd).st_ino == inode:
+            changed = True
+            with open(target, "ab") as handle:
+                handle.write(b"more")
+            os.utime(target, (AN_HOUR_AGO + 5, AN_HOUR_AGO + 5))  # changed, yet not racy
+        return real_read(fd, buffer)
+
+    monkeypatch.setattr(survey, "_read_into", changing_read)
+    first = await scan(db, tree.root, cache=cache)
+    again = await scan(db, tree.root, cache=cache)  # (changing_read changes a.txt once)
+    assert first.counters.files_hashed == tree.files
+    assert again.counters.files_hashed == 1  # only the file that changed while read
+    assert again.root_hash == tree.expected()
+
+
+class Recorder:
+    """A progress reporter that keeps every call."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, Any]] = []
+
+    def start(self, root: str) -> None:
+        self.calls.append(("start", root))
+
+    def update(self, counters: ScanCounters) -> None:
+        self.calls.append(("update", dataclasses.replace(counters)))
+
+    def stop(self, counters: ScanCounters) -> None:
+        self.calls.append(("stop", dataclasses.replace(counters)))
+
+
+async def test_progress_follows_the_work(tree: Tree, db: DBInstance) -> None:
+    recorder = Recorder()
+    result = await scan(db, tree.root, progress=recorder)
+    kinds = [kind for kind, _ in recorder.calls]
+    assert recorder.calls[0] == ("start", str(tree.root))
+    assert kinds[-1] == "stop" and kinds.count("update") >= 1
+    assert recorder.calls[-1][1] == result.counters
+    seen = [counters.files for _, counters in recorder.calls[1:]]
+    assert seen == sorted(seen) and seen[-1] == tree.files + 1

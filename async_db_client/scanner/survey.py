@@ -182,7 +182,7 @@ def open_file(name: str, dir_fd: int | None) -> int:
 def _buffer() -> tuple[bytearray, memoryview]:
     """This thread's read buffer (one per thread, reused by every file)."""
     found: tuple[bytearray, memoryview] | None = getattr(_local, "buffer", None)
-    if found is None:
+    if found is None or len(found[0]) != CHUNK:
         data = bytearray(CHUNK)
         found = _local.buffer = (data, memoryview(data))
     return found
