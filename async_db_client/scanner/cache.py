@@ -31,7 +31,7 @@ from pathlib import Path
 import anyio
 import anyio.to_thread
 
-__all__ = ["RACY_WINDOW_NS", "CachedFile", "FileStateCache", "Remembered", "reusable"]
+__all__ = ["RACY_WINDOW_NS", "CachedFile", "FileStateCache", "Remembered"]
 
 logger = logging.getLogger("async_db_client.scanner")
 
@@ -58,20 +58,16 @@ class CachedFile:
 
     def matches(self, size: int, mtime_ns: int) -> bool:
         """True if a file of this size and mtime may reuse the remembered hash."""
-        return reusable((self.size, self.mtime_ns, self.hashed_at_ns, self.sha256), size, mtime_ns)
+        return (
+            self.size == size
+            and self.mtime_ns == mtime_ns
+            and mtime_ns + RACY_WINDOW_NS <= self.hashed_at_ns
+        )
 
 
-#: A remembered file as stored: size, mtime_ns, hashed_at_ns, sha256.
+#: A remembered file as :meth:`FileStateCache.rows` gives it: size, mtime_ns,
+#: hashed_at_ns, sha256 (the fields of :class:`CachedFile` after its name).
 Remembered = tuple[int, int, int, str]
-
-
-def reusable(remembered: Remembered, size: int, mtime_ns: int) -> bool:
-    """True if a file of this size and mtime may reuse the ``remembered`` hash."""
-    return (
-        remembered[0] == size
-        and remembered[1] == mtime_ns
-        and mtime_ns + RACY_WINDOW_NS <= remembered[2]
-    )
 
 
 class FileStateCache:

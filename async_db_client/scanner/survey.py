@@ -39,7 +39,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from .cache import CachedFile, FileStateCache, Remembered, reusable
+from .cache import RACY_WINDOW_NS, CachedFile, FileStateCache, Remembered
 from .merkle import UNREADABLE, Entry
 
 __all__ = [
@@ -260,8 +260,6 @@ def reason(exc: OSError) -> str:
 
 
 def _valid_name(name: str) -> bool:
-    if name.isascii():
-        return True
     try:
         name.encode("utf-8")  # undecodable bytes came back as lone surrogates
     except UnicodeEncodeError:
@@ -353,23 +351,32 @@ def _list(
     path = out.path
     exclude = rules.exclude
     small: list[tuple[str, int]] = []
+    # The loop runs once per entry of the tree: names looked up once, here.
+    files, forget, window = out.files, remembered.pop, RACY_WINDOW_NS
+    cached = cached_size = 0
     with os.scandir(dir_fd if dir_fd is not None else path) as entries:
         for entry in entries:
             name = entry.name
             if exclude is not None and exclude.match(name):
                 continue
-            if not _valid_name(name):
+            if not name.isascii() and not _valid_name(name):
                 out.skipped.append((os.path.join(path, name), "name is not valid UTF-8; left out"))
                 continue
             try:
                 if entry.is_file(follow_symlinks=False):
                     info = entry.stat(follow_symlinks=False)
-                    size = info.st_size
-                    known = remembered.pop(name, None)
-                    if known is not None and reusable(known, size, info.st_mtime_ns):
-                        out.files.append((name, "f", known[3]))
-                        out.files_cached += 1
-                        out.bytes_cached += size
+                    size, mtime_ns = info.st_size, info.st_mtime_ns
+                    known = forget(name, None)
+                    # CachedFile.matches, inlined (this is the hot loop of a re-scan)
+                    if (
+                        known is not None
+                        and known[0] == size
+                        and known[1] == mtime_ns
+                        and mtime_ns + window <= known[2]
+                    ):
+                        files.append((name, "f", known[3]))
+                        cached += 1
+                        cached_size += size
                     elif size > SMALL_FILE:
                         out.large.append(name)
                     else:
@@ -391,6 +398,8 @@ def _list(
                 continue  # gone since the listing: as if it had not been there
             except OSError as exc:
                 out.problems.append((os.path.join(path, name), reason(exc)))
+    out.files_cached += cached
+    out.bytes_cached += cached_size
     return small
 
 
