@@ -8,7 +8,8 @@ Three measurements, each the median of ``--rounds`` rounds:
 * ``large``: a full scan of ``--large-count`` files of ``--large-mb`` MiB each, written
   to a temporary directory (deleted afterwards);
 * ``cached``: re-scans of the small tree with a scan cache filled by a first scan
-  (every file unchanged: files/s is what counts).
+  (every file unchanged: files/s is what counts), alternating with ``find -printf`` of
+  every file's size and mtime (no target: it shows what the machine gives that run).
 
 In every round of ``small`` and ``large`` the scanner and the baseline both run, in
 alternating order (scanner first in odd rounds, baseline first in even ones), so both
@@ -141,17 +142,35 @@ async def compare(root: str, rounds: int, concurrency: int | None) -> dict[str, 
     }
 
 
+def stat_command(root: str) -> str:
+    return f"find {shlex.quote(root)} -type f -printf '%s %T@\\n' > /dev/null"
+
+
+def run_stat_baseline(root: str) -> float:
+    """Seconds of ``find -printf`` of every file's size and mtime: a re-scan's floor."""
+    started = time.perf_counter()
+    subprocess.run(["sh", "-c", stat_command(root)], stderr=subprocess.DEVNULL, check=False)
+    return time.perf_counter() - started
+
+
 async def cached_rescans(root: str, rounds: int, concurrency: int | None) -> dict[str, Any]:
+    """Re-scans with a filled cache, alternating with ``find -printf`` (context only)."""
     with tempfile.TemporaryDirectory(prefix="bench-scan-cache-") as scratch:
         cache = os.path.join(scratch, "scan-cache.db")
         await run_scanner(root, concurrency=concurrency, cache=cache)  # fills the cache
         seconds: list[float] = []
+        finds: list[float] = []
         result = None
-        for _ in range(rounds):
+        for n in range(rounds):
+            if n % 2:
+                finds.append(run_stat_baseline(root))
             spent, result = await run_scanner(root, concurrency=concurrency, cache=cache)
             seconds.append(spent)
+            if not n % 2:
+                finds.append(run_stat_baseline(root))
     assert result is not None
     median = statistics.median(seconds)
+    find_median = statistics.median(finds)
     c = result.counters
     return {
         "root": root,
@@ -163,6 +182,9 @@ async def cached_rescans(root: str, rounds: int, concurrency: int | None) -> dic
         "median_s": round(median, 3),
         "files_per_s": round(c.files / median),
         "directories_per_s": round(c.directories / median),
+        "find_printf_seconds": [round(s, 3) for s in finds],
+        "find_printf_files_per_s": round(c.files / find_median),
+        "find_printf_command": stat_command(root),
     }
 
 
@@ -201,7 +223,8 @@ def print_table(results: dict[str, Any]) -> None:
     if c is not None:
         print(
             f"| cached rescan: {c['files']:,} files, {c['directories']:,} dirs "
-            f"| {c['median_s']:.2f} s ({c['files_per_s']:,} files/s) | | "
+            f"| {c['median_s']:.2f} s ({c['files_per_s']:,} files/s) "
+            f"| (find -printf size, mtime: {c['find_printf_files_per_s']:,} files/s) | "
             f"| >= {TARGETS['cached_files_per_s']:,} files/s |"
         )
 
