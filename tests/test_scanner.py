@@ -5,10 +5,12 @@ concurrency, batching."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import os
 import sqlite3
 import stat
+import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -18,7 +20,7 @@ import pytest
 import pytest_asyncio
 
 from async_db_client import DBClientFactory, DBConnectionError, DBInstance, FakeClock
-from async_db_client.scanner import merkle, scan, walk
+from async_db_client.scanner import ScanCounters, scan, survey
 
 pytestmark = pytest.mark.asyncio
 
@@ -64,6 +66,14 @@ def expected_hash(directory: bytes, left_out: set[bytes], unreadable: set[bytes]
 # ---------------------------------------------------------------------- the tree
 
 
+def age(root: Path) -> None:
+    """Every mtime an hour old: nothing is "racily clean" (see scanner/cache.py)."""
+    for directory, dirs, files in os.walk(root):
+        for name in dirs + files:
+            path = os.path.join(directory, name)
+            os.utime(path, (AN_HOUR_AGO, AN_HOUR_AGO), follow_symlinks=False)
+
+
 class Tree:
     """A generated tree with every kind of entry the scanner must handle."""
 
@@ -102,12 +112,7 @@ class Tree:
         self.files += counted
 
     def age(self) -> None:
-        """Every mtime an hour old: nothing is "racily clean" (see scanner/cache.py)."""
-        for directory, dirs, files in os.walk(self.root):
-            for name in dirs + files:
-                os.utime(
-                    os.path.join(directory, name), (AN_HOUR_AGO, AN_HOUR_AGO), follow_symlinks=False
-                )
+        age(self.root)
 
     def expected(self, relative: str = "") -> str:
         return expected_hash(os.fsencode(self.root / relative), self.left_out, self.unreadable)
@@ -122,20 +127,20 @@ def tree(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Tree]:
     generated = Tree(tmp_path / "tree")
     if AS_ROOT:
         # chmod does not stop root: make the same two paths fail the way they would.
-        hash_file, list_directory = walk.hash_file, walk._list_directory
+        open_file, open_directory = survey.open_file, survey.open_directory
 
-        def refuse_file(path: str) -> merkle.FileDigest:
-            if path.endswith(UNREADABLE_FILE):
-                raise PermissionError(13, "Permission denied", path)
-            return hash_file(path)
+        def refuse_file(name: str, dir_fd: int | None) -> int:
+            if name.endswith(UNREADABLE_FILE):
+                raise PermissionError(13, "Permission denied", name)
+            return open_file(name, dir_fd)
 
-        def refuse_dir(path: str, exclude: tuple[str, ...]) -> walk._Listing:
+        def refuse_dir(path: str, *, follow: bool) -> int:
             if path.endswith(UNREADABLE_DIR):
                 raise PermissionError(13, "Permission denied", path)
-            return list_directory(path, exclude)
+            return open_directory(path, follow=follow)
 
-        monkeypatch.setattr(walk, "hash_file", refuse_file)
-        monkeypatch.setattr(walk, "_list_directory", refuse_dir)
+        monkeypatch.setattr(survey, "open_file", refuse_file)
+        monkeypatch.setattr(survey, "open_directory", refuse_dir)
     yield generated
     generated.restore_permissions()
 
@@ -298,17 +303,23 @@ async def test_concurrency_is_bounded(
             (root / f"d{d}").mkdir(parents=True, exist_ok=True)
             (root / f"d{d}" / f"f{f}").write_bytes(b"x" * f)
     active = peak = 0
-    real = walk.hash_file
+    real = survey.open_file
+    lock = threading.Lock()
 
-    def slow_hash(path: str) -> merkle.FileDigest:
+    def slow_open(name: str, dir_fd: int | None) -> int:
         nonlocal active, peak
-        active += 1
-        peak = max(peak, active)
+        with lock:
+            active += 1
+            peak = max(peak, active)
         time.sleep(0.005)
-        active -= 1
-        return real(path)
+        with lock:
+            active -= 1
+        return real(name, dir_fd)
 
-    monkeypatch.setattr(walk, "hash_file", slow_hash)
+    monkeypatch.setattr(survey, "open_file", slow_open)
+    # Small budgets: a thread call per directory and per batch of 3 files.
+    monkeypatch.setattr(survey, "EXPLORE_ENTRIES", 1)
+    monkeypatch.setattr(survey, "BATCH_FILES", 3)
     result = await scan(db, root, concurrency=3)
     assert result.counters.files_hashed == 60
     assert 1 < peak <= 3
@@ -404,3 +415,219 @@ async def test_scans_run_side_by_side(tmp_path: Path, db: DBInstance) -> None:
     results = await asyncio.gather(*(scan(db, root) for root in roots))
     assert len({r.root_hash for r in results}) == 3
     assert all(r.records_stored == 2 for r in results)
+
+
+# ------------------------------------------------------------ the pinned root hash
+
+
+def pattern(size: int) -> bytes:
+    """``size`` deterministic bytes (different for every size)."""
+    return hashlib.shake_256(b"pinned tree %d" % size).digest(size)
+
+
+def build_pinned_tree(root: Path) -> None:
+    """A fixed tree: every kind of entry, empty files, sizes around 2 KiB (hashlib's
+    GIL threshold), 64 KiB, 1 MiB and 4 MiB, a 9 MiB file, a wide directory of 300 small
+    files, names that sort differently as UTF-16 and as code points."""
+    files: dict[str, bytes] = {
+        "a.txt": b"hello\n",
+        "empty-file": b"",
+        "nested/g.txt": b"g" * 10,
+        "nested/deeper/deepest/big.bin": pattern(9 * 1024 * 1024 + 17),
+        "ünïcödé 日本/ß.txt": "grüße".encode(),
+        "tab\tand\nnewline": b"odd names are names",
+        "sort/\U0001f600 emoji": b"astral",
+        "sort/\uff5e fullwidth tilde": b"bmp",
+        "sort/Z": b"upper",
+        "sort/a": b"lower",
+    }
+    for size in (1, 2047, 2048, 2049, 65535, 65536, 65537):
+        files[f"sizes/{size}"] = pattern(size)
+    for size in (1024 * 1024 - 1, 1024 * 1024, 1024 * 1024 + 1, 4 * 1024 * 1024 + 1):
+        files[f"sizes/{size}"] = pattern(size)
+    for n in range(300):
+        files[f"wide/f{n:03d}"] = pattern(n * 37)
+    for relative, data in files.items():
+        path = root / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    (root / "empty-dir").mkdir()
+    (root / "nested" / "empty-too").mkdir()
+    os.symlink("a.txt", root / "link_to_a")
+    os.symlink("nowhere/at/all", root / "dangling")
+    os.symlink("nested", root / "dir_link")
+    os.symlink(b"\xff-not-utf8", os.path.join(os.fsencode(root), b"raw_target"))
+    os.mkfifo(root / "sizes" / "pipe")  # left out
+    os.close(os.open(os.path.join(os.fsencode(root), b"latin1-\xe9"), os.O_CREAT, 0o644))
+
+
+#: The root hash of build_pinned_tree, computed by the scanner before the batched
+#: rewrite (commit b785048). The Merkle definitions must never change it.
+PINNED_ROOT_HASH = "c806c12e493a30629e52a85d2b4192aff96638017c1bc5388b6226f713a2ccb6"
+#: The same tree scanned with ``exclude=["wide", "*.bin"]``.
+PINNED_EXCLUDED_HASH = "e455e492ea746dc5ed49c679d32180a71ae865ed0b0901f36a0ca3b5e9585623"
+
+
+async def test_the_root_hash_of_a_fixed_tree_is_pinned(tmp_path: Path, clock: FakeClock) -> None:
+    root = tmp_path / "pinned"
+    build_pinned_tree(root)
+    async with DBClientFactory(
+        {"database": {"remote_type": "local"}}, clock=clock
+    ).create_client() as db:
+        full = await scan(db, root, concurrency=2)
+        excluded = await scan(db, root, exclude=["wide", "*.bin"])
+    assert (full.root_hash, excluded.root_hash) == (PINNED_ROOT_HASH, PINNED_EXCLUDED_HASH)
+    assert full.counters.files == 300 + 10 + 11 and full.counters.skipped == 2
+    left_out = {
+        os.fsencode(root / "sizes" / "pipe"),
+        os.path.join(os.fsencode(root), b"latin1-\xe9"),
+    }
+    assert expected_hash(os.fsencode(root), left_out, set()) == PINNED_ROOT_HASH
+
+
+#: Budgets small enough that the pinned tree is split every way: a directory per call,
+#: batches of 3 files, 3 KB "large" files read in 4 KiB chunks, groups of 2 directories.
+TINY_BUDGETS = {
+    "SMALL_FILE": 3000,
+    "BATCH_BYTES": 5000,
+    "BATCH_FILES": 3,
+    "CHUNK": 4096,
+    "EXPLORE_ENTRIES": 1,
+    "GROUP_DIRS": 2,
+}
+
+
+@pytest.mark.parametrize("budgets", ["default", "tiny"])
+@pytest.mark.parametrize("concurrency", [1, 3])
+async def test_however_the_work_is_split_the_hashes_and_the_cache_are_the_same(
+    tmp_path: Path,
+    clock: FakeClock,
+    monkeypatch: pytest.MonkeyPatch,
+    budgets: str,
+    concurrency: int,
+) -> None:
+    calls = {"explore": 0, "hash_batch": 0, "hash_large": 0}
+    for name in calls:
+        real = getattr(survey, name)
+
+        def counted(*args: Any, _real: Any = real, _name: str = name) -> Any:
+            calls[_name] += 1
+            return _real(*args)
+
+        monkeypatch.setattr(survey, name, counted)
+    if budgets == "tiny":
+        for name, value in TINY_BUDGETS.items():
+            monkeypatch.setattr(survey, name, value)
+    root = tmp_path / "pinned"
+    build_pinned_tree(root)
+    age(root)
+    cache = tmp_path / "scan-cache.db"
+    async with DBClientFactory(
+        {"database": {"remote_type": "local"}}, clock=clock
+    ).create_client() as db:
+        first = await scan(db, root, cache=cache, concurrency=concurrency)
+        again = await scan(db, root, cache=cache, concurrency=concurrency)
+        wide = await db.get_hash_record(str(root / "wide"))
+    assert first.root_hash == again.root_hash == PINNED_ROOT_HASH
+    assert first.counters.files_hashed == 321 == again.counters.files_cached
+    assert again.counters.files_hashed == 0
+    assert first.counters.bytes_hashed == first.counters.bytes_seen == again.counters.bytes_seen
+    assert first.records_stored == again.records_stored == 10
+    assert wide is not None and wide.files == [f"f{n:03d}" for n in range(300)]
+    assert calls["hash_large"] == (3 if budgets == "default" else 226)  # files over SMALL_FILE
+    if budgets == "tiny":
+        assert calls["explore"] > 10 and calls["hash_batch"] > 10
+
+
+async def test_cancelling_stops_the_threads_within_a_chunk_and_keeps_the_cache(
+    tmp_path: Path, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = tmp_path / "big"
+    root.mkdir()
+    (root / "small.txt").write_bytes(b"small")
+    (root / "big.bin").write_bytes(b"x" * (survey.SMALL_FILE + 1))
+    cache = tmp_path / "scan-cache.db"
+    monkeypatch.setattr(survey, "CHUNK", 4096)  # 257 chunks
+    stops: list[threading.Event] = []
+    real_large, real_read = survey.hash_large, survey._read_into
+
+    def spy_large(path: str, name: str, rules: survey.Rules) -> survey.Done:
+        stops.append(rules.stop)
+        return real_large(path, name, rules)
+
+    reads = 0
+    reading = threading.Event()
+
+    def held_read(fd: int, buffer: bytearray) -> int:
+        nonlocal reads
+        if stops:  # the large file: hold its first chunk until the scan is cancelled
+            reads += 1
+            reading.set()
+            stops[0].wait(timeout=30)
+        return real_read(fd, buffer)
+
+    monkeypatch.setattr(survey, "hash_large", spy_large)
+    monkeypatch.setattr(survey, "_read_into", held_read)
+    async with DBClientFactory(
+        {"database": {"remote_type": "local"}}, clock=clock
+    ).create_client() as db:
+        task = asyncio.ensure_future(scan(db, root, cache=cache))
+        assert await asyncio.to_thread(reading.wait, 30)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    assert stops[0].is_set() and reads == 1  # gave up right after the chunk it held
+    assert cached_names(cache, str(root)) == {"small.txt"}  # committed on the way out
+
+
+async def test_a_file_that_changes_while_read_is_hashed_again_next_time(
+    tree: Tree, db: DBInstance, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cache = tmp_path / "scan-cache.db"
+    target = tree.root / "a.txt"
+    inode = target.stat().st_ino
+    real_read = survey._read_into
+    changed = False
+
+    def changing_read(fd: int, buffer: bytearray) -> int:
+        nonlocal changed
+        if not changed and os.fstat(fd).st_ino == inode:
+            changed = True
+            with open(target, "ab") as handle:
+                handle.write(b"more")
+            os.utime(target, (AN_HOUR_AGO + 5, AN_HOUR_AGO + 5))  # changed, yet not racy
+        return real_read(fd, buffer)
+
+    monkeypatch.setattr(survey, "_read_into", changing_read)
+    first = await scan(db, tree.root, cache=cache)
+    again = await scan(db, tree.root, cache=cache)  # (changing_read changes a.txt once)
+    assert first.counters.files_hashed == tree.files
+    assert again.counters.files_hashed == 1  # only the file that changed while read
+    assert again.root_hash == tree.expected()
+
+
+class Recorder:
+    """A progress reporter that keeps every call."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, Any]] = []
+
+    def start(self, root: str) -> None:
+        self.calls.append(("start", root))
+
+    def update(self, counters: ScanCounters) -> None:
+        self.calls.append(("update", dataclasses.replace(counters)))
+
+    def stop(self, counters: ScanCounters) -> None:
+        self.calls.append(("stop", dataclasses.replace(counters)))
+
+
+async def test_progress_follows_the_work(tree: Tree, db: DBInstance) -> None:
+    recorder = Recorder()
+    result = await scan(db, tree.root, progress=recorder)
+    kinds = [kind for kind, _ in recorder.calls]
+    assert recorder.calls[0] == ("start", str(tree.root))
+    assert kinds[-1] == "stop" and kinds.count("update") >= 1
+    assert recorder.calls[-1][1] == result.counters
+    seen = [counters.files for _, counters in recorder.calls[1:]]
+    assert seen == sorted(seen) and seen[-1] == tree.files + 1

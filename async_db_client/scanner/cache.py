@@ -19,17 +19,19 @@ is logged once (WARNING) and the scan goes on without it, hashing every file.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sqlite3
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-import aiosqlite
+import anyio
 import anyio.to_thread
 
-__all__ = ["RACY_WINDOW_NS", "CachedFile", "FileStateCache"]
+__all__ = ["RACY_WINDOW_NS", "CachedFile", "FileStateCache", "Remembered"]
 
 logger = logging.getLogger("async_db_client.scanner")
 
@@ -63,18 +65,27 @@ class CachedFile:
         )
 
 
+#: A remembered file as :meth:`FileStateCache.rows` gives it: size, mtime_ns,
+#: hashed_at_ns, sha256 (the fields of :class:`CachedFile` after its name).
+Remembered = tuple[int, int, int, str]
+
+
 class FileStateCache:
     """The sidecar file: ``async with FileStateCache(path) as cache: ...``.
 
-    One aiosqlite connection (one thread); every call is one statement there. Writes are
-    grouped into transactions of :data:`COMMIT_EVERY` directories and committed on close.
-    After a failure the cache is off (:attr:`enabled` False): lookups find nothing and
-    updates are dropped.
+    One SQLite connection behind a lock, used directly by the scan's worker threads
+    (:meth:`rows`, :meth:`remember`: blocking, thread-safe, one statement or one
+    ``executemany`` each) so that checking a directory's files costs no thread hop of its
+    own; the ``async`` methods run the same in a thread. Writes are grouped into
+    transactions of :data:`COMMIT_EVERY` directories and committed on close. After a
+    failure the cache is off (:attr:`enabled` False): lookups find nothing and updates
+    are dropped.
     """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
-        self._conn: aiosqlite.Connection | None = None
+        self._conn: sqlite3.Connection | None = None
+        self._lock = threading.Lock()
         self._uncommitted = 0
 
     async def __aenter__(self) -> FileStateCache:
@@ -89,20 +100,25 @@ class FileStateCache:
         return self._conn is not None
 
     async def open(self) -> None:
-        try:
-            await anyio.to_thread.run_sync(self._make_directory)
-            try:
-                self._conn = await self._connect()
-            except sqlite3.DatabaseError as exc:
-                if _code(exc) not in (SQLITE_CORRUPT, SQLITE_NOTADB):
-                    raise
-                logger.warning("scan cache %s is damaged (%s); starting afresh", self.path, exc)
-                await anyio.to_thread.run_sync(self._remove_files)
-                self._conn = await self._connect()
-        except (OSError, sqlite3.Error) as exc:
-            await self._give_up("cannot be opened", exc)
+        await anyio.to_thread.run_sync(self._open)
 
-    async def _give_up(self, what: str, exc: BaseException) -> None:
+    def _open(self) -> None:
+        with self._lock:
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                try:
+                    self._conn = self._connect()
+                except sqlite3.DatabaseError as exc:
+                    if _code(exc) not in (SQLITE_CORRUPT, SQLITE_NOTADB):
+                        raise
+                    logger.warning("scan cache %s is damaged (%s); starting afresh", self.path, exc)
+                    self._remove_files()
+                    self._conn = self._connect()
+            except (OSError, sqlite3.Error) as exc:
+                self._give_up("cannot be opened", exc)
+
+    def _give_up(self, what: str, exc: BaseException) -> None:
+        """Log once and turn the cache off (with the lock held)."""
         logger.warning(
             "scan cache %s %s (%s: %s); going on without it: every file is hashed",
             self.path,
@@ -112,105 +128,111 @@ class FileStateCache:
         )
         conn, self._conn = self._conn, None
         if conn is not None:
-            try:
-                await conn.close()
-            except sqlite3.Error:
-                conn.stop()
-
-    def _make_directory(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+            with contextlib.suppress(sqlite3.Error):
+                conn.close()
 
     def _remove_files(self) -> None:
         for suffix in ("", "-wal", "-shm"):
             Path(f"{self.path}{suffix}").unlink(missing_ok=True)
 
-    async def _connect(self) -> aiosqlite.Connection:
-        conn = await aiosqlite.connect(self.path)
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, check_same_thread=False)
         try:
-            await conn.execute_fetchall("PRAGMA journal_mode=WAL")
-            await _run(conn, "PRAGMA synchronous=NORMAL")
-            rows = list(await conn.execute_fetchall("PRAGMA user_version"))
-            if rows[0][0] != FORMAT_VERSION:
-                await _run(conn, "DROP TABLE IF EXISTS files")
-                await _run(conn, f"PRAGMA user_version = {FORMAT_VERSION}")
-            await _run(
-                conn,
+            conn.execute("PRAGMA journal_mode=WAL").fetchall()
+            conn.execute("PRAGMA synchronous=NORMAL")
+            (version,) = conn.execute("PRAGMA user_version").fetchone()
+            if version != FORMAT_VERSION:
+                conn.execute("DROP TABLE IF EXISTS files")
+                conn.execute(f"PRAGMA user_version = {FORMAT_VERSION}")
+            conn.execute(
                 "CREATE TABLE IF NOT EXISTS files ("
                 " dir TEXT NOT NULL, name TEXT NOT NULL, size INTEGER NOT NULL,"
                 " mtime_ns INTEGER NOT NULL, hashed_at_ns INTEGER NOT NULL,"
-                " sha256 TEXT NOT NULL, PRIMARY KEY (dir, name)) WITHOUT ROWID",
+                " sha256 TEXT NOT NULL, PRIMARY KEY (dir, name)) WITHOUT ROWID"
             )
-            await conn.commit()
+            conn.commit()
         except BaseException:
-            await conn.close()
+            conn.close()
             raise
         return conn
 
     async def close(self) -> None:
-        conn = self._conn
-        if conn is None:
-            return
-        try:
-            await conn.commit()
-        except sqlite3.Error as exc:
-            await self._give_up("could not be saved", exc)
-            return
-        self._conn = None
-        await conn.close()
+        # Shielded: a cancelled scan still keeps what it hashed.
+        with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(self._close)
+
+    def _close(self) -> None:
+        with self._lock:
+            conn = self._conn
+            if conn is None:
+                return
+            try:
+                conn.commit()
+            except sqlite3.Error as exc:
+                self._give_up("could not be saved", exc)
+                return
+            self._conn = None
+            conn.close()
 
     async def files_in(self, directory: str) -> dict[str, CachedFile]:
         """What was remembered about the files of ``directory``, by name."""
-        if self._conn is None:
-            return {}
-        try:
-            rows = await self._conn.execute_fetchall(
-                "SELECT name, size, mtime_ns, hashed_at_ns, sha256 FROM files WHERE dir = ?",
-                (directory,),
-            )
-        except sqlite3.Error as exc:
-            await self._give_up("cannot be read", exc)
-            return {}
-        return {row[0]: CachedFile(*row) for row in rows}
+        return await anyio.to_thread.run_sync(self.lookup, directory)
 
     async def update(
         self, directory: str, hashed: Iterable[CachedFile], gone: Iterable[str]
     ) -> None:
         """Remember newly hashed files of ``directory``; forget the ones ``gone``."""
-        if self._conn is None:
-            return
-        try:
-            await self._write(self._conn, directory, hashed, gone)
-        except sqlite3.Error as exc:
-            await self._give_up("cannot be written", exc)
+        await anyio.to_thread.run_sync(self.remember, directory, hashed, gone)
 
-    async def _write(
-        self,
-        db: aiosqlite.Connection,
-        directory: str,
-        hashed: Iterable[CachedFile],
-        gone: Iterable[str],
-    ) -> None:
+    def lookup(self, directory: str) -> dict[str, CachedFile]:
+        """:meth:`files_in`, blocking (from any thread)."""
+        return {name: CachedFile(name, *row) for name, row in self.rows(directory).items()}
+
+    def rows(self, directory: str) -> dict[str, Remembered]:
+        """:meth:`lookup` as plain tuples, by name (blocking, from any thread)."""
+        with self._lock:
+            if self._conn is None:
+                return {}
+            try:
+                rows = self._conn.execute(
+                    "SELECT name, size, mtime_ns, hashed_at_ns, sha256 FROM files WHERE dir = ?",
+                    (directory,),
+                ).fetchall()
+            except sqlite3.Error as exc:
+                self._give_up("cannot be read", exc)
+                return {}
+        return {row[0]: row[1:] for row in rows}
+
+    def remember(self, directory: str, hashed: Iterable[CachedFile], gone: Iterable[str]) -> None:
+        """:meth:`update`, blocking (from any thread)."""
         rows = [(directory, f.name, f.size, f.mtime_ns, f.hashed_at_ns, f.sha256) for f in hashed]
+        names = [(directory, name) for name in gone]
+        with self._lock:
+            if self._conn is None:
+                return
+            try:
+                self._write(self._conn, rows, names)
+            except sqlite3.Error as exc:
+                self._give_up("cannot be written", exc)
+
+    def _write(
+        self,
+        db: sqlite3.Connection,
+        rows: list[tuple[str, str, int, int, int, str]],
+        names: list[tuple[str, str]],
+    ) -> None:
         if rows:
-            async with db.executemany(
+            db.executemany(
                 "INSERT OR REPLACE INTO files (dir, name, size, mtime_ns, hashed_at_ns, sha256)"
                 " VALUES (?, ?, ?, ?, ?, ?)",
                 rows,
-            ):
-                pass
-        names = [(directory, name) for name in gone]
+            )
         if names:
-            async with db.executemany("DELETE FROM files WHERE dir = ? AND name = ?", names):
-                pass
+            db.executemany("DELETE FROM files WHERE dir = ? AND name = ?", names)
         self._uncommitted += 1
         if self._uncommitted >= COMMIT_EVERY:
             self._uncommitted = 0
-            await db.commit()
-
-
-async def _run(conn: aiosqlite.Connection, sql: str) -> None:
-    async with conn.execute(sql):
-        pass
+            db.commit()
 
 
 def _code(exc: BaseException) -> int | None:

@@ -33,7 +33,15 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
-__all__ = ["UNREADABLE", "Child", "FileDigest", "directory_hash", "hash_file"]
+__all__ = [
+    "UNREADABLE",
+    "Child",
+    "Entry",
+    "FileDigest",
+    "directory_hash",
+    "hash_file",
+    "sorted_entries_hash",
+]
 
 #: The value of a child that could not be read (never a valid SHA-256 hex digest).
 UNREADABLE = "unreadable"
@@ -82,8 +90,23 @@ def hash_file(path: str) -> FileDigest:
 
 def directory_hash(children: Iterable[Child]) -> str:
     """The Merkle hash of a directory with these children (see the module docstring)."""
-    digest = hashlib.sha256()
-    for child in sorted(children, key=lambda c: c.name):
-        value = os.fsencode(child.value) if child.kind == "l" else child.value.encode()
-        digest.update(b"%s\0%s\0%s\0" % (child.kind.encode(), child.name.encode(), value))
-    return digest.hexdigest()
+    ordered = sorted(children, key=lambda c: c.name)
+    return sorted_entries_hash((c.name, c.kind, c.value) for c in ordered)
+
+
+#: A child as the scanner carries it: (name, kind, value). Names are unique within a
+#: directory, so sorting these tuples sorts by name.
+Entry = tuple[str, Kind, str]
+
+
+def sorted_entries_hash(entries: Iterable[Entry]) -> str:
+    """:func:`directory_hash` of children given as :data:`Entry` tuples, already sorted
+    by name (one ``update`` call; the bytes hashed are exactly the definition's)."""
+    parts = [
+        # kind, hashes and names are valid Unicode; a link's target may hold raw bytes.
+        b"l\0%s\0%s\0" % (name.encode(), os.fsencode(value))
+        if kind == "l"
+        else f"{kind}\0{name}\0{value}\0".encode()
+        for name, kind, value in entries
+    ]
+    return hashlib.sha256(b"".join(parts)).hexdigest()

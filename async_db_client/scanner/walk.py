@@ -3,15 +3,20 @@
 How a scan runs:
 
 * ``concurrency`` workers take jobs from one LIFO stack (so the walk goes depth first
-  and memory stays proportional to the open directories, not to the tree): *list a
-  directory* or *hash a file*. The blocking part of each job runs in a thread, at most
+  and memory stays proportional to the open directories, not to the tree): *explore
+  directories* (list them and their subtrees, hash their small files, as far as one
+  call's budget goes), *hash a batch of small files* or *hash a large file*
+  (:mod:`.survey`). The blocking part of each job is one call in a thread, at most
   ``concurrency`` at once (an ``anyio.CapacityLimiter``).
 * A directory is complete when its listing and every child are; then its Merkle hash
   (:mod:`.merkle`) is computed, its hash record (``dirs``, ``files``, ``links``, the
   session id) queued, and its parent told. Records go to the database through
   ``insert_or_update_hashes`` in batches of ``batch_size``, children before parents.
 * With a ``cache`` (:mod:`.cache`), files whose size and mtime match what was remembered
-  are not read again; everything hashed is remembered for next time.
+  are not read again; everything hashed is remembered for next time (by the threads,
+  as they go).
+* Cancelling the scan (Ctrl-C in the CLI) sets the threads' stop event at once: each
+  gives up after its current file or chunk, and the scan raises the cancellation.
 * A file or directory that cannot be read is logged (WARNING), counted, and enters its
   parent's hash as ``unreadable``; an unreadable directory gets no record (so it shows
   up in ``find_untracked_children``). Nothing unreadable stops the scan; database errors
@@ -23,25 +28,28 @@ How a scan runs:
 
 from __future__ import annotations
 
-import fnmatch
+import dataclasses
 import functools
 import json
 import logging
 import os
+import threading
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import asdict, dataclass
+from typing import Any, TypeVar
 
 import anyio
+import anyio.lowlevel
 import anyio.to_thread
 
 from ..client import DBInstance
 from ..models import MAX_SUMMARY_CHARS
 from ..validation import check_site_arg
-from .cache import CachedFile, FileStateCache
-from .merkle import UNREADABLE, Child, directory_hash, hash_file
+from . import survey
+from .cache import FileStateCache
+from .merkle import UNREADABLE, Entry, sorted_entries_hash
 from .progress import NoProgress, ProgressReporter, ScanCounters
 
 __all__ = ["MAX_WARNINGS_LOGGED", "ScanResult", "scan"]
@@ -50,6 +58,8 @@ logger = logging.getLogger("async_db_client.scanner")
 
 #: Problems logged to the database one by one; beyond that, only counted.
 MAX_WARNINGS_LOGGED = 100
+
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -108,7 +118,7 @@ async def scan(
         return await job.run(state)
 
 
-# --------------------------------------------------------------------------- listing
+# ----------------------------------------------------------------------- helpers
 
 
 def _root_directory(root: str | os.PathLike[str]) -> str:
@@ -119,77 +129,20 @@ def _root_directory(root: str | os.PathLike[str]) -> str:
     return top
 
 
-@dataclass(slots=True)
-class _Listing:
-    dirs: list[str] = field(default_factory=list)
-    files: list[tuple[str, int]] = field(default_factory=list)  # name, size
-    stats: dict[str, int] = field(default_factory=dict)  # name -> mtime_ns
-    links: list[tuple[str, str]] = field(default_factory=list)  # name, target
-    problems: list[tuple[str, str]] = field(default_factory=list)  # path, reason
-    skipped: list[tuple[str, str]] = field(default_factory=list)  # path, reason
-
-
-def _valid_name(name: str) -> bool:
-    try:
-        name.encode("utf-8")  # undecodable bytes came back as lone surrogates
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
-def _list_directory(path: str, exclude: tuple[str, ...]) -> _Listing:
-    """One directory's entries, classified without following links (blocking)."""
-    out = _Listing()
-    with os.scandir(path) as entries:
-        for entry in entries:
-            name = entry.name
-            if any(fnmatch.fnmatchcase(name, pattern) for pattern in exclude):
-                continue
-            if not _valid_name(name):
-                out.skipped.append((entry.path, "name is not valid UTF-8; left out"))
-                continue
-            try:
-                if entry.is_symlink():
-                    try:
-                        out.links.append((name, os.readlink(entry.path)))
-                    except OSError as exc:
-                        out.problems.append((entry.path, _reason(exc)))
-                        out.links.append((name, UNREADABLE))
-                elif entry.is_dir(follow_symlinks=False):
-                    out.dirs.append(name)
-                elif entry.is_file(follow_symlinks=False):
-                    info = entry.stat(follow_symlinks=False)
-                    out.files.append((name, info.st_size))
-                    out.stats[name] = info.st_mtime_ns
-                else:
-                    out.skipped.append((entry.path, "not a file, directory or link; left out"))
-            except FileNotFoundError:
-                continue  # gone since the listing: as if it had not been there
-            except OSError as exc:
-                out.problems.append((entry.path, _reason(exc)))
-    return out
-
-
-def _reason(exc: OSError) -> str:
-    return exc.strerror or str(exc) or type(exc).__name__
-
-
 # ----------------------------------------------------------------------- the scan
 
 
 class _Node:
     """A directory being scanned: its children's values so far, and what is pending."""
 
-    __slots__ = ("children", "fresh", "gone", "name", "parent", "path", "pending")
+    __slots__ = ("children", "name", "parent", "path", "pending")
 
     def __init__(self, path: str, name: str, parent: _Node | None) -> None:
         self.path = path
         self.name = name
         self.parent = parent
-        self.children: dict[str, Child] = {}
+        self.children: list[Entry] = []
         self.pending = 0
-        self.fresh: list[CachedFile] = []  # hashed in this scan: remember them
-        self.gone: list[str] = []  # remembered, no longer here: forget them
 
 
 Job = Callable[[], Awaitable[None]]
@@ -218,24 +171,26 @@ class _Scan:
         self.counters = ScanCounters()
         self.limiter = anyio.CapacityLimiter(concurrency)
         self.writer = _RecordWriter(db, batch_size, self._warn)
-        self.cache: FileStateCache | None = None
+        self.rules = survey.Rules(root, survey.exclusion(exclude), None, threading.Event())
         self.root_hash: str | None = None
         self.warnings_logged = 0
         self.warnings = 0
         self._stack: list[Job | None] = []
         self._ready = anyio.Event()  # set (and replaced) whenever a job is pushed
+        self._finished = anyio.Event()
 
     # ------------------------------------------------------------------- driving
 
     async def run(self, cache: FileStateCache | None) -> ScanResult:
-        self.cache = cache
+        self.rules = dataclasses.replace(self.rules, cache=cache)
         started = time.monotonic()
         await self._log("INFO", f"scan started: {self.root}", {"exclude": list(self.exclude)})
         self.progress.start(self.root)
         try:
-            self._push(functools.partial(self._list, _Node(self.root, "", None)))
+            self._push(functools.partial(self._explore, [_Node(self.root, "", None)]))
             try:
                 async with anyio.create_task_group() as group:
+                    group.start_soon(self._stop_threads_when_done)
                     for _ in range(self.concurrency):
                         group.start_soon(self._worker)
             except BaseExceptionGroup as failed:
@@ -259,6 +214,14 @@ class _Scan:
         await self._finish(result)
         return result
 
+    async def _stop_threads_when_done(self) -> None:
+        """Set the threads' stop event when the scan ends, and as soon as it is cancelled
+        (Ctrl-C, or a failed worker): threads then give up within one file or chunk."""
+        try:
+            await self._finished.wait()
+        finally:
+            self.rules.stop.set()
+
     def _push(self, job: Job | None) -> None:
         self._stack.append(job)
         # Wake every idle worker; later idlers wait on a fresh event.
@@ -276,70 +239,83 @@ class _Scan:
             self.progress.update(self.counters)
 
     def _stop_workers(self) -> None:
+        self._finished.set()
         for _ in range(self.concurrency):
             self._push(None)
 
+    async def _in_thread(self, call: Callable[[], _T]) -> _T:
+        """``call()`` in a worker thread (at most ``concurrency`` at once)."""
+        try:
+            return await anyio.to_thread.run_sync(call, limiter=self.limiter)
+        except survey.Stopped:
+            # The thread saw the stop event: this task is being cancelled; let it be.
+            await anyio.lowlevel.checkpoint()
+            raise RuntimeError("scan threads stopped, but the scan was not cancelled") from None
+
     # ----------------------------------------------------------------------- jobs
 
-    async def _list(self, node: _Node) -> None:
-        try:
-            listing = await anyio.to_thread.run_sync(
-                _list_directory, node.path, self.exclude, limiter=self.limiter
-            )
-        except OSError as exc:
-            await self._problem(node.path, f"cannot list directory: {_reason(exc)}")
-            await self._complete(node, readable=False)
-            return
-        for path, reason in listing.problems:
-            await self._problem(path, reason)
-        for path, reason in listing.skipped:
-            self.counters.skipped += 1
-            logger.info("%s: %s", path, reason)
-        remembered = await self.cache.files_in(node.path) if self.cache else {}
-        # No await from here on until every job is pushed: node.pending is final
-        # before any child can complete.
-        for name in listing.dirs:
-            node.pending += 1
-            child = _Node(os.path.join(node.path, name), name, node)
-            self._push(functools.partial(self._list, child))
-        for name, target in listing.links:
-            node.children[name] = Child("l", name, target)
-            self.counters.links += 1
-        for name, size in listing.files:
-            known = remembered.get(name)
-            if known is not None and known.matches(size, listing.stats[name]):
-                node.children[name] = Child("f", name, known.sha256)
-                self.counters.files += 1
-                self.counters.files_cached += 1
-                self.counters.bytes_seen += size
+    async def _explore(self, starts: list[_Node]) -> None:
+        """Directories, and as much of their subtrees as one thread call does."""
+        paths = [start.path for start in starts]
+        found = await self._in_thread(functools.partial(survey.explore, paths, self.rules))
+        nodes: list[_Node] = []
+        for each in found.surveys:
+            if each.start >= 0:
+                nodes.append(starts[each.start])
             else:
-                node.pending += 1
-                self._push(functools.partial(self._hash, node, name))
-        node.gone = [name for name in remembered if name not in listing.stats]
-        if node.pending == 0:
-            await self._complete(node, readable=True)
+                nodes.append(_Node(each.path, each.name, nodes[each.parent]))
+            if each.error is not None:
+                await self._problem(each.path, f"cannot list directory: {each.error}")
+                continue
+            for path, reason in each.skipped:
+                self.counters.skipped += 1
+                logger.info("%s: %s", path, reason)
+            self.counters.links += len(each.links)
+        for each, at in zip(found.surveys, nodes, strict=True):
+            at.children += each.links
+            await self._take(at, each)
+        # No await from here on until every job is pushed: the counts of pending work
+        # are final before any of it can complete.
+        for each, at in zip(found.surveys, nodes, strict=True):
+            at.pending = each.waiting
+        left = [starts[index] for index in found.unreached]
+        for parent_index, name in found.rest:
+            parent = nodes[parent_index]
+            left.append(_Node(os.path.join(parent.path, name), name, parent))
+        for first in range(0, len(left), survey.GROUP_DIRS):
+            group = left[first : first + survey.GROUP_DIRS]
+            self._push(functools.partial(self._explore, group))
+        for each, at in zip(found.surveys, nodes, strict=True):
+            for names in each.batches:
+                call = functools.partial(survey.hash_batch, at.path, names, self.rules)
+                self._push(functools.partial(self._files, at, call))
+            for name in each.large:
+                call = functools.partial(survey.hash_large, at.path, name, self.rules)
+                self._push(functools.partial(self._files, at, call))
+        # Directories waiting for nothing are complete: deepest first, so each completes
+        # before its parent (which then completes with its last child).
+        for each, at in zip(reversed(found.surveys), reversed(nodes), strict=True):
+            if each.waiting == 0:
+                await self._complete(at, readable=each.error is None)
 
-    async def _hash(self, node: _Node, name: str) -> None:
-        path = os.path.join(node.path, name)
-        started_ns = time.time_ns()
-        try:
-            digest = await anyio.to_thread.run_sync(hash_file, path, limiter=self.limiter)
-        except OSError as exc:
-            await self._problem(path, f"cannot read file: {_reason(exc)}")
-            node.children[name] = Child("f", name, UNREADABLE)
-        else:
-            node.children[name] = Child("f", name, digest.sha256)
-            self.counters.files_hashed += 1
-            self.counters.bytes_hashed += digest.size
-            self.counters.bytes_seen += digest.size
-            if digest.stable:
-                node.fresh.append(
-                    CachedFile(name, digest.size, digest.mtime_ns, started_ns, digest.sha256)
-                )
-        self.counters.files += 1
+    async def _files(self, node: _Node, call: Callable[[], survey.Done]) -> None:
+        """A batch of small files, or one large file, of ``node``."""
+        await self._take(node, await self._in_thread(call))
         node.pending -= 1
         if node.pending == 0:
             await self._complete(node, readable=True)
+
+    async def _take(self, node: _Node, done: survey.Done) -> None:
+        """Count and keep the files ``done``; warn about the ones that failed."""
+        node.children += done.files
+        c = self.counters
+        c.files += len(done.files)
+        c.files_hashed += done.files_hashed
+        c.bytes_hashed += done.bytes_hashed
+        c.files_cached += done.files_cached
+        c.bytes_seen += done.bytes_hashed + done.bytes_cached
+        for path, reason in done.problems:
+            await self._problem(path, reason)
 
     async def _complete(self, node: _Node | None, *, readable: bool) -> None:
         """Finish ``node`` and every ancestor this completes (a loop, not recursion:
@@ -351,18 +327,19 @@ class _Scan:
                 self.root_hash = value if readable else None
                 self._stop_workers()
                 return
-            parent.children[node.name] = Child("d", node.name, value)
+            parent.children.append((node.name, "d", value))
             parent.pending -= 1
             if parent.pending:
                 return
             node, readable = parent, True
 
     async def _record(self, node: _Node) -> str:
-        children = node.children
-        digest = directory_hash(children.values())
+        children = sorted(node.children)
+        node.children = []  # free what is no longer needed
+        digest = sorted_entries_hash(children)
         names: dict[str, list[str]] = {"d": [], "f": [], "l": []}
-        for name in sorted(children):
-            names[children[name].kind].append(name)
+        for name, kind, _ in children:
+            names[kind].append(name)
         await self.writer.add(
             {
                 "path": node.path,
@@ -373,9 +350,6 @@ class _Scan:
                 "session_id": self.session_id,
             }
         )
-        if self.cache is not None:
-            await self.cache.update(node.path, node.fresh, node.gone)
-        node.children, node.fresh, node.gone = {}, [], []  # free what is no longer needed
         self.counters.directories += 1
         return digest
 
