@@ -33,6 +33,7 @@ transaction's connection instead.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import contextvars
 import logging
@@ -80,13 +81,16 @@ class Session:
     """One borrowed connection. Not shared between tasks (see TransactionRunner)."""
 
     def __init__(
-        self, pool: ConnectionPool[Any], conn: PooledConnection[Any], driver: Driver[Any]
+        self,
+        pool: ConnectionPool[Any],
+        conn: PooledConnection[Any],
+        driver: Driver[Any],
+        watchdog: _Watchdog | None,
     ) -> None:
         self._pool = pool
         self._conn = conn
         self._driver = driver
-        timeout = pool.settings.query_timeout
-        self._timeout = None if timeout is None else timeout + CLIENT_TIMEOUT_GRACE
+        self._watchdog = watchdog
 
     async def execute(self, sql: str, params: Params = ()) -> ExecResult:
         return await self._call(self._driver.execute, sql, params)
@@ -122,27 +126,24 @@ class Session:
         conn = self._conn
         if conn.broken:
             raise ConnectionLostError("the connection broke earlier in this transaction")
-        scope = None
+        watch = None if self._watchdog is None else self._watchdog.start()
         try:
-            if self._timeout is None:
-                return await method(conn.raw, *args)
-            async with asyncio.timeout(self._timeout) as scope:
-                return await method(conn.raw, *args)
+            return await method(conn.raw, *args)
         except asyncio.CancelledError:
-            conn.broken = True  # the driver may be mid-statement
-            raise
-        except TimeoutError as exc:
-            if scope is not None and scope.expired():
-                conn.broken = True
+            conn.broken = True  # the driver may be mid-statement (or timed out)
+            if watch is not None and watch.timed_out():
                 raise QueryTimeoutError(
                     f"statement exceeded the query timeout of "
                     f"{self._pool.settings.query_timeout:g}s"
                 ) from None
-            raise self._failed(exc) from exc
+            raise
         except AsyncDBClientError:
             raise
         except Exception as exc:
             raise self._failed(exc) from exc
+        finally:
+            if watch is not None:
+                self._watchdog.finish(watch)  # type: ignore[union-attr]
 
     def _failed(self, exc: Exception) -> AsyncDBClientError:
         error = self._driver.translate(exc)
@@ -152,6 +153,69 @@ class Session:
             # Not a statement the server refused: the connection's state is unknown.
             self._conn.broken = True
         return error
+
+
+class _Watch:
+    """One statement under the query timeout: its task, its deadline, and whether the
+    watchdog cancelled it (told apart from any other cancellation, a caller's, which must
+    stay a cancellation)."""
+
+    __slots__ = ("cancelling", "deadline", "done", "expired", "task")
+
+    def __init__(self, task: asyncio.Task[Any], deadline: float) -> None:
+        self.task = task
+        self.deadline = deadline
+        self.cancelling = task.cancelling()  # cancellations requested before ours
+        self.done = False
+        self.expired = False
+
+    def timed_out(self) -> bool:
+        """After a CancelledError: whether it was the watchdog's alone (then consumed)."""
+        return self.expired and self.task.uncancel() <= self.cancelling
+
+
+class _Watchdog:
+    """The query timeout of every statement of one executor in one event loop, with one
+    timer for all of them rather than one per statement (a timer per statement was the
+    largest cost of a point read). All share one timeout, so they come due in the order
+    they started: a queue whose head the timer waits for."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, timeout: float) -> None:
+        self.loop = loop
+        self._timeout = timeout
+        self._running: collections.deque[_Watch] = collections.deque()
+        self._timer: asyncio.TimerHandle | None = None
+
+    def start(self) -> _Watch:
+        task = asyncio.current_task()
+        assert task is not None
+        watch = _Watch(task, self.loop.time() + self._timeout)
+        self._running.append(watch)
+        if self._timer is None:
+            self._timer = self.loop.call_at(watch.deadline, self._check)
+        return watch
+
+    def finish(self, watch: _Watch) -> None:
+        watch.done = True
+        running = self._running
+        while running and running[0].done:  # keeps the queue as short as what runs
+            running.popleft()
+
+    def _check(self) -> None:
+        self._timer = None
+        now = self.loop.time()
+        running = self._running
+        while running:
+            head = running[0]
+            if head.done:
+                running.popleft()
+            elif head.deadline <= now:
+                running.popleft()
+                head.done = head.expired = True
+                head.task.cancel()
+            else:
+                self._timer = self.loop.call_at(head.deadline, self._check)
+                return
 
 
 class Runner(ABC):
@@ -219,6 +283,7 @@ class Executor(Runner):
         #: When the last preparation failed to get a connection (loop time), and why.
         self._prepare_failure: tuple[float, DBConnectionError] | None = None
         self._bulk_connections = max(1, min(bulk_connections, settings.max_size))
+        self._watchdog: _Watchdog | None = None
 
     @property
     def parallelism(self) -> int:
@@ -227,6 +292,18 @@ class Executor(Runner):
     @property
     def pool(self) -> ConnectionPool[Any]:
         return self._pool_source()
+
+    def _watchdog_here(self) -> _Watchdog | None:
+        """The watchdog of the running loop's statements (None: no query timeout)."""
+        watchdog = self._watchdog
+        if watchdog is None or watchdog.loop is not asyncio.get_running_loop():
+            timeout = self._settings.query_timeout
+            if timeout is None:
+                return None
+            watchdog = self._watchdog = _Watchdog(
+                asyncio.get_running_loop(), timeout + CLIENT_TIMEOUT_GRACE
+            )
+        return watchdog
 
     async def run(
         self,
@@ -256,7 +333,7 @@ class Executor(Runner):
                     return await self._attempt_transaction(pool, work)
                 # The common case inline: one coroutine frame fewer on every statement.
                 async with pool.connection() as conn:
-                    return await work(Session(pool, conn, self._driver))
+                    return await work(Session(pool, conn, self._driver, self._watchdog_here()))
             except (ConnectionLostError, TransientQueryError) as exc:
                 if not retry:
                     raise
@@ -317,7 +394,7 @@ class Executor(Runner):
         self, pool: ConnectionPool[Any], work: Callable[[Session], Awaitable[T]]
     ) -> T:
         async with pool.connection() as conn:
-            session = Session(pool, conn, self._driver)
+            session = Session(pool, conn, self._driver, self._watchdog_here())
             await session.begin()
             try:
                 result = await work(session)
@@ -337,7 +414,7 @@ class Executor(Runner):
             self._refuse_deadlock(pool, held)
         await self._ensure_prepared()
         async with pool.connection() as conn:
-            session = Session(pool, conn, self._driver)
+            session = Session(pool, conn, self._driver, self._watchdog_here())
             await session.begin()
             runner = TransactionRunner(session, owner=self)
             try:
@@ -382,7 +459,7 @@ class Executor(Runner):
         while True:
             try:
                 async with pool.connection() as conn:
-                    await prepare(Session(pool, conn, self._driver))
+                    await prepare(Session(pool, conn, self._driver, self._watchdog_here()))
                 return
             except (ConnectionLostError, TransientQueryError):
                 delay = attempts.next_delay()

@@ -89,18 +89,32 @@ class Dialect:
     def to_db_names(self, names: list[str]) -> str:
         return _JSON.encode(names)
 
-    def from_db_names(self, value: Any) -> list[str]:
-        if isinstance(value, bytes | bytearray):
-            value = value.decode("utf-8")
-        if not value or value == "[]":
-            return []
-        # raw_decode skips json.loads' wrapper (two regex scans): this runs three times
-        # for every record read. The column holds what to_db_names wrote, or the same
-        # array as the engine prints it.
-        names, _ = _JSON_DECODER.raw_decode(value.strip())
-        if type(names) is not list or not all(type(name) is str for name in names):
-            raise TypeError("child names column does not hold a JSON array of strings")
-        return names
+    def from_db_names(self, *values: Any) -> list[list[str]]:
+        """The name lists held by ``values``, columns of JSON arrays of strings."""
+        lists: list[list[str]] = []
+        for value in values:
+            if isinstance(value, bytes | bytearray):
+                value = value.decode("utf-8")
+            if not value or value == "[]":
+                lists.append([])
+                continue
+            # raw_decode skips json.loads' two regex scans (this runs three times for
+            # every record read). The column holds what to_db_names wrote (no space
+            # around it), or the same array as the engine prints it.
+            try:
+                names, _ = _JSON_DECODER.raw_decode(value)
+            except ValueError:
+                names, _ = _JSON_DECODER.raw_decode(value.strip())
+            try:
+                if type(names) is not list:
+                    raise TypeError
+                "".join(names)  # refuses anything but strings, in C: cheaper than a loop
+            except TypeError:
+                raise TypeError(
+                    "a child names column does not hold a JSON array of strings"
+                ) from None
+            lists.append(names)
+        return lists
 
     # ------------------------------------------------------------ remote: records
 

@@ -83,7 +83,7 @@ class MemoryRemoteStore(MemoryStoreBase[RemoteState]):
                         values["target_hash"] = old.target_hash
                     if new.session_id is None:
                         values["session_id"] = old.session_id
-                state.records[new.path] = HashRecord.model_construct(**values)
+                state.records[new.path] = HashRecord.trusted(**values)
         return stored
 
     async def upsert_record(self, record: HashRecord, now: int) -> None:

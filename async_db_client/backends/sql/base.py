@@ -167,7 +167,7 @@ class SQLStore:
             )
 
     def _log_entry(self, row: Sequence[Any]) -> LogEntry:
-        return LogEntry.model_construct(
+        return LogEntry.trusted(
             log_id=int(row[0]),
             site_id=row[1],
             log_level=LogLevel(row[2]),

@@ -64,7 +64,7 @@ class SQLCoreStore(SQLStore):
     async def sites(self) -> list[SiteStatus]:
         d = self.dialect
         return [
-            SiteStatus.model_construct(
+            SiteStatus.trusted(
                 site_id=row[0],
                 last_heartbeat=d.from_db_time(row[1]),
                 root_hash=row[2],

@@ -21,7 +21,7 @@ class SQLPipelineStore(SQLStore):
     async def pending(self) -> list[PipelineUpdate]:
         d = self.dialect
         return [
-            PipelineUpdate.model_construct(
+            PipelineUpdate.trusted(
                 update_id=int(row[0]),
                 site_id=row[1],
                 path=row[2],
@@ -76,7 +76,7 @@ class SQLPipelineStore(SQLStore):
         sql = d.completions(one_site=site is not None)
         rows = await self._db.fetchall(sql, (site,) if site is not None else ())
         return [
-            SiteCompletion.model_construct(
+            SiteCompletion.trusted(
                 site_id=row[0], completed_at=d.from_db_time_required(row[1])
             )
             for row in rows

@@ -36,17 +36,17 @@ class SQLRemoteStore(SQLStore):
     # ------------------------------------------------------------------ records
 
     def _record(self, row: Sequence[Any]) -> HashRecord:
-        names = self.dialect.from_db_names
-        return HashRecord.model_construct(
+        dirs, files, links = self.dialect.from_db_names(row[6], row[7], row[8])
+        return HashRecord.trusted(
             path=row[0],
             current_hash=row[1],
             prev_hash=row[2],
             current_dtg_first=int(row[3]),
             current_dtg_latest=int(row[4]),
             prev_dtg_latest=None if row[5] is None else int(row[5]),
-            dirs=names(row[6]),
-            files=names(row[7]),
-            links=names(row[8]),
+            dirs=dirs,
+            files=files,
+            links=links,
             target_hash=row[9],
             session_id=row[10],
         )
