@@ -15,20 +15,18 @@ from typing import Any
 import aiomysql
 import pymysql
 
-from ..config import MySQLConfig, PoolSettings
-from ..errors import AsyncDBClientError, ConnectionLostError
+from ..errors import AsyncDBClientError
 from .base import ExecResult, Row
 from .mysql_common import (
     CLIENT_SSL,
     CR_SSL_CONNECTION_ERROR,
     NO_TLS_OFFERED,
+    MySQLDriverBase,
     connect_error,
-    is_retryable_connect_error,
     log_server_warnings,
     mysql_error_class,
     quote_params,
     session_setup,
-    ssl_context,
     to_format_style,
     translate_error,
 )
@@ -59,39 +57,13 @@ class _Connection(aiomysql.Connection):  # type: ignore[misc]
         await super()._request_authentication()
 
 
-class AiomysqlDriver:
+class AiomysqlDriver(MySQLDriverBase):
     """Adapts aiomysql to :class:`~async_db_client.drivers.base.Driver`."""
-
-    def __init__(self, config: MySQLConfig) -> None:
-        self.config = config
-        self.description = config.describe()
-        self.pool_settings: PoolSettings = config.pool
-        self._ssl = ssl_context(config.ssl) if config.ssl else None
-
-    @classmethod
-    def from_config(cls, config: MySQLConfig) -> AiomysqlDriver:
-        return cls(config)
-
-    def __repr__(self) -> str:
-        return f"AiomysqlDriver({self.description})"
 
     # ------------------------------------------------------------------ connector
 
     async def connect(self, timeout: float) -> aiomysql.Connection:
-        config = self.config
-        conn = _Connection(
-            host=config.host,
-            port=config.port,
-            user=config.user,
-            password=config.password.get_secret_value(),
-            db=config.database,
-            charset="utf8mb4",
-            autocommit=True,
-            connect_timeout=timeout,
-            ssl=self._ssl,
-            local_infile=False,
-            program_name="async_db_client",
-        )
+        conn = _Connection(db=self.config.database, connect_timeout=timeout, **self._connect_args())
         try:
             # aiomysql.connect() leaves the socket open if cancelled mid-handshake.
             await conn._connect()
@@ -108,33 +80,8 @@ class AiomysqlDriver:
         async with conn.cursor(_Cursor) as cursor:
             await cursor.execute(setup)
 
-    async def ping(self, conn: aiomysql.Connection) -> None:
-        await conn.ping(reconnect=False)
-
-    def needs_reset(self, conn: aiomysql.Connection) -> bool:
-        # The server reports an open transaction in every OK packet's status flags.
-        return bool(conn.closed or conn.get_transaction_status())
-
-    async def reset(self, conn: aiomysql.Connection) -> None:
-        if conn.closed:
-            raise ConnectionLostError("connection closed")
-        if conn.get_transaction_status():
-            await conn.rollback()
-
-    async def close(self, conn: aiomysql.Connection) -> None:
-        try:
-            await conn.ensure_closed()
-        except Exception:
-            conn.close()
-
-    def abort(self, conn: aiomysql.Connection) -> None:
-        conn.close()
-
-    async def dispose(self) -> None:
-        return None  # aiomysql holds nothing beyond its connections
-
-    def is_retryable_connect_error(self, exc: BaseException) -> bool:
-        return is_retryable_connect_error(exc)
+    def _closed(self, conn: aiomysql.Connection) -> bool:
+        return bool(conn.closed)
 
     # ---------------------------------------------------------------- statements
 
@@ -157,15 +104,6 @@ class AiomysqlDriver:
             await cursor.execute(self._statement(conn, sql, params))
             rows: list[Row] = list(await cursor.fetchall())
             return rows
-
-    async def begin(self, conn: aiomysql.Connection) -> None:
-        await conn.begin()
-
-    async def commit(self, conn: aiomysql.Connection) -> None:
-        await conn.commit()
-
-    async def rollback(self, conn: aiomysql.Connection) -> None:
-        await conn.rollback()
 
     def translate(self, exc: Exception) -> AsyncDBClientError:
         return translate_error(

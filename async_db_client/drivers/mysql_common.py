@@ -1,5 +1,7 @@
 """What the MySQL/MariaDB drivers share (aiomysql, asyncmy): error mapping, parameter
-quoting, TLS settings and failures, and the session every connection starts with.
+quoting, TLS settings and failures, the session every connection starts with, and
+:class:`MySQLDriverBase`, the part of an adapter that is the same for both (their
+connections offer the same calls for pings, transactions and closing).
 
 Nothing here imports a driver package: each adapter passes its own exception classes
 and connections in, so one driver being absent never breaks the other.
@@ -12,9 +14,9 @@ import functools
 import logging
 import ssl
 from collections.abc import Iterable, Sequence
-from typing import Any, Protocol
+from typing import Any, Protocol, Self
 
-from ..config import TLSConfig
+from ..config import MySQLConfig, PoolSettings, TLSConfig
 from ..errors import (
     AsyncDBClientError,
     ConnectionLostError,
@@ -32,6 +34,7 @@ __all__ = [
     "DISCONNECT_CODES",
     "NO_TLS_OFFERED",
     "TLS_FAILED",
+    "MySQLDriverBase",
     "connect_error",
     "error_code",
     "error_message",
@@ -256,3 +259,81 @@ def translate_error(
             return error_class(message, code=code)
         return error_class(message)
     return QueryError(message)
+
+
+class MySQLDriverBase:
+    """The part of a MySQL adapter that does not depend on its driver package: built from
+    the config, the connection arguments both drivers take, and the
+    :class:`~async_db_client.drivers.base.Driver` calls both drivers' connections answer
+    alike (``ping``, ``begin`` ...). A subclass adds ``connect``, the statements,
+    ``translate`` and :meth:`_closed`."""
+
+    def __init__(self, config: MySQLConfig) -> None:
+        self.config = config
+        self.description = config.describe()
+        self.pool_settings: PoolSettings = config.pool
+        self._ssl = ssl_context(config.ssl) if config.ssl else None
+
+    @classmethod
+    def from_config(cls, config: MySQLConfig) -> Self:
+        return cls(config)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.description})"  # never the password
+
+    def _connect_args(self) -> dict[str, Any]:
+        """What both drivers' connections are built with (the database's keyword and the
+        timeouts differ)."""
+        config = self.config
+        return {
+            "host": config.host,
+            "port": config.port,
+            "user": config.user,
+            "password": config.password.get_secret_value(),
+            "charset": "utf8mb4",
+            "autocommit": True,
+            "ssl": self._ssl,
+            "local_infile": False,
+            "program_name": "async_db_client",
+        }
+
+    def _closed(self, conn: Any) -> bool:
+        """Whether the driver closed ``conn`` (without I/O)."""
+        raise NotImplementedError
+
+    async def ping(self, conn: Any) -> None:
+        await conn.ping(reconnect=False)
+
+    def needs_reset(self, conn: Any) -> bool:
+        # The server reports an open transaction in every OK packet's status flags.
+        return bool(self._closed(conn) or conn.get_transaction_status())
+
+    async def reset(self, conn: Any) -> None:
+        if self._closed(conn):
+            raise ConnectionLostError("connection closed")
+        if conn.get_transaction_status():
+            await conn.rollback()
+
+    async def close(self, conn: Any) -> None:
+        try:
+            await conn.ensure_closed()
+        except Exception:
+            conn.close()
+
+    def abort(self, conn: Any) -> None:
+        conn.close()  # closes the transport: no I/O awaited
+
+    async def dispose(self) -> None:
+        return None  # the drivers hold nothing beyond their connections
+
+    def is_retryable_connect_error(self, exc: BaseException) -> bool:
+        return is_retryable_connect_error(exc)
+
+    async def begin(self, conn: Any) -> None:
+        await conn.begin()
+
+    async def commit(self, conn: Any) -> None:
+        await conn.commit()
+
+    async def rollback(self, conn: Any) -> None:
+        await conn.rollback()
