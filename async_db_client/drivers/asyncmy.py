@@ -24,7 +24,9 @@ statements, cached per connection (the :data:`STATEMENT_CACHE` most recently use
 server parses each once per connection, parameters go in binary without quoting, and
 rows come back without text parsing, about twice the point reads of the text protocol.
 Statements without parameters, and the large ones used once (bulk writes, long ``IN``
-lists), run as text with parameters quoted on the client, as in the aiomysql adapter.
+lists), run as text with parameters quoted on the client, as in the aiomysql adapter;
+so does a statement the server will not prepare, or not now (its limit on prepared
+statements, shared by all its clients, reached): never an error of its own.
 """
 
 from __future__ import annotations
@@ -151,6 +153,9 @@ class AsyncmyDriver(MySQLDriverBase):
                 stmt = await self._prepare(conn, sql)
             if stmt is not None:
                 statements[sql] = stmt  # (again) the most recently used
+                # asyncmy binds a list or tuple; any other sequence would be one value.
+                if not isinstance(params, list | tuple):
+                    params = tuple(params)
                 return await stmt.execute(params)
         if params:
             sql = to_format_style(sql) % quote_params(conn, params)
