@@ -14,7 +14,9 @@ pool of 8 connections for the async contenders; for the blocking ones, 8 threads
 connection each (the sync facade gives every thread a pool of its own, so 64 threads
 would be 64 connections). The contenders alternate in rounds within one run (each round
 runs every contender once, in a rotated order), so all of them meet the same moments of
-a shared machine; a figure is the median of the rounds. Then ``insert_or_update_hashes``
+a shared machine; a figure is the median of the rounds. Beside each rate, the client's
+CPU time a read (``time.process_time``, every thread of the process): what a read costs
+the client whatever else the machine runs. Then ``insert_or_update_hashes``
 of the 20,000 records (insert into an empty table, then an update of every hash) through
 the library with each driver, alternating the same way.
 
@@ -35,6 +37,7 @@ import threading
 import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -247,12 +250,15 @@ class Contenders:
 
     # ------------------------------------------------------------------ timing
 
-    def rate(self, contender: Async | Blocking, paths: list[str]) -> float:
-        start = time.perf_counter()
+    def rate(self, contender: Async | Blocking, paths: list[str]) -> tuple[float, float]:
+        """Reads a second, and this process's CPU time a read in µs (all its threads):
+        what the client costs, whatever else the machine runs."""
+        start, cpu = time.perf_counter(), time.process_time()
         result = contender(paths)
         if result is not None:
             self.runner.run(result)  # type: ignore[arg-type]
-        return len(paths) / (time.perf_counter() - start)
+        elapsed, used = time.perf_counter() - start, time.process_time() - cpu
+        return len(paths) / elapsed, 1e6 * used / len(paths)
 
 
 def setup(runner: asyncio.Runner) -> list[str]:
@@ -284,7 +290,12 @@ def measure_reads(
     contenders = Contenders(runner, paths)
     runner.run(contenders.open_async())
     contenders.open_blocking()
-    rates: dict[str, dict[str, list[float]]] = {"sequential": {}, "concurrent": {}}
+    rates: dict[str, dict[str, list[float]]] = {
+        "sequential": {},
+        "concurrent": {},
+        "cpu_us_sequential": {},
+        "cpu_us_concurrent": {},
+    }
     try:
         for round_ in range(rounds):
             print(f"reads: round {round_ + 1}/{rounds}", flush=True)
@@ -295,7 +306,9 @@ def measure_reads(
                 start = (round_ * size) % len(paths)
                 sample = (paths + paths)[start : start + size]
                 for name in rotated(sorted(group), round_):
-                    rates[mode].setdefault(name, []).append(contenders.rate(group[name], sample))
+                    rate, cpu = contenders.rate(group[name], sample)
+                    rates[mode].setdefault(name, []).append(rate)
+                    rates[f"cpu_us_{mode}"].setdefault(name, []).append(cpu)
     finally:
         contenders.close()
     return rates
@@ -352,6 +365,13 @@ RATIOS = {
     "sync_asyncmy_vs_raw_pymysql_concurrent": (
         "sync_asyncmy", "raw_pymysql", "concurrent", None,
     ),
+    # Reads per second of client CPU (the inverse of CPU a read): the load-proof view.
+    "cpu_lib_asyncmy_vs_raw_aiomysql": (
+        "raw_aiomysql", "lib_asyncmy", "cpu_us_sequential", None,
+    ),
+    "cpu_sync_asyncmy_vs_raw_pymysql": (
+        "raw_pymysql", "sync_asyncmy", "cpu_us_sequential", None,
+    ),
     "bulk_asyncmy_vs_aiomysql_insert": ("asyncmy", "aiomysql", "insert", None),
     "bulk_asyncmy_vs_aiomysql_update": ("asyncmy", "aiomysql", "update", None),
 }  # fmt: skip
@@ -374,11 +394,12 @@ def main() -> int:
 
     ratios: dict[str, float] = {}
     below: list[str] = []
-    print(f"\npoint reads/s, median of {args.rounds} rounds")
-    print(f"{'contender':<22} {'sequential':>11} {'concurrent':>11}")
+    print(f"\npoint reads/s, and client CPU µs a read, median of {args.rounds} rounds")
+    print(f"{'contender':<22} {'sequential':>11} {'concurrent':>11} {'cpu seq':>8} {'cpu conc':>8}")
     for name in sorted(measured["sequential"]):
         seq, conc = measured["sequential"][name], measured["concurrent"][name]
-        print(f"{name:<22} {seq:>11,.0f} {conc:>11,.0f}")
+        cpu = measured["cpu_us_sequential"][name], measured["cpu_us_concurrent"][name]
+        print(f"{name:<22} {seq:>11,.0f} {conc:>11,.0f} {cpu[0]:>8.0f} {cpu[1]:>8.0f}")
     print(f"\ninsert_or_update_hashes, {RECORDS} records, records/s, median of {args.bulk_rounds}")
     for driver in DRIVERS:
         insert, update = measured["insert"][driver], measured["update"][driver]
@@ -404,11 +425,8 @@ def main() -> int:
                     "load_average_before": load_before,
                     "load_average_after": os.getloadavg(),
                 },
-                "versions": {
-                    "aiomysql": aiomysql.__version__,
-                    "asyncmy": _version("asyncmy"),
-                    "PyMySQL": pymysql.__version__,
-                },
+                # Installed versions (PyMySQL's __version__ mimics mysqlclient's).
+                "versions": {name: version(name) for name in ("aiomysql", "asyncmy", "PyMySQL")},
                 "records": RECORDS,
                 "rounds": args.rounds,
                 "reads_per_round": {"sequential": args.reads, "concurrent": 2 * args.reads},
@@ -423,12 +441,6 @@ def main() -> int:
     )
     print(f"\nwritten to {args.output}")
     return 0
-
-
-def _version(package: str) -> str:
-    from importlib.metadata import version
-
-    return version(package)
 
 
 if __name__ == "__main__":
