@@ -154,14 +154,15 @@ class MySQLConfig(_ServerConfig):
     user: Annotated[str, Field(min_length=1)]
     password: SecretStr = SecretStr("")
     ssl: TLSConfig | None = None
-    #: ``aiomysql`` (default), or ``odbc`` through unixODBC and ``odbc_driver``.
-    driver: Literal["aiomysql", "odbc"] = "aiomysql"
+    #: ``aiomysql`` (default), ``asyncmy`` (the ``fast`` extra), or ``odbc`` through
+    #: unixODBC and ``odbc_driver``.
+    driver: Literal["aiomysql", "asyncmy", "odbc"] = "aiomysql"
     odbc_driver: Annotated[str, Field(min_length=1)] = "MariaDB Unicode"
 
     @model_validator(mode="after")
     def _tls_needs_aiomysql(self) -> MySQLConfig:
         if self.ssl is not None and self.driver == "odbc":
-            raise ValueError("ssl: TLS settings are supported with driver 'aiomysql' only")
+            raise ValueError("ssl: TLS settings are supported with drivers 'aiomysql', 'asyncmy'")
         return self
 
     def describe(self) -> str:

@@ -2,9 +2,10 @@
 
 Through a test-owned TCP proxy (connections dropped, traffic stalled, a result cut in
 half, the server refusing connections) and with a private mariadbd killed (-9) and
-started again. Every call either succeeds or raises a documented error within the bound
-its settings imply; afterwards every record reported as stored is in the table exactly
-once with the right rotation, and the pool recovers without a restart.
+started again, on each MySQL driver (aiomysql, asyncmy). Every call either succeeds or
+raises a documented error within the bound its settings imply; afterwards every record
+reported as stored is in the table exactly once with the right rotation, and the pool
+recovers without a restart.
 """
 
 from __future__ import annotations
@@ -19,7 +20,15 @@ import pytest_asyncio
 
 from async_db_client import DBClientFactory, DBInstance
 from tests.support.fault_proxy import FaultProxy
-from tests.support.live import MYSQL, connect, create_database, drop_database, require_mysql
+from tests.support.live import (
+    MYSQL,
+    MYSQL_DRIVERS,
+    connect,
+    create_database,
+    drop_database,
+    require_driver,
+    require_mysql,
+)
 from tests.support.mariadb_server import PrivateMariaDB
 from tests.support.reliability import (
     Outcome,
@@ -44,6 +53,13 @@ def table(database: str, **connect_args: Any) -> dict[str, tuple[str, str | None
         return {path: (current, prev) for path, current, prev in cursor.fetchall()}
 
 
+@pytest.fixture(params=MYSQL_DRIVERS)
+def driver(request: pytest.FixtureRequest) -> str:
+    name: str = request.param
+    require_driver(name)
+    return name
+
+
 @pytest_asyncio.fixture
 async def fault_database() -> AsyncIterator[str]:
     require_mysql()
@@ -54,7 +70,7 @@ async def fault_database() -> AsyncIterator[str]:
         drop_database(name)
 
 
-def client(port: int, database: str, pool: dict[str, Any]) -> DBInstance:
+def client(port: int, database: str, pool: dict[str, Any], driver: str) -> DBInstance:
     config = {
         "database": {
             "remote_type": "mysql",
@@ -64,6 +80,7 @@ def client(port: int, database: str, pool: dict[str, Any]) -> DBInstance:
                 "database": database,
                 "user": MYSQL["user"],
                 "password": MYSQL["password"],
+                "driver": driver,
                 "pool": pool,
             },
         }
@@ -128,10 +145,10 @@ async def refuse_connections(proxy: FaultProxy, outcome: Outcome) -> float:
 
 @pytest.mark.asyncio
 @pytest.mark.parametrize("name", sorted(FAULTS))
-async def test_bulk_write_through_a_fault(name: str, fault_database: str) -> None:
+async def test_bulk_write_through_a_fault(name: str, fault_database: str, driver: str) -> None:
     pool = fault_pool()
     with FaultProxy(MYSQL["port"]) as proxy:
-        async with client(proxy.port, fault_database, pool) as db:
+        async with client(proxy.port, fault_database, pool, driver) as db:
             await db.migrate()
             first = await bulk_under_fault(db, PATHS, "v1")
             assert not first.failed_calls
@@ -154,7 +171,7 @@ async def test_bulk_write_through_a_fault(name: str, fault_database: str) -> Non
             assert stats.in_use == 0
     counts = audit(table(fault_database), PATHS, outcome)
     report(
-        f"proxy: {name}",
+        f"proxy: {name}" + ("" if driver == "aiomysql" else f" ({driver})"),
         **counts,
         errors=sorted({c.error for c in outcome.calls if c.error}),
         slowest_call_s=round(max(c.seconds for c in outcome.calls), 2),
@@ -167,9 +184,11 @@ async def test_bulk_write_through_a_fault(name: str, fault_database: str) -> Non
 
 
 @pytest.mark.asyncio
-async def test_bulk_write_through_a_server_kill(private_server: PrivateMariaDB) -> None:
+async def test_bulk_write_through_a_server_kill(
+    private_server: PrivateMariaDB, driver: str
+) -> None:
     pool = fault_pool()
-    async with client(private_server.port, "hashdb", pool) as db:
+    async with client(private_server.port, "hashdb", pool, driver) as db:
         await db.migrate()
         assert not (await bulk_under_fault(db, PATHS, "v1")).failed_calls
         restarted: list[float] = []
@@ -189,7 +208,8 @@ async def test_bulk_write_through_a_server_kill(private_server: PrivateMariaDB) 
         stats = next(iter(db.pool_stats().values()))
     counts = audit(table("hashdb", port=private_server.port), PATHS, outcome)
     report(
-        "kill -9 of the private_server, restarted after 1 s",
+        "kill -9 of the private_server, restarted after 1 s"
+        + ("" if driver == "aiomysql" else f" ({driver})"),
         **counts,
         errors=sorted({c.error for c in outcome.calls if c.error}),
         slowest_call_s=round(max(c.seconds for c in outcome.calls), 2),

@@ -1,5 +1,5 @@
 """Hostile input against every string parameter of every tier, on the in-memory backend and
-on the live MariaDB (aiomysql).
+on the live MariaDB (aiomysql, and asyncmy).
 
 Each call must either work (and what it stored reads back exactly) or be refused the
 documented way: :class:`InvalidInputError` (a ``ValueError``) from the methods that raise,
@@ -31,7 +31,7 @@ from hypothesis import strategies as st
 from async_db_client import FakeClock
 from async_db_client.models import MAX_DETAIL_CHARS, MAX_NAMES_JSON_BYTES
 from async_db_client.validation import LOG_ORDER_COLUMNS, SINGLE_FIELDS
-from tests.support.backends import Backend, MemoryBackend, MySQLBackend
+from tests.support.backends import Backend, MemoryBackend, MySQLAsyncmyBackend, MySQLBackend
 from tests.support.hostile.oracles import (
     HASH_FIELDS,
     NAME_FIELDS,
@@ -65,6 +65,8 @@ from tests.support.hostile.payloads import (
 BACKEND_PARAMS = [
     pytest.param(MemoryBackend, id="memory"),
     pytest.param(MySQLBackend, id="mysql", marks=pytest.mark.live),
+    # Prepared statements (binary parameters) and the quoting of the text protocol.
+    pytest.param(MySQLAsyncmyBackend, id="mysql-asyncmy", marks=pytest.mark.live),
 ]
 
 

@@ -1,4 +1,5 @@
-"""Load on the live MariaDB: 1,000 tasks on a pool of 10, cancellation storms, 16 threads."""
+"""Load on the live MariaDB: 1,000 tasks on a pool of 10, cancellation storms (on each MySQL
+driver), 16 threads."""
 
 from __future__ import annotations
 
@@ -16,10 +17,12 @@ from async_db_client import DBClientFactory, DBInstance, PoolTimeout
 from async_db_client.backends.sql import SQLRemoteStore
 from async_db_client.sync import DBClientFactory as SyncFactory
 from tests.support.live import (
+    MYSQL_DRIVERS,
     client_config,
     connect,
     empty_tables,
     open_transactions,
+    require_driver,
     server_connections,
 )
 from tests.support.reliability import report
@@ -28,8 +31,8 @@ pytestmark = [pytest.mark.live, pytest.mark.slow]
 
 
 @contextlib.asynccontextmanager
-async def client(database: str, **pool: Any) -> AsyncIterator[DBInstance]:
-    config = client_config(database, tiers=("remote",), pool=pool)
+async def client(database: str, driver: str = "aiomysql", **pool: Any) -> AsyncIterator[DBInstance]:
+    config = client_config(database, tiers=("remote",), pool=pool, driver=driver)
     async with DBClientFactory(config).create_client() as db:
         await db.migrate()
         empty_tables(database, "remote")
@@ -90,9 +93,13 @@ async def test_waits_are_bounded_by_the_acquire_timeout(mysql_database: str) -> 
 
 
 @pytest.mark.asyncio
-async def test_cancellation_storm_leaves_nothing_checked_out(own_database: str) -> None:
+@pytest.mark.parametrize("driver", MYSQL_DRIVERS)
+async def test_cancellation_storm_leaves_nothing_checked_out(
+    own_database: str, driver: str
+) -> None:
+    require_driver(driver)
     rng = random.Random(20261126)
-    async with client(own_database, max_size=8, acquire_timeout=30) as db:
+    async with client(own_database, driver, max_size=8, acquire_timeout=30) as db:
 
         async def paired_write(n: int) -> None:
             # Two writes in one transaction, with awaits between them: a cancellation
@@ -137,7 +144,8 @@ async def test_cancellation_storm_leaves_nothing_checked_out(own_database: str) 
         # and the pool still works
         assert await db.insert_or_update_hash({"path": "/after-storm", "current_hash": "h"})
     report(
-        "cancellation storm: 600 tasks cancelled at random points",
+        "cancellation storm: 600 tasks cancelled at random points"
+        + ("" if driver == "aiomysql" else f" ({driver})"),
         tasks=600,
         cancelled=cancelled,
         checked_out_after=0,

@@ -1,8 +1,12 @@
-"""The aiomysql adapter's own pieces: parameter quoting, error mapping, TLS options."""
+"""The MySQL adapters' own pieces (aiomysql, asyncmy): parameter quoting, error mapping,
+TLS options."""
 
 from __future__ import annotations
 
+import asyncio
 import ssl
+import sys
+from collections.abc import Iterator
 from typing import Any
 
 import pymysql
@@ -13,13 +17,16 @@ from pymysql.constants.SERVER_STATUS import SERVER_STATUS_NO_BACKSLASH_ESCAPES
 
 from async_db_client import (
     ConnectionLostError,
+    DriverNotInstalledError,
     IntegrityError,
     QueryError,
     QueryTimeoutError,
     TransientQueryError,
 )
 from async_db_client.config import MySQLConfig
+from async_db_client.drivers import make_driver
 from async_db_client.drivers.aiomysql import AiomysqlDriver, quote_params, to_format_style
+from tests.support.live import require_asyncmy
 
 
 class FakeConnection:
@@ -53,7 +60,28 @@ values = st.one_of(
 def test_quoting_matches_the_driver_exactly(params: list[Any]) -> None:
     for status in (0, SERVER_STATUS_NO_BACKSLASH_ESCAPES):
         conn = FakeConnection(status)
-        assert quote_params(conn, params) == tuple(conn.escape(v) for v in params)  # type: ignore[arg-type]
+        assert quote_params(conn, params) == tuple(conn.escape(v) for v in params)
+
+
+@pytest.fixture(scope="module")
+def asyncmy_connection() -> Iterator[Any]:
+    """An asyncmy connection, never connected: its escape() needs no server."""
+    require_asyncmy()
+    from async_db_client.drivers.asyncmy import _Connection
+
+    async def make() -> _Connection:  # asyncmy binds its connections to the running loop
+        return _Connection(host="h", user="u", password="pw")
+
+    with asyncio.Runner() as runner:
+        yield runner.run(make())
+
+
+@given(params=st.lists(values, max_size=20))
+def test_quoting_matches_asyncmy_exactly(asyncmy_connection: Any, params: list[Any]) -> None:
+    conn = asyncmy_connection
+    for status in (0, SERVER_STATUS_NO_BACKSLASH_ESCAPES):
+        conn.server_status = status
+        assert quote_params(conn, params) == tuple(conn.escape(v) for v in params)
 
 
 def test_placeholders_and_percent_signs() -> None:
@@ -62,6 +90,24 @@ def test_placeholders_and_percent_signs() -> None:
     )
 
 
+def drivers() -> list[Any]:
+    """Each MySQL adapter with its package's OperationalError."""
+
+    def asyncmy() -> tuple[Any, type[Exception]]:
+        require_asyncmy()
+        from asyncmy.errors import OperationalError
+
+        from async_db_client.drivers.asyncmy import AsyncmyDriver
+
+        return AsyncmyDriver, OperationalError
+
+    return [
+        pytest.param(lambda: (AiomysqlDriver, pymysql.err.OperationalError), id="aiomysql"),
+        pytest.param(asyncmy, id="asyncmy"),
+    ]
+
+
+@pytest.mark.parametrize("driver", drivers())
 @pytest.mark.parametrize(
     ("code", "expected"),
     [
@@ -75,21 +121,54 @@ def test_placeholders_and_percent_signs() -> None:
         (1064, QueryError),
     ],
 )
-def test_error_codes_map_to_the_hierarchy(code: int, expected: type[Exception]) -> None:
-    driver = AiomysqlDriver(MySQLConfig(host="h", database="d", user="u", password="pw"))
-    error = driver.translate(pymysql.err.OperationalError(code, "message"))
+def test_error_codes_map_to_the_hierarchy(
+    driver: Any, code: int, expected: type[Exception]
+) -> None:
+    cls, operational_error = driver()
+    adapter = cls(MySQLConfig(host="h", database="d", user="u", password="pw"))
+    error = adapter.translate(operational_error(code, "message"))
     assert type(error) is expected
     assert "mysql://u@h:3306/d" in str(error) and "pw" not in str(error)
+    assert "pw" not in repr(adapter)
 
 
-def test_tls_settings_reach_the_driver(tmp_path: Any) -> None:
+def test_asyncmy_protocol_errors_are_a_lost_connection() -> None:
+    """A packet out of sequence is raised by the client, without a server code: the
+    stream is out of step, and the connection must not be reused."""
+    require_asyncmy()
+    from asyncmy import errors
+
+    from async_db_client.drivers.asyncmy import AsyncmyDriver
+
+    adapter = AsyncmyDriver(MySQLConfig(host="h", database="d", user="u", password="pw"))
+    lost = errors.InternalError("Packet sequence number wrong - got 102 expected 1")
+    assert type(adapter.translate(lost)) is ConnectionLostError
+    assert type(adapter.translate(errors.InterfaceError(0, "Not connected"))) is (
+        ConnectionLostError
+    )
+    # A server's InternalError carries its code and is mapped by it.
+    assert type(adapter.translate(errors.InternalError(1062, "dup"))) is IntegrityError
+
+
+@pytest.mark.parametrize("driver", drivers())
+def test_tls_settings_reach_the_driver(driver: Any) -> None:
+    cls, _ = driver()
     base = {"host": "h", "database": "d", "user": "u"}
-    strict = AiomysqlDriver(MySQLConfig(**base, ssl={}))
+    strict = cls(MySQLConfig(**base, ssl={}))
     assert strict._ssl is not None
     assert strict._ssl.verify_mode == ssl.CERT_REQUIRED and strict._ssl.check_hostname
-    relaxed = AiomysqlDriver(MySQLConfig(**base, ssl={"verify_identity": False}))
+    relaxed = cls(MySQLConfig(**base, ssl={"verify_identity": False}))
     assert relaxed._ssl is not None and not relaxed._ssl.check_hostname
     assert relaxed._ssl.verify_mode == ssl.CERT_REQUIRED
-    unverified = AiomysqlDriver(MySQLConfig(**base, ssl={"verify_cert": False}))
+    unverified = cls(MySQLConfig(**base, ssl={"verify_cert": False}))
     assert unverified._ssl is not None and unverified._ssl.verify_mode == ssl.CERT_NONE
-    assert AiomysqlDriver(MySQLConfig(**base))._ssl is None
+    assert cls(MySQLConfig(**base))._ssl is None
+
+
+def test_without_asyncmy_the_error_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "asyncmy", None)  # as if it were not installed
+    monkeypatch.delitem(sys.modules, "async_db_client.drivers.asyncmy", raising=False)
+    config = MySQLConfig(host="h", database="d", user="u", driver="asyncmy")
+    with pytest.raises(DriverNotInstalledError, match=r"async_db_client\[fast\]") as info:
+        make_driver(config)
+    assert info.value.extra == "fast"

@@ -1,4 +1,7 @@
-"""The connection pool against the live MariaDB: sizes, waits, returns, cancellation."""
+"""The connection pool against the live MariaDB: sizes, waits, returns, cancellation.
+
+The tests that exercise the driver (returns, cancellation, timeouts, disconnects,
+connect failures) run on each MySQL driver (aiomysql, asyncmy)."""
 
 from __future__ import annotations
 
@@ -21,14 +24,25 @@ from async_db_client import (
     TooManyWaitersError,
     WrongEventLoopError,
 )
-from tests.support.live import client_config, connect, connection_id, empty_tables, executor_of
+from tests.support.live import (
+    MYSQL_DRIVERS,
+    client_config,
+    connect,
+    connection_id,
+    empty_tables,
+    executor_of,
+    is_closed,
+    require_driver,
+)
 
 pytestmark = [pytest.mark.live]
 
 
 @contextlib.asynccontextmanager
-async def live_client(database: str, **pool: Any) -> AsyncIterator[DBInstance]:
-    config = client_config(database, tiers=("remote",), pool=pool)
+async def live_client(
+    database: str, driver: str = "aiomysql", **pool: Any
+) -> AsyncIterator[DBInstance]:
+    config = client_config(database, tiers=("remote",), pool=pool, driver=driver)
     async with DBClientFactory(config).create_client() as db:
         await db.migrate()
         empty_tables(database, "remote")
@@ -40,9 +54,16 @@ def kill_connection(database: str, conn_id: int) -> None:
         cursor.execute(f"KILL {int(conn_id)}")
 
 
+@pytest.fixture(params=MYSQL_DRIVERS)
+def driver(request: pytest.FixtureRequest) -> str:
+    name: str = request.param
+    require_driver(name)
+    return name
+
+
 @pytest_asyncio.fixture
-async def db(mysql_database: str) -> AsyncIterator[DBInstance]:
-    async with live_client(mysql_database, max_size=8) as client:
+async def db(mysql_database: str, driver: str) -> AsyncIterator[DBInstance]:
+    async with live_client(mysql_database, driver, max_size=8) as client:
         yield client
 
 
@@ -121,12 +142,22 @@ async def test_connection_returned_inside_a_transaction_is_rolled_back(db: DBIns
     assert await db.get_logs() == []
 
 
+#: A statement that runs for 5 s, without parameters and with one (asyncmy prepares those).
+SLEEPS = [
+    pytest.param("SELECT SLEEP(5)", (), id="text"),
+    pytest.param("SELECT SLEEP(?)", (5,), id="parameters"),
+]
+
+
 @pytest.mark.asyncio
-async def test_cancelled_query_closes_its_connection(db: DBInstance, mysql_database: str) -> None:
+@pytest.mark.parametrize(("sleep", "params"), SLEEPS)
+async def test_cancelled_query_closes_its_connection(
+    db: DBInstance, sleep: str, params: tuple[Any, ...]
+) -> None:
     executor = executor_of(db)
     pool = executor.pool
     victim = await connection_id(executor)
-    task = asyncio.create_task(executor.run(lambda s: s.fetchall("SELECT SLEEP(5)")))
+    task = asyncio.create_task(executor.run(lambda s: s.fetchall(sleep, params)))
     await asyncio.sleep(0.3)
     discarded = pool.get_stats().connections_discarded
     task.cancel()
@@ -160,13 +191,16 @@ async def test_cancelled_transaction_stores_nothing(db: DBInstance) -> None:
 
 
 @pytest.mark.asyncio
-async def test_query_timeout_is_enforced_by_the_server(mysql_database: str) -> None:
-    async with live_client(mysql_database, query_timeout=0.5) as db:
+@pytest.mark.parametrize(("sleep", "params"), SLEEPS)
+async def test_query_timeout_is_enforced_by_the_server(
+    mysql_database: str, driver: str, sleep: str, params: tuple[Any, ...]
+) -> None:
+    async with live_client(mysql_database, driver, query_timeout=0.5) as db:
         executor = executor_of(db)
         conn_id = await connection_id(executor)
         start = time.monotonic()
         with pytest.raises(QueryTimeoutError):
-            await executor.run(lambda s: s.fetchall("SELECT SLEEP(5)"))
+            await executor.run(lambda s: s.fetchall(sleep, params))
         assert time.monotonic() - start < 2.0
         # MariaDB aborted the statement itself: the connection is still good.
         assert await connection_id(executor) == conn_id
@@ -185,8 +219,10 @@ async def test_max_lifetime_retires_old_connections(mysql_database: str) -> None
 
 
 @pytest.mark.asyncio
-async def test_idle_connection_killed_by_server_is_replaced_silently(mysql_database: str) -> None:
-    async with live_client(mysql_database, check_after_idle=0) as db:
+async def test_idle_connection_killed_by_server_is_replaced_silently(
+    mysql_database: str, driver: str
+) -> None:
+    async with live_client(mysql_database, driver, check_after_idle=0) as db:
         executor = executor_of(db)
         first = await connection_id(executor)
         kill_connection(mysql_database, first)
@@ -196,8 +232,8 @@ async def test_idle_connection_killed_by_server_is_replaced_silently(mysql_datab
 
 
 @pytest.mark.asyncio
-async def test_connection_lost_mid_use_is_retried(mysql_database: str) -> None:
-    async with live_client(mysql_database, check_after_idle=3600) as db:
+async def test_connection_lost_mid_use_is_retried(mysql_database: str, driver: str) -> None:
+    async with live_client(mysql_database, driver, check_after_idle=3600) as db:
         executor = executor_of(db)
         first = await connection_id(executor)
         kill_connection(mysql_database, first)
@@ -218,14 +254,17 @@ async def test_tiers_on_one_database_share_one_pool(mysql_database: str) -> None
 
 
 @pytest.mark.asyncio
-async def test_close_waits_for_borrowed_connections_then_aborts(mysql_database: str) -> None:
-    db = DBClientFactory(client_config(mysql_database, tiers=("remote",))).create_client()
+async def test_close_waits_for_borrowed_connections_then_aborts(
+    mysql_database: str, driver: str
+) -> None:
+    config = client_config(mysql_database, tiers=("remote",), driver=driver)
+    db = DBClientFactory(config).create_client()
     pool = executor_of(db).pool
     borrowed = await pool.acquire()
     start = time.monotonic()
     await pool.aclose(timeout=0.2)
     assert 0.15 < time.monotonic() - start < 2
-    assert borrowed.raw.closed
+    assert is_closed(borrowed.raw)
     with pytest.raises(PoolClosedError):
         await pool.acquire()
     await pool.release(borrowed)  # late return after close: quietly ignored
@@ -235,7 +274,7 @@ async def test_close_waits_for_borrowed_connections_then_aborts(mysql_database: 
 
 
 @pytest.mark.asyncio
-async def test_unreachable_server_fails_fast_with_a_clear_error() -> None:
+async def test_unreachable_server_fails_fast_with_a_clear_error(driver: str) -> None:
     config = {
         "database": {
             "remote_type": "mysql",
@@ -245,6 +284,7 @@ async def test_unreachable_server_fails_fast_with_a_clear_error() -> None:
                 "database": "x",
                 "user": "u",
                 "password": "pw-never-shown",
+                "driver": driver,
                 "pool": {"acquire_timeout": 0.5, "connect_timeout": 0.2},
             },
         }
@@ -261,8 +301,9 @@ async def test_unreachable_server_fails_fast_with_a_clear_error() -> None:
 
 
 @pytest.mark.asyncio
-async def test_wrong_password_is_not_retried(mysql_database: str) -> None:
-    config = client_config(mysql_database, tiers=("remote",), pool={"acquire_timeout": 10})
+async def test_wrong_password_is_not_retried(mysql_database: str, driver: str) -> None:
+    pool = {"acquire_timeout": 10}
+    config = client_config(mysql_database, tiers=("remote",), pool=pool, driver=driver)
     config["database"]["remote_config"]["password"] = "definitely-wrong"
     async with DBClientFactory(config).create_client() as db:
         start = time.monotonic()

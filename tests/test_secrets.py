@@ -1,8 +1,9 @@
 """Secrets: with a known, distinctive password, a run through every failure a caller can
 meet (bad configuration next to the password, connection refused, wrong password, pool
-timeout, query errors and timeouts, health checks, the sync facade, MySQL over ODBC, SQL
-Server through Microsoft's driver) and through the reprs of everything a caller can print
-(configs, factories, clients, repositories, pools, drivers, pool stats). Every log record
+timeout, query errors and timeouts, health checks, the sync facade, MySQL through
+aiomysql, asyncmy and ODBC, SQL Server through Microsoft's driver) and through the reprs
+of everything a caller can print (configs, factories, clients, repositories, pools,
+drivers, pool stats). Every log record
 of every logger at DEBUG, and the text of every exception (str, repr, args, the formatted
 traceback, and every chained exception, even a suppressed context) is scanned: the
 password never appears, nor does a wrong password tried against the server.
@@ -35,7 +36,7 @@ from async_db_client import (
 from async_db_client.backends.sql import SQLRemoteStore
 from async_db_client.config import parse_config
 from tests.support.backends import require_msodbc
-from tests.support.live import MYSQL, connect
+from tests.support.live import MYSQL, MYSQL_DRIVERS, connect, require_driver
 from tests.support.mariadb_server import free_port
 
 #: What a leak would show: the random core appears in any quoting or escaping of them.
@@ -109,7 +110,7 @@ def capture() -> Iterator[Capture]:
     level = root.level
     root.setLevel(logging.DEBUG)
     root.addHandler(handler)
-    loggers = [logging.getLogger(n) for n in ("async_db_client", "aiomysql", "asyncio")]
+    loggers = [logging.getLogger(n) for n in ("async_db_client", "aiomysql", "asyncmy", "asyncio")]
     levels = [lg.level for lg in loggers]
     for lg in loggers:
         lg.setLevel(logging.DEBUG)
@@ -212,9 +213,12 @@ def test_configuration_errors_and_reprs(seen: Seen) -> None:
 
 
 @pytest.mark.asyncio
-async def test_connection_refused_health_and_stats(seen: Seen) -> None:
+@pytest.mark.parametrize("driver", MYSQL_DRIVERS)
+async def test_connection_refused_health_and_stats(seen: Seen, driver: str) -> None:
+    require_driver(driver)
     port = free_port()  # nothing listens there
-    async with DBClientFactory(remote(mysql_tier(port, PASSWORD))).create_client() as db:
+    config = remote(mysql_tier(port, PASSWORD, driver=driver))
+    async with DBClientFactory(config).create_client() as db:
         async with seen.expect_async(DBConnectionError):
             await db.get_hash_record("/a")
         async with seen.expect_async(DBConnectionError):
@@ -263,7 +267,8 @@ def live(database: str, password: str, **extra: Any) -> dict[str, Any]:
 @pytest.mark.live
 @pytest.mark.asyncio
 async def test_wrong_password_against_the_live_server(secret_user: str, seen: Seen) -> None:
-    for driver in ("aiomysql", "odbc"):
+    require_driver("asyncmy")
+    for driver in (*MYSQL_DRIVERS, "odbc"):
         config = live(secret_user, WRONG, driver=driver)
         async with DBClientFactory(config).create_client() as db:
             async with seen.expect_async(DBConnectionError):
@@ -278,9 +283,10 @@ async def test_wrong_password_against_the_live_server(secret_user: str, seen: Se
 @pytest.mark.live
 @pytest.mark.asyncio
 async def test_a_working_session_and_its_failures(secret_user: str, seen: Seen) -> None:
-    """Logged in with the password, through aiomysql and through ODBC: migrations,
+    """Logged in with the password, through aiomysql, asyncmy and ODBC: migrations,
     writes, reads, and each kind of failure a statement can meet."""
-    for driver in ("aiomysql", "odbc"):
+    require_driver("asyncmy")
+    for driver in (*MYSQL_DRIVERS, "odbc"):
         config = live(
             secret_user,
             PASSWORD,

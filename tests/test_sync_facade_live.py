@@ -23,8 +23,10 @@ import pytest
 
 from async_db_client.sync import DBClientFactory
 from tests.support.live import (
+    MYSQL_DRIVERS,
     client_config,
     open_transactions,
+    require_driver,
     server_connections,
 )
 
@@ -127,20 +129,37 @@ def sqlite_config(path: Path) -> dict[str, Any]:
 
 # ------------------------------------------------------------------------ Ctrl-C
 
+#: SQLite, and MariaDB through each MySQL driver.
+ENGINES = [
+    "sqlite",
+    *(pytest.param(f"mysql-{d}", marks=pytest.mark.live) for d in MYSQL_DRIVERS),
+]
+#: The driver class whose begin or commit a script holds, by engine.
+DRIVER_CLASS = {
+    "sqlite": "from async_db_client.drivers.aiosqlite import AiosqliteDriver as D",
+    "mysql-aiomysql": "from async_db_client.drivers.aiomysql import AiomysqlDriver as D",
+    "mysql-asyncmy": "from async_db_client.drivers.asyncmy import AsyncmyDriver as D",
+}
 
-@pytest.mark.parametrize("engine", ["sqlite", pytest.param("mysql", marks=pytest.mark.live)])
+
+def mysql_engine(engine: str, database: str) -> dict[str, Any]:
+    """The config of a MySQL engine (``mysql-<driver>``), its driver installed."""
+    driver = engine.removeprefix("mysql-")
+    require_driver(driver)
+    return client_config(database, tiers=("remote",), driver=driver)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
 def test_ctrl_c_while_entering_a_transaction_leaves_none_open(
     engine: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
-    if engine == "mysql":
+    if engine.startswith("mysql"):
         database = request.getfixturevalue("own_database")
-        config = client_config(database, tiers=("remote",))
-        driver = "from async_db_client.drivers.aiomysql import AiomysqlDriver as D"
+        config = mysql_engine(engine, database)
     else:
         config = sqlite_config(tmp_path / "h.db")
-        driver = "from async_db_client.drivers.aiosqlite import AiosqliteDriver as D"
     with Script(
-        driver,
+        DRIVER_CLASS[engine],
         """
         db = DBClientFactory(config).create_client()
         db.migrate()
@@ -165,7 +184,7 @@ def test_ctrl_c_while_entering_a_transaction_leaves_none_open(
         script.expect("interrupted")
         script.expect("True 0")
         script.expect("ready")
-        if engine == "mysql":
+        if engine.startswith("mysql"):
             assert open_transactions(database) == 0
         else:
             import sqlite3
@@ -177,18 +196,16 @@ def test_ctrl_c_while_entering_a_transaction_leaves_none_open(
         script.finish()
 
 
-@pytest.mark.parametrize("engine", ["sqlite", pytest.param("mysql", marks=pytest.mark.live)])
+@pytest.mark.parametrize("engine", ENGINES)
 def test_ctrl_c_while_committing_commits_then_raises(
     engine: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
-    if engine == "mysql":
-        config = client_config(request.getfixturevalue("own_database"), tiers=("remote",))
-        driver = "from async_db_client.drivers.aiomysql import AiomysqlDriver as D"
+    if engine.startswith("mysql"):
+        config = mysql_engine(engine, request.getfixturevalue("own_database"))
     else:
         config = sqlite_config(tmp_path / "h.db")
-        driver = "from async_db_client.drivers.aiosqlite import AiosqliteDriver as D"
     with Script(
-        driver,
+        DRIVER_CLASS[engine],
         """
         db = DBClientFactory(config).create_client()
         db.migrate()

@@ -7,6 +7,8 @@
   accepted without it (the CA is still checked);
 * a plaintext client is refused by the server;
 * a client configured for TLS never falls back to plaintext when the server offers none.
+
+Each on both MySQL drivers (aiomysql, asyncmy).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import pytest
 
 from async_db_client import DBClientFactory, DBConnectionError, DBInstance
 from async_db_client.backends.sql import SQLRemoteStore
-from tests.support.live import MYSQL, unavailable
+from tests.support.live import MYSQL, MYSQL_DRIVERS, require_driver, unavailable
 from tests.support.mariadb_server import PrivateMariaDB
 
 pytestmark = pytest.mark.live
@@ -137,6 +139,13 @@ class TLSMariaDB(PrivateMariaDB):
         return super().connect(ssl={"ca": str(self.certs.ca), "check_hostname": False}, **kw)
 
 
+@pytest.fixture(params=MYSQL_DRIVERS)
+def driver(request: pytest.FixtureRequest) -> str:
+    name: str = request.param
+    require_driver(name)
+    return name
+
+
 @pytest.fixture(scope="module")
 def server(certificates: Certificates) -> Iterator[TLSMariaDB]:
     tls = TLSMariaDB(certificates)
@@ -189,10 +198,11 @@ async def refused(port: int, **kw: Any) -> tuple[DBConnectionError, float, int]:
 
 @pytest.mark.asyncio
 async def test_a_verifying_client_connects_over_tls(
-    server: TLSMariaDB, certificates: Certificates
+    server: TLSMariaDB, certificates: Certificates, driver: str
 ) -> None:
     for host in ("127.0.0.1", "localhost"):  # both named by the certificate
-        async with client(server.port, host=host, ssl={"ca": str(certificates.ca)}) as db:
+        ca = str(certificates.ca)
+        async with client(server.port, host=host, ssl={"ca": ca}, driver=driver) as db:
             assert await db.insert_or_update_hash({"path": f"/tls/{host}", "current_hash": "h"})
             record = await db.get_hash_record(f"/tls/{host}")
             assert record is not None and record.current_hash == "h"
@@ -203,9 +213,10 @@ async def test_a_verifying_client_connects_over_tls(
 
 @pytest.mark.asyncio
 async def test_a_client_trusting_another_ca_is_refused_at_once(
-    server: TLSMariaDB, certificates: Certificates
+    server: TLSMariaDB, certificates: Certificates, driver: str
 ) -> None:
-    error, elapsed, attempts = await refused(server.port, ssl={"ca": str(certificates.other_ca)})
+    other = {"ca": str(certificates.other_ca)}
+    error, elapsed, attempts = await refused(server.port, ssl=other, driver=driver)
     assert "certificate verify failed" in str(error) or "CERTIFICATE_VERIFY_FAILED" in str(error)
     assert attempts == 1  # not retried: another attempt meets the same certificate
     assert elapsed < 2  # far below the 10 s acquire timeout
@@ -213,21 +224,24 @@ async def test_a_client_trusting_another_ca_is_refused_at_once(
 
 @pytest.mark.asyncio
 async def test_a_host_name_the_certificate_does_not_name(
-    server: TLSMariaDB, certificates: Certificates
+    server: TLSMariaDB, certificates: Certificates, driver: str
 ) -> None:
     server.use(certificates.elsewhere_cert, certificates.elsewhere_key)
     server.execute("FLUSH SSL")
     try:
         ca = str(certificates.ca)
-        error, elapsed, attempts = await refused(server.port, ssl={"ca": ca})
+        error, elapsed, attempts = await refused(server.port, ssl={"ca": ca}, driver=driver)
         assert "hostname mismatch" in str(error) or "match" in str(error), error
         assert attempts == 1 and elapsed < 2
         # Without verify_identity the CA is still checked, the name is not.
-        async with client(server.port, ssl={"ca": ca, "verify_identity": False}) as db:
+        relaxed = {"ca": ca, "verify_identity": False}
+        async with client(server.port, ssl=relaxed, driver=driver) as db:
             assert await db.get_hash_record("/nothing") is None
             assert (await session_tls(db))[0].startswith("TLSv1.")
         error, _, _ = await refused(
-            server.port, ssl={"ca": str(certificates.other_ca), "verify_identity": False}
+            server.port,
+            ssl={"ca": str(certificates.other_ca), "verify_identity": False},
+            driver=driver,
         )
         assert "certificate verify failed" in str(error)
     finally:
@@ -237,26 +251,27 @@ async def test_a_host_name_the_certificate_does_not_name(
 
 @pytest.mark.asyncio
 async def test_a_plaintext_client_is_refused_by_the_server(
-    server: TLSMariaDB, certificates: Certificates
+    server: TLSMariaDB, certificates: Certificates, driver: str
 ) -> None:
     """MariaDB answers a plaintext login with "access denied" (1045), although the same
     user and password log in over TLS."""
-    error, elapsed, attempts = await refused(server.port)
+    error, elapsed, attempts = await refused(server.port, driver=driver)
     assert "(1045) Access denied for user 'root'" in str(error), error
     assert attempts == 1 and elapsed < 2
     with pytest.raises(pymysql.err.OperationalError) as raw:
         pymysql.connect(host="127.0.0.1", port=server.port, user="root", password="")
     assert raw.value.args[0] == 1045
-    async with client(server.port, ssl={"ca": str(certificates.ca)}) as db:
+    async with client(server.port, ssl={"ca": str(certificates.ca)}, driver=driver) as db:
         assert await db.health_check() == {"local_db": True}
 
 
 @pytest.mark.asyncio
 async def test_a_tls_client_never_falls_back_to_plaintext(
-    certificates: Certificates, mysql_database: str
+    certificates: Certificates, mysql_database: str, driver: str
 ) -> None:
     """The shared test server offers no TLS at all: a client configured with ``ssl`` must
-    refuse it before logging in, rather than talk in plaintext (aiomysql alone would)."""
+    refuse it before logging in, rather than talk in plaintext (aiomysql alone would) or
+    fail in a way that reads like a network fault (asyncmy alone would)."""
     with pymysql.connect(**MYSQL) as conn, conn.cursor() as cursor:
         cursor.execute("SELECT @@have_ssl")
         if cursor.fetchone()[0] == "YES":
@@ -265,6 +280,7 @@ async def test_a_tls_client_never_falls_back_to_plaintext(
         **{k: MYSQL[k] for k in ("host", "port", "user", "password")},
         "database": mysql_database,
         "ssl": {"ca": str(certificates.ca)},
+        "driver": driver,
         "pool": {"min_size": 0, "acquire_timeout": 10},
     }
     config = {"database": {"remote_type": "mysql", "remote_config": remote}}

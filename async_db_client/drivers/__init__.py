@@ -1,18 +1,20 @@
 """The database drivers, behind one seam, and the registry that picks one for a tier.
 
 Each module here adapts one async driver to :class:`~async_db_client.drivers.base.Driver`
-(aiomysql for MySQL/MariaDB, aioodbc for SQL Server and MySQL over ODBC, aiosqlite for
-SQLite); nothing else in the library imports a driver package. :func:`make_driver` picks
-the driver a tier's config names, imports its module only then, and builds it with the
-class's ``from_config(config)``. So a missing optional package matters only to the tiers
-that use it, and raises :class:`~async_db_client.errors.DriverNotInstalledError` naming
-the pip extra: here, when the module is imported, or, for a module that imports its
-packages on first connect (the ODBC one), from there.
+(aiomysql or asyncmy for MySQL/MariaDB, aioodbc for SQL Server and MySQL over ODBC,
+aiosqlite for SQLite); nothing else in the library imports a driver package.
+:func:`make_driver` picks the driver a tier's config names, imports its module only then,
+and builds it with the class's ``from_config(config)``. So a missing optional package
+matters only to the tiers that use it, and raises
+:class:`~async_db_client.errors.DriverNotInstalledError` naming the pip extra: here, when
+the module is imported, or, for a module that imports its packages on first connect (the
+ODBC one), from there.
 
-Adding a driver (asyncmy, asyncpg, ...) is one new module in this package, whose class
+Adding a driver (asyncpg, ...) is one new module in this package, whose class
 implements the :class:`~async_db_client.drivers.base.Driver` protocol and a
 ``from_config`` classmethod, plus one entry in :data:`DRIVERS` (and the name among those
-its config accepts, e.g. ``MySQLConfig.driver``). Nothing else changes.
+its config accepts, e.g. ``MySQLConfig.driver``). Nothing else changes: asyncmy came in
+that way, its MySQL pieces shared with aiomysql's in ``mysql_common``.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ class DriverEntry(NamedTuple):
 #: Every driver, by the name configs use for it.
 DRIVERS: dict[str, DriverEntry] = {
     "aiomysql": DriverEntry("aiomysql", "AiomysqlDriver", None),
+    "asyncmy": DriverEntry("asyncmy", "AsyncmyDriver", "fast"),
     "odbc": DriverEntry("odbc", "AioodbcDriver", "mssql"),
     "aiosqlite": DriverEntry("aiosqlite", "AiosqliteDriver", "sqlite"),
 }
@@ -78,6 +81,12 @@ if TYPE_CHECKING:
     # The registry imports by name, so nothing else checks that each class is a Driver.
     from .aiomysql import AiomysqlDriver
     from .aiosqlite import AiosqliteDriver
+    from .asyncmy import AsyncmyDriver
     from .odbc import AioodbcDriver
 
-    _CHECKED: tuple[type[Driver[Any]], ...] = (AiomysqlDriver, AioodbcDriver, AiosqliteDriver)
+    _CHECKED: tuple[type[Driver[Any]], ...] = (
+        AiomysqlDriver,
+        AsyncmyDriver,
+        AioodbcDriver,
+        AiosqliteDriver,
+    )

@@ -23,6 +23,7 @@ from tests.support.live import (
     LeastPrivilegeDatabase,
     empty_tables,
     mysql_config,
+    require_asyncmy,
     unavailable,
 )
 
@@ -116,6 +117,18 @@ class MySQLOdbcBackend(MySQLBackend):
 
     name = "mysql-odbc"
     driver = "odbc"
+
+
+class MySQLAsyncmyBackend(MySQLBackend):
+    """The live MariaDB through asyncmy (the ``fast`` extra): prepared statements for
+    the statements with parameters, the text protocol for the rest."""
+
+    name = "mysql-asyncmy"
+    driver = "asyncmy"
+
+    def setup(self, request: pytest.FixtureRequest) -> None:
+        require_asyncmy()
+        super().setup(request)
 
 
 class MySQLLeastPrivilegeBackend(MySQLBackend):
@@ -309,6 +322,7 @@ class SQLiteMemoryBackend(SQLiteBackend):
 BACKENDS: list[Callable[[], Backend]] = [
     MemoryBackend,
     MySQLBackend,
+    MySQLAsyncmyBackend,
     MySQLOdbcBackend,
     SQLiteBackend,
     SQLiteMemoryBackend,

@@ -58,6 +58,30 @@ def require_mysql() -> None:
         )
 
 
+#: The MySQL drivers, for the live tests that run on each.
+MYSQL_DRIVERS = ("aiomysql", "asyncmy")
+
+
+def require_asyncmy() -> None:
+    """asyncmy (the ``fast`` extra) must be installed."""
+    try:
+        import asyncmy  # noqa: F401
+    except ImportError:
+        unavailable("asyncmy is not installed: pip install 'async_db_client[fast]'")
+
+
+def require_driver(driver: str) -> None:
+    """The MySQL driver a live test runs on must be installed (aiomysql always is)."""
+    if driver == "asyncmy":
+        require_asyncmy()
+
+
+def is_closed(raw: Any) -> bool:
+    """Whether a raw MySQL connection, of either driver, is closed."""
+    connected = getattr(raw, "connected", None)  # asyncmy's; aiomysql says ``closed``
+    return not connected if connected is not None else bool(raw.closed)
+
+
 def create_database(prefix: str = "adc_test") -> str:
     name = f"{prefix}_{os.getpid()}_{secrets.token_hex(3)}"
     with connect() as conn, conn.cursor() as cursor:
