@@ -145,11 +145,29 @@ class _ServerConfig(_Strict):
 
 
 class MySQLConfig(_ServerConfig):
-    """MySQL/MariaDB: the predecessor's keys ``host, port, database, user, password``."""
+    """MySQL/MariaDB: the predecessor's keys ``host, port, database, user, password``.
+
+    Several servers (issue 13): ``hosts`` instead of ``host``, each ``"host"`` or
+    ``"host:port"`` (``port`` is the default port), and ``ha_mode`` saying what they are:
+
+    * ``replication``: the first reachable writable host (``@@read_only = 0``) is the
+      primary, the others are read replicas;
+    * ``galera``: every synced node takes reads and writes (writes go to one of them at
+      a time, which keeps certification conflicts away);
+    * ``sequential``: one server at a time, in order, moving on when it fails.
+
+    ``read_consistency`` is ``read_your_writes`` (a read after this client's write sees
+    it) or ``eventual``; replicas more than ``max_replication_lag`` seconds behind get no
+    reads. See :mod:`async_db_client.routing`.
+    """
 
     type: Literal["mysql"] = "mysql"
-    host: Annotated[str, Field(min_length=1)]
+    host: Annotated[str, Field(min_length=1)] | None = None
     port: Annotated[int, Field(ge=1, le=65535)] = 3306
+    hosts: list[Annotated[str, Field(min_length=1)]] | None = None
+    ha_mode: Literal["replication", "galera", "sequential"] = "replication"
+    read_consistency: Literal["read_your_writes", "eventual"] = "read_your_writes"
+    max_replication_lag: PositiveSeconds = 5.0
     database: Annotated[str, Field(min_length=1, max_length=64)]
     user: Annotated[str, Field(min_length=1)]
     password: SecretStr = SecretStr("")
@@ -165,10 +183,47 @@ class MySQLConfig(_ServerConfig):
             raise ValueError("ssl: TLS settings are supported with drivers 'aiomysql', 'asyncmy'")
         return self
 
+    @model_validator(mode="after")
+    def _one_way_to_name_servers(self) -> MySQLConfig:
+        if self.hosts is None:
+            if self.host is None:
+                raise ValueError("host: required (or give several servers in hosts)")
+            return self
+        if self.host is not None:
+            raise ValueError("hosts: give either host (one server) or hosts, not both")
+        if not self.hosts:
+            raise ValueError("hosts: the list is empty; name at least one server")
+        if self.driver == "odbc":
+            raise ValueError(
+                "hosts: several servers are supported with drivers 'aiomysql', 'asyncmy'"
+            )
+        seen: dict[tuple[str, int], int] = {}
+        for n, entry in enumerate(self.hosts):
+            address = _host_port(entry, self.port, f"hosts.{n}")
+            if address in seen:
+                raise ValueError(f"hosts.{n}: the same server as hosts.{seen[address]}")
+            seen[address] = n
+        return self
+
+    @property
+    def addresses(self) -> list[tuple[str, int]]:
+        """``(host, port)`` of every server, in the configured order."""
+        if self.hosts is None:
+            assert self.host is not None
+            return [(self.host, self.port)]
+        return [_host_port(entry, self.port, "hosts") for entry in self.hosts]
+
+    def for_host(self, host: str, port: int) -> MySQLConfig:
+        """This config for one of its servers: what that server's pool and driver use
+        (a one-entry ``hosts``, so the mode's connection settings stay)."""
+        entry = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        return self.model_copy(update={"hosts": [entry]})
+
     def describe(self) -> str:
         """Where this points, for logs and errors (never the password)."""
         scheme = "mysql+odbc" if self.driver == "odbc" else "mysql"
-        return f"{scheme}://{self.user}@{self.host}:{self.port}/{self.database}"
+        where = ",".join(f"[{h}]:{p}" if ":" in h else f"{h}:{p}" for h, p in self.addresses)
+        return f"{scheme}://{self.user}@{where}/{self.database}"
 
     def pool_key(self) -> tuple[Any, ...]:
         """Identity of the server and credentials: equal keys share one pool."""
@@ -176,14 +231,45 @@ class MySQLConfig(_ServerConfig):
             "mysql",
             self.driver,
             self.odbc_driver,
-            self.host,
-            self.port,
+            tuple(self.addresses),
             self.database,
             self.user,
             _digest(self.password),
             self.ssl,
             self.pool,
+            # Galera's causal reads are a setting of every connection of the pool.
+            self.galera_causal_reads,
         )
+
+    @property
+    def galera_causal_reads(self) -> bool:
+        """Whether connections ask Galera for causal reads (``wsrep_sync_wait``)."""
+        return (
+            self.hosts is not None
+            and self.ha_mode == "galera"
+            and self.read_consistency == "read_your_writes"
+        )
+
+
+def _host_port(entry: str, default_port: int, key: str) -> tuple[str, int]:
+    """``"host"``, ``"host:port"`` or ``"[v6 address]:port"`` as a ``(host, port)`` pair."""
+    host, port_text = entry, None
+    if entry.startswith("["):
+        host, bracket, rest = entry[1:].partition("]")
+        if not bracket or (rest and not rest.startswith(":")):
+            raise ValueError(f"{key}: not host, host:port or [address]:port")
+        port_text = rest[1:] if rest else None
+    elif entry.count(":") == 1:
+        host, port_text = entry.split(":")
+    if not host or any(c.isspace() for c in host):
+        raise ValueError(f"{key}: no valid host name")
+    return host, default_port if port_text is None else _port(port_text, key)
+
+
+def _port(text: str, key: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 65535:
+        raise ValueError(f"{key}: bad port (a number from 1 to 65535)")
+    return int(text)
 
 
 class MSSQLConfig(_ServerConfig):
@@ -431,8 +517,8 @@ def _lookup(node: Any, part: int | str) -> Any:
         for key in node:  # a key pydantic reported as a str (an int key, say)
             if str(key) == str(part):
                 return key
-    elif isinstance(node, list | tuple) and isinstance(part, int) and 0 <= part < len(node):
-        return part
+    elif isinstance(node, list | tuple) and str(part).isdigit() and int(part) < len(node):
+        return int(part)  # "hosts.1" from a model-level message names item 1
     return _ABSENT
 
 

@@ -9,8 +9,9 @@ and also from the built-in class a caller would naturally catch::
     ├── DriverNotInstalledError (ImportError)  optional driver missing; names the extra
     ├── DBConnectionError (ConnectionError)    the database cannot be reached or was lost
     │   ├── ConnectionLostError                lost in the middle of an operation
-    │   └── PoolTimeout (TimeoutError)         no connection within the acquire timeout
-    │       └── TooManyWaitersError            the pool's queue of waiting tasks is full
+    │   ├── PoolTimeout (TimeoutError)         no connection within the acquire timeout
+    │   │   └── TooManyWaitersError            the pool's queue of waiting tasks is full
+    │   └── NoServerError                      none of a tier's hosts can take the call
     ├── UsageError (RuntimeError)              the library used in a way it cannot work
     │   ├── PoolClosedError                    the pool or client was closed
     │   ├── WrongEventLoopError                a pool used from another event loop
@@ -18,6 +19,7 @@ and also from the built-in class a caller would naturally catch::
     ├── QueryError                             the server rejected or failed a statement
     │   ├── IntegrityError                     a constraint was violated
     │   ├── TransientQueryError                deadlock or lock wait timeout (retryable)
+    │   │   └── ServerRoleError                the server is read-only or not in its cluster
     │   └── QueryTimeoutError (TimeoutError)   the statement exceeded the query timeout
     └── MigrationError                         the schema could not be brought up to date
 
@@ -36,10 +38,12 @@ __all__ = [
     "IntegrityError",
     "InvalidInputError",
     "MigrationError",
+    "NoServerError",
     "PoolClosedError",
     "PoolTimeout",
     "QueryError",
     "QueryTimeoutError",
+    "ServerRoleError",
     "SyncUsageError",
     "TooManyWaitersError",
     "TransientQueryError",
@@ -102,6 +106,11 @@ class ConnectionLostError(DBConnectionError):
     """The connection broke in the middle of an operation (server restart, network cut)."""
 
 
+class NoServerError(DBConnectionError):
+    """With several hosts: none can take the call now (no writable primary, no synced
+    Galera node, every host unreachable). The message says what each host is."""
+
+
 class PoolTimeout(DBConnectionError, TimeoutError):
     """No connection could be handed out before the acquire deadline."""
 
@@ -137,6 +146,12 @@ class IntegrityError(QueryError):
 
 class TransientQueryError(QueryError):
     """A deadlock or lock wait timeout: the statement may succeed if run again."""
+
+
+class ServerRoleError(TransientQueryError):
+    """The server refused the statement for its role: read-only (a replica, MySQL 1290)
+    or a Galera node outside the primary component (1047). Nothing ran; with several
+    hosts the roles are discovered again and the call goes where it can run."""
 
 
 class QueryTimeoutError(QueryError, TimeoutError):

@@ -40,7 +40,7 @@ import logging
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from types import MappingProxyType
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from .config import PoolSettings
 from .drivers.base import Driver, ExecResult, Params, Row
@@ -49,8 +49,10 @@ from .errors import (
     ConnectionLostError,
     DBConnectionError,
     PoolClosedError,
+    PoolTimeout,
     QueryError,
     QueryTimeoutError,
+    ServerRoleError,
     TransientQueryError,
     UsageError,
 )
@@ -101,6 +103,15 @@ class Session:
     async def fetchone(self, sql: str, params: Params = ()) -> Row | None:
         rows = await self._call(self._driver.fetchall, sql, params)
         return rows[0] if rows else None
+
+    async def fetch_named(self, sql: str) -> list[dict[str, Any]]:
+        """Rows by column name, for statements whose columns differ between servers
+        (``SHOW SLAVE STATUS``); only the MySQL drivers offer it."""
+        fetch = getattr(self._driver, "fetch_named", None)
+        if fetch is None:
+            raise UsageError(f"{type(self._driver).__name__} cannot fetch rows by name")
+        rows: list[dict[str, Any]] = await self._call(fetch, sql)
+        return rows
 
     async def begin(self) -> None:
         await self._call(self._driver.begin)
@@ -221,11 +232,13 @@ class _Watchdog:
 class Runner(ABC):
     """What repositories run statements through: an :class:`Executor` or a transaction."""
 
+    # A statement run on its own through these two only reads: with several hosts it
+    # may go to a replica. Reads that decide a write run inside that write's ``run``.
     async def fetchall(self, sql: str, params: Params = ()) -> list[Row]:
-        return await self.run(lambda s: s.fetchall(sql, params))
+        return await self.run(lambda s: s.fetchall(sql, params), read=True)
 
     async def fetchone(self, sql: str, params: Params = ()) -> Row | None:
-        return await self.run(lambda s: s.fetchone(sql, params))
+        return await self.run(lambda s: s.fetchone(sql, params), read=True)
 
     async def execute(self, sql: str, params: Params = ()) -> ExecResult:
         return await self.run(lambda s: s.execute(sql, params))
@@ -242,6 +255,7 @@ class Runner(ABC):
         transaction: bool = False,
         skip_prepare: bool = False,
         retry: bool = True,
+        read: bool = False,
     ) -> T:
         """Run ``work`` with a session (see :meth:`Executor.run`)."""
 
@@ -255,13 +269,68 @@ PoolSource = Callable[[], ConnectionPool[Any]]
 Prepare = Callable[[Session], Awaitable[None]]
 
 
+class Route(Protocol):
+    """One server a :class:`Router` chooses: its driver and its (shared) pool."""
+
+    @property
+    def driver(self) -> Driver[Any]: ...
+
+    @property
+    def pool(self) -> PoolSource: ...
+
+
+H = TypeVar("H", bound=Route)
+
+
+class Router(Protocol[H]):
+    """Where each call goes when a tier has several servers; what the executor needs of
+    :class:`async_db_client.routing.Topology` (defined there, above this module)."""
+
+    @property
+    def current_pool(self) -> ConnectionPool[Any]:
+        """The pool writes would use now (for names and reprs)."""
+        ...
+
+    async def writer(self) -> H:
+        """The server for writes and transactions (NoServerError if none can)."""
+        ...
+
+    async def reader(self) -> tuple[H, str | None]:
+        """The server for a read, and the write position it must show first (or None)."""
+        ...
+
+    def acquire_timeout(self, host: H, reading: bool) -> float | None:
+        """How long to wait for ``host``'s connection (None: the pool's setting)."""
+        ...
+
+    async def caught_up(self, session: Session, host: H, position: str) -> bool:
+        """Whether ``host`` shows ``position`` soon enough (else read elsewhere)."""
+        ...
+
+    async def wrote(self, session: Session) -> None:
+        """A write committed on ``session``: remember where, for later reads."""
+        ...
+
+    def failed(self, host: H, exc: BaseException) -> None:
+        """A call on ``host`` failed with ``exc``."""
+        ...
+
+
 class Executor(Runner):
     """Runs operations on connections borrowed from one target's pool.
 
     ``pool_source`` returns the shared pool (created lazily by the pool manager);
     ``prepare`` runs once, on the first operation, with a session of its own (schema
     migration or check). Operations are retried on lost connections and transient errors
-    up to ``retry_attempts`` times: every operation passed here must be idempotent.
+    up to ``retry_attempts`` times: every operation passed here must be idempotent, or
+    say ``retry=False``.
+
+    With a ``router`` (a tier with several servers) each operation asks it which server
+    to use: writes, transactions and the schema step the writer, reads (``read=True``,
+    outside a transaction) whichever it picks. A failure is reported to the router; a
+    call that never reached its server (refused connect, a server that refused it for its
+    role) runs again on the server chosen next, retried or not, since nothing ran; a
+    failed read runs again on another server.
     """
 
     def __init__(
@@ -272,7 +341,9 @@ class Executor(Runner):
         *,
         prepare: Prepare | None = None,
         bulk_connections: int = 4,
+        router: Router[Any] | None = None,
     ) -> None:
+        self._router = router
         self._pool_source = pool_source
         self._driver = driver
         self._settings = settings
@@ -293,6 +364,11 @@ class Executor(Runner):
     def pool(self) -> ConnectionPool[Any]:
         return self._pool_source()
 
+    @property
+    def router(self) -> Router[Any] | None:
+        """The router of a tier with several servers (None: one server)."""
+        return self._router
+
     def _watchdog_here(self) -> _Watchdog | None:
         """The watchdog of the running loop's statements (None: no query timeout)."""
         watchdog = self._watchdog
@@ -312,14 +388,20 @@ class Executor(Runner):
         transaction: bool = False,
         skip_prepare: bool = False,
         retry: bool = True,
+        read: bool = False,
     ) -> T:
         """Run ``work`` on a borrowed connection (in one transaction if asked).
 
         With ``retry`` (the default, for idempotent work) a lost connection, deadlock or
         lock wait timeout runs it again on another connection. ``skip_prepare`` bypasses
-        the one-time schema step (health checks, the explicit migration itself). Raises
-        UsageError at once if the connection would wait for a transaction this context
-        holds (see the module docstring)."""
+        the one-time schema step (health checks, the explicit migration itself). ``read``
+        says ``work`` only reads (a router may send it to a replica). Raises UsageError
+        at once if the connection would wait for a transaction this context holds (see
+        the module docstring)."""
+        if self._router is not None:
+            return await self._run_routed(
+                self._router, work, transaction, skip_prepare, retry, read and not transaction
+            )
         held = _HELD.get()
         if held:
             self._refuse_deadlock(self._pool_source(), held)
@@ -345,6 +427,64 @@ class Executor(Runner):
                 pool.record_retry()
                 logger.info(
                     "%s: retrying after %s (attempt %d of %d, in %.2fs)",
+                    pool.name,
+                    type(exc).__name__,
+                    attempts.count,
+                    self._settings.retry_attempts,
+                    delay,
+                )
+                await asyncio.sleep(delay)
+
+    async def _run_routed(
+        self,
+        router: Router[Any],
+        work: Callable[[Session], Awaitable[T]],
+        transaction: bool,
+        skip_prepare: bool,
+        retry: bool,
+        read: bool,
+    ) -> T:
+        if not (skip_prepare or self._prepared):
+            await self._ensure_prepared()
+        attempts: Attempts | None = None
+        to_writer = not read
+        while True:
+            host, position = (await router.writer(), None) if to_writer else await router.reader()
+            pool = host.pool()
+            held = _HELD.get()
+            if held:
+                self._refuse_deadlock(pool, held)
+            try:
+                if transaction:
+                    return await self._attempt_transaction(pool, work, host.driver, router.wrote)
+                timeout = router.acquire_timeout(host, not to_writer)
+                async with pool.connection(timeout) as conn:
+                    session = Session(pool, conn, host.driver, self._watchdog_here())
+                    if position is not None and not await router.caught_up(session, host, position):
+                        to_writer = True  # this read must see a write the replica lacks
+                        continue
+                    result = await work(session)
+                    if not read:
+                        await router.wrote(session)
+                    return result
+            except (DBConnectionError, TransientQueryError) as exc:
+                router.failed(host, exc)
+                # Nothing ran: the server was not reached, or refused the call for its
+                # role. A read changes nothing. Either may run again elsewhere.
+                never_ran = isinstance(exc, ServerRoleError) or (
+                    isinstance(exc, DBConnectionError)
+                    and not isinstance(exc, ConnectionLostError | PoolTimeout)
+                )
+                if not (never_ran or read or retry) or (isinstance(exc, PoolTimeout) and not read):
+                    raise
+                if attempts is None:
+                    attempts = self._attempts()
+                delay = attempts.next_delay()
+                if delay is None:
+                    raise
+                pool.record_retry()
+                logger.info(
+                    "%s: %s; retrying (attempt %d of %d, in %.2fs)",
                     pool.name,
                     type(exc).__name__,
                     attempts.count,
@@ -391,10 +531,14 @@ class Executor(Runner):
         return self._backoff.attempts(limit=self._settings.retry_attempts)
 
     async def _attempt_transaction(
-        self, pool: ConnectionPool[Any], work: Callable[[Session], Awaitable[T]]
+        self,
+        pool: ConnectionPool[Any],
+        work: Callable[[Session], Awaitable[T]],
+        driver: Driver[Any] | None = None,
+        committed: Callable[[Session], Awaitable[None]] | None = None,
     ) -> T:
         async with pool.connection() as conn:
-            session = Session(pool, conn, self._driver, self._watchdog_here())
+            session = Session(pool, conn, driver or self._driver, self._watchdog_here())
             await session.begin()
             try:
                 result = await work(session)
@@ -402,19 +546,28 @@ class Executor(Runner):
                 await _rollback_quietly(session)
                 raise
             await session.commit()
+            if committed is not None:
+                await committed(session)
             return result
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[TransactionRunner]:
         """One connection, one transaction: commit on success, roll back on error. The
-        current context holds it for the block (see :func:`holding`)."""
-        pool = self._pool_source()
+        current context holds it for the block (see :func:`holding`). With several
+        servers, on the writer (never retried elsewhere once begun)."""
+        await self._ensure_prepared()
+        router = self._router
+        driver = self._driver
+        if router is None:
+            pool = self._pool_source()
+        else:
+            host = await router.writer()
+            pool, driver = host.pool(), host.driver
         held = _HELD.get()
         if held:
             self._refuse_deadlock(pool, held)
-        await self._ensure_prepared()
         async with pool.connection() as conn:
-            session = Session(pool, conn, self._driver, self._watchdog_here())
+            session = Session(pool, conn, driver, self._watchdog_here())
             await session.begin()
             runner = TransactionRunner(session, owner=self)
             try:
@@ -426,6 +579,8 @@ class Executor(Runner):
                 raise
             runner.close()
             await session.commit()
+            if router is not None:
+                await router.wrote(session)
 
     def mark_prepared(self) -> None:
         """The schema step is done (e.g. an explicit migration just ran)."""
@@ -448,20 +603,27 @@ class Executor(Runner):
                 # than each spending a connect budget after the other.
                 raise type(failed[1])(str(failed[1]), reason=failed[1].reason) from failed[1]
             try:
-                await self._prepare_with(self._pool_source(), self._prepare)
+                await self._prepare_with(self._prepare)
             except DBConnectionError as exc:
                 self._prepare_failure = (loop.time(), exc)
                 raise
             self._prepared = True
 
-    async def _prepare_with(self, pool: ConnectionPool[Any], prepare: Prepare) -> None:
+    async def _prepare_with(self, prepare: Prepare) -> None:
         attempts = self._attempts()
         while True:
+            if self._router is None:
+                pool, driver = self._pool_source(), self._driver
+            else:  # the schema is changed on the writer; replicas follow it
+                host = await self._router.writer()
+                pool, driver = host.pool(), host.driver
             try:
                 async with pool.connection() as conn:
-                    await prepare(Session(pool, conn, self._driver, self._watchdog_here()))
+                    await prepare(Session(pool, conn, driver, self._watchdog_here()))
                 return
-            except (ConnectionLostError, TransientQueryError):
+            except (ConnectionLostError, TransientQueryError) as exc:
+                if self._router is not None:
+                    self._router.failed(host, exc)
                 delay = attempts.next_delay()
                 if delay is None:
                     raise
@@ -517,6 +679,7 @@ class TransactionRunner(Runner):
         transaction: bool = False,
         skip_prepare: bool = False,
         retry: bool = True,
+        read: bool = False,
     ) -> T:
         if not self._open:
             raise PoolClosedError("this transaction has ended; use the repository it came from")

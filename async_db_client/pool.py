@@ -151,6 +151,10 @@ class _PoolState:
     idle: int
     in_use: int
     waiting: int
+    #: With several hosts: the server's role as last discovered (``primary``,
+    #: ``replica``, ``synced``...) and a replica's lag in seconds; None with one server.
+    role: str | None = None
+    lag_s: float | None = None
 
 
 # The state's fields come first: dataclass fields follow the reversed MRO.
@@ -170,10 +174,11 @@ class PoolStats(PoolCounters, _PoolState):
         values: dict[str, Any] = {}
         for f in dataclasses.fields(cls):
             items = [getattr(s, f.name) for s in stats]
-            if f.name == "name":
-                values[f.name] = first.name
-            elif f.name == "acquire_wait_max_s":
-                values[f.name] = max(items)
+            if f.name in ("name", "role"):
+                values[f.name] = getattr(first, f.name)
+            elif f.name in ("acquire_wait_max_s", "lag_s"):
+                known = [item for item in items if item is not None]
+                values[f.name] = max(known) if known else None
             else:
                 values[f.name] = sum(items)
         return cls(**values)
@@ -199,6 +204,9 @@ class _Request:
     deadline: float
     #: Made at the first connect it needs; ``count`` is its failed attempts so far.
     connects: Attempts | None = None
+    #: False: a failed connect is not retried (a router's probe: another server may
+    #: answer instead, so waiting out this one's budget would only delay the call).
+    retry_connect: bool = True
 
     @property
     def failed_attempts(self) -> int:
@@ -245,6 +253,9 @@ class ConnectionPool(Generic[C]):
         self._closing_tasks: set[asyncio.Task[None]] = set()
         self._outage: _Outage | None = None
         self._all_returned: asyncio.Event | None = None  # set up by aclose() if it must wait
+        #: Set by the router of a tier with several hosts (see PoolStats.role, lag_s).
+        self.role: str | None = None
+        self.lag: float | None = None
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else ("open" if self._loop else "new")
@@ -350,17 +361,19 @@ class ConnectionPool(Generic[C]):
 
     # -------------------------------------------------------------------- acquire
 
-    def connection(self, timeout: float | None = None) -> _Borrow[C]:
+    def connection(self, timeout: float | None = None, *, retry_connect: bool = True) -> _Borrow[C]:
         """``async with pool.connection() as conn:`` borrows a connection for the block.
 
         A block left by cancellation (or KeyboardInterrupt) marks the connection broken:
         the driver may be mid-statement. A release that needs I/O (a rollback) runs under
         :func:`asyncio.shield`, so cancelling the task never leaks the connection; the
-        cancellation is re-raised.
+        cancellation is re-raised. ``retry_connect=False``: one connect attempt, no retry.
         """
-        return _Borrow(self, timeout)
+        return _Borrow(self, timeout, retry_connect)
 
-    async def acquire(self, timeout: float | None = None) -> PooledConnection[C]:
+    async def acquire(
+        self, timeout: float | None = None, *, retry_connect: bool = True
+    ) -> PooledConnection[C]:
         """Take a connection; give it back with :meth:`release` (or use :meth:`connection`)."""
         if self._loop is None:
             await self.open()
@@ -374,7 +387,7 @@ class ConnectionPool(Generic[C]):
                 return self._checkout(warm, start)
         deadline = start + (self.settings.acquire_timeout if timeout is None else timeout)
         # A retry never restarts any of its clocks.
-        request = _Request(start, deadline)
+        request = _Request(start, deadline, retry_connect=retry_connect)
         while True:
             conn = await self._take_idle(deadline)
             if conn is None and self._size < self.settings.max_size:
@@ -473,7 +486,7 @@ class ConnectionPool(Generic[C]):
             outage_end = self._budget_end(request)
             assert outage_end is not None
             connects.deadline = min(request.deadline, outage_end)
-            delay = connects.next_delay()
+            delay = connects.next_delay() if request.retry_connect else None
             if delay is None:
                 raise self._unreachable(request, connects.count + 1) from exc
             logger.info(
@@ -513,7 +526,9 @@ class ConnectionPool(Generic[C]):
         outage = self._outage
         assert outage is not None
         budget_end = max(request.start, outage.started) + self.settings.connect_retry_budget
-        if request.deadline < budget_end:
+        if not request.retry_connect:
+            limit = "one attempt, as asked"
+        elif request.deadline < budget_end:
             limit = f"acquire_timeout {request.deadline - request.start:g}s"
         else:
             limit = f"connect_retry_budget {self.settings.connect_retry_budget:g}s"
@@ -750,6 +765,8 @@ class ConnectionPool(Generic[C]):
             idle=len(self._idle),
             in_use=len(self._in_use),
             waiting=sum(1 for w in self._waiters if not w.future.done()),
+            role=self.role,
+            lag_s=self.lag,
             **counters,
         )
 
@@ -813,15 +830,16 @@ class ConnectionPool(Generic[C]):
 class _Borrow(Generic[C]):
     """The async context manager behind :meth:`ConnectionPool.connection`."""
 
-    __slots__ = ("_conn", "_pool", "_timeout")
+    __slots__ = ("_conn", "_pool", "_retry_connect", "_timeout")
 
-    def __init__(self, pool: ConnectionPool[C], timeout: float | None) -> None:
+    def __init__(self, pool: ConnectionPool[C], timeout: float | None, retry_connect: bool) -> None:
         self._pool = pool
         self._timeout = timeout
+        self._retry_connect = retry_connect
         self._conn: PooledConnection[C] | None = None
 
     async def __aenter__(self) -> PooledConnection[C]:
-        self._conn = await self._pool.acquire(self._timeout)
+        self._conn = await self._pool.acquire(self._timeout, retry_connect=self._retry_connect)
         return self._conn
 
     async def __aexit__(

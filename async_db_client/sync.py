@@ -446,6 +446,12 @@ class DBInstance:
         """Each configured tier's health key, and why it did not answer (None: it did)."""
         return self._call(AsyncDBInstance.health_report)
 
+    def topology(self) -> dict[str, Any]:
+        """The servers of each tier configured with ``hosts``, found out now: mode, writer, and per
+        server its role, lag, what it serves, how long it stays deny-listed, why it serves
+        nothing, and its pool's stats (``{}`` without such a tier)."""
+        return self._call(AsyncDBInstance.topology)
+
     def get_hash_record(self, path: str) -> HashRecord | None:
         """The record stored for ``path``, or None."""
         return self._call(AsyncDBInstance.get_hash_record, path)

@@ -183,3 +183,69 @@ def test_the_readme_toml_example_is_a_valid_configuration() -> None:
     text = "\n".join(line.removeprefix("   ") for line in block.group(1).splitlines())
     config = parse_config(tomllib.loads(text))
     assert config.database.tier("remote") is not None and config.database.tier("core")
+
+
+# --------------------------------------------------------------- several servers
+
+
+def _hosts_config(**keys: Any) -> dict[str, Any]:
+    config = copy.deepcopy(SEED)
+    remote = config["database"]["remote_config"]
+    del remote["host"]
+    remote.update(keys)
+    return config
+
+
+@pytest.mark.parametrize(
+    ("keys", "key", "says"),
+    [
+        ({"hosts": ["a", "b"], "host": "c"}, "database.remote_config.hosts", "not both"),
+        ({"hosts": []}, "database.remote_config.hosts", "empty"),
+        ({"hosts": ["a:99999"]}, "database.remote_config.hosts.0", "bad port"),
+        ({"hosts": ["a", "b:x1"]}, "database.remote_config.hosts.1", "bad port"),
+        ({"hosts": ["a", "a:3306"]}, "database.remote_config.hosts.1", "same server as hosts.0"),
+        ({"hosts": ["[::1"]}, "database.remote_config.hosts.0", "not host"),
+        ({"hosts": [":3306"]}, "database.remote_config.hosts.0", "no valid host"),
+        ({"hosts": ["a"], "ha_mode": "multi"}, "database.remote_config.ha_mode", ""),
+        ({"hosts": ["a"], "read_consistency": "strong"}, "database.remote_config.read", ""),
+        ({"hosts": ["a"], "max_replication_lag": 0}, "database.remote_config.max_repl", ""),
+        ({"hosts": ["a"], "driver": "odbc"}, "database.remote_config.hosts", "aiomysql"),
+        ({}, "database.remote_config.host", "required"),
+    ],
+)
+def test_bad_hosts_config_names_the_key(keys: dict[str, Any], key: str, says: str) -> None:
+    with pytest.raises(ConfigurationError) as info:
+        parse_config(_hosts_config(**keys))
+    assert info.value.key is not None and info.value.key.startswith(key), info.value
+    assert says in str(info.value)
+    assert SECRET not in str(info.value)
+
+
+def test_hosts_with_default_port_and_per_host_configs() -> None:
+    config = parse_config(
+        _hosts_config(hosts=["10.0.0.1:3307", "10.0.0.2", "[fd00::3]:3308"], port=3310)
+    )
+    remote = config.database.remote_config
+    assert isinstance(remote, MySQLConfig)
+    assert remote.addresses == [("10.0.0.1", 3307), ("10.0.0.2", 3310), ("fd00::3", 3308)]
+    assert remote.ha_mode == "replication" and remote.read_consistency == "read_your_writes"
+    assert remote.max_replication_lag == 5.0
+    one = remote.for_host("fd00::3", 3308)
+    assert one.addresses == [("fd00::3", 3308)] and one.describe().endswith("@[fd00::3]:3308/" + one.database)
+    assert SECRET not in remote.describe() and "10.0.0.2:3310" in remote.describe()
+    # Servers differ, so pools differ; the whole list is one target.
+    assert one.pool_key() != remote.pool_key()
+    assert remote.for_host("10.0.0.2", 3310).pool_key() != one.pool_key()
+
+
+def test_galera_causal_reads_only_with_read_your_writes() -> None:
+    def remote(**keys: Any) -> MySQLConfig:
+        parsed = parse_config(_hosts_config(hosts=["a", "b"], ha_mode="galera", **keys))
+        config = parsed.database.remote_config
+        assert isinstance(config, MySQLConfig)
+        return config
+
+    assert remote().galera_causal_reads and remote().for_host("a", 3306).galera_causal_reads
+    assert not remote(read_consistency="eventual").galera_causal_reads
+    single = parse_config(SEED).database.remote_config
+    assert isinstance(single, MySQLConfig) and not single.galera_causal_reads

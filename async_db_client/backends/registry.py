@@ -9,6 +9,7 @@ an :class:`~async_db_client.outbox.Outbox` when the remote tier asks for one.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from ..clock import Clock
@@ -28,6 +29,7 @@ from ..outbox import Outbox
 from ..pool import ConnectionPool
 from ..pool_manager import PoolManager
 from ..retry import Backoff
+from ..routing import Host, Topology, WritePositions
 from ..tiers import CoreRepository, PipelineRepository, RemoteRepository, Repository
 from .sql.base import SQLStore, schema_step
 
@@ -48,6 +50,7 @@ class Shared:
 
     def __init__(self) -> None:
         self._stores: dict[str, Any] = {}
+        self._positions: dict[str, WritePositions] = {}
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -59,6 +62,11 @@ class Shared:
             if tier not in self._stores:
                 self._stores[tier] = make()
             return self._stores[tier]
+
+    def positions(self, tier: str) -> WritePositions:
+        """Where ``tier``'s writes reached, shared by the clients (read_your_writes)."""
+        with self._lock:
+            return self._positions.setdefault(tier, WritePositions())
 
     def after_fork(self) -> None:
         """In a forked child: keep the data, drop locks another thread may have held."""
@@ -82,12 +90,15 @@ def build_tier(
     """
     if config is None:
         return None
-    store: Any = build_store(tier, config, pools, shared)
+    # The positions of this client's writes, for read_your_writes on replicas: the same
+    # for every thread of the sync facade and for the outbox's replayer.
+    positions = WritePositions() if shared is None else shared.positions(tier)
+    store: Any = build_store(tier, config, pools, shared, positions=positions)
     if tier == "remote" and not isinstance(config, LocalConfig) and config.outbox is not None:
         sql_config = config  # the replayer's store: the same database, its own pools
 
         def replay_store(replay_pools: PoolManager) -> Any:
-            return build_store(tier, sql_config, replay_pools)
+            return build_store(tier, sql_config, replay_pools, positions=positions)
 
         store = Outbox(
             store,
@@ -105,7 +116,12 @@ def build_tier(
 
 
 def build_store(
-    tier: str, config: AnyTierConfig, pools: PoolManager, shared: Shared | None = None
+    tier: str,
+    config: AnyTierConfig,
+    pools: PoolManager,
+    shared: Shared | None = None,
+    *,
+    positions: WritePositions | None = None,
 ) -> Any:
     """The store of ``tier`` on the configured engine (any engine for any tier: the
     configuration decides which pairs are offered; tests run the others too)."""
@@ -119,8 +135,11 @@ def build_store(
         }[tier]
         return make() if shared is None else shared.store(tier, make)
     dialect = _dialect(config)
-    driver = make_driver(config)
-    executor = _executor(tier, dialect, driver, config, pools, driver.pool_settings)
+    if isinstance(config, MySQLConfig) and config.hosts is not None:
+        executor = _routed_executor(tier, dialect, config, pools, positions or WritePositions())
+    else:
+        driver = make_driver(config)
+        executor = _executor(tier, dialect, driver, config, pools, driver.pool_settings)
     return _sql_store(tier, dialect, executor)
 
 
@@ -150,14 +169,10 @@ def _sql_store(tier: str, dialect: Dialect, executor: Executor) -> SQLStore:
     return classes[tier](dialect, executor)
 
 
-def _executor(
-    tier: str,
-    dialect: Dialect,
-    driver: Driver[Any],
-    config: SQLConfig,
-    pools: PoolManager,
-    settings: PoolSettings,
-) -> Executor:
+def _pool_source(
+    driver: Driver[Any], config: SQLConfig, pools: PoolManager, settings: PoolSettings
+) -> Callable[[], ConnectionPool[Any]]:
+    """The shared pool of ``config``'s server, as the executor asks for it."""
     key = config.pool_key()
     name = config.describe()
     cached: ConnectionPool[Any] | None = None
@@ -172,11 +187,55 @@ def _executor(
             )
         return cached
 
+    return pool_source
+
+
+def _executor(
+    tier: str,
+    dialect: Dialect,
+    driver: Driver[Any],
+    config: SQLConfig,
+    pools: PoolManager,
+    settings: PoolSettings,
+) -> Executor:
     prepare = schema_step(dialect, tier, auto_migrate=config.auto_migrate)
     return Executor(
-        pool_source,
+        _pool_source(driver, config, pools, settings),
         driver,
         settings,
         prepare=prepare,
         bulk_connections=settings.bulk_connections,
+    )
+
+
+def _routed_executor(
+    tier: str,
+    dialect: Dialect,
+    config: MySQLConfig,
+    pools: PoolManager,
+    positions: WritePositions,
+) -> Executor:
+    """A tier on several servers: a pool per server (shared with other tiers naming the
+    same server), and a router choosing among them (see :mod:`async_db_client.routing`)."""
+    hosts = []
+    for host, port in config.addresses:
+        host_config = config.for_host(host, port)
+        driver = make_driver(host_config)
+        hosts.append(
+            Host(
+                address=f"{host}:{port}",
+                driver=driver,
+                pool=_pool_source(driver, host_config, pools, driver.pool_settings),
+            )
+        )
+    topology = Topology(config, hosts, positions=positions, spawn=pools.spawn)
+    pools.topologies[tier] = topology
+    settings = config.pool
+    return Executor(
+        lambda: topology.current_pool,
+        hosts[0].driver,
+        settings,
+        prepare=schema_step(dialect, tier, auto_migrate=config.auto_migrate),
+        bulk_connections=settings.bulk_connections,
+        router=topology,
     )

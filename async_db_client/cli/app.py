@@ -539,6 +539,37 @@ def pool_stats(as_json: bool) -> None:
     )
 
 
+@cli.command()
+@json_option
+def topology(as_json: bool) -> None:
+    """The servers of tiers configured with `hosts`: roles, lag, deny-listing, pools."""
+    described = run(lambda db: db.topology())
+    if as_json:
+        render.emit_json(described)
+        return
+    if not described:
+        render.note("no tier is configured with several hosts")
+        return
+    for tier, info in described.items():
+        writer = info["writer"] or "NO SERVER"
+        render.table(
+            f"{tier}: {info['mode']}, {info['read_consistency']}, writes go to {writer}",
+            ("host", "role", "lag", "serves", "deny-listed", "pool in use/size", "why"),
+            (
+                (
+                    host["address"],
+                    host["role"],
+                    "" if host["lag_s"] is None else f"{host['lag_s']:g}s",
+                    ", ".join(host["serves"]) or "nothing",
+                    f"{host['deny_listed_s']:.1f}s" if host["deny_listed_s"] else "",
+                    f"{host['pool']['in_use']}/{host['pool']['size']}",
+                    host["why"] or "",
+                )
+                for host in info["hosts"]
+            ),
+        )
+
+
 # -------------------------------------------------------------------------- outbox
 
 

@@ -84,7 +84,7 @@ class AiomysqlDriver(MySQLDriverBase):
         return conn
 
     async def _configure(self, conn: aiomysql.Connection) -> None:
-        setup = session_setup(conn.get_server_info(), self.config.pool.query_timeout)
+        setup = session_setup(conn.get_server_info(), self.config)
         async with conn.cursor(_Cursor) as cursor:
             await cursor.execute(setup)
 
@@ -112,6 +112,12 @@ class AiomysqlDriver(MySQLDriverBase):
             await cursor.execute(self._statement(conn, sql, params))
             rows: list[Row] = list(await cursor.fetchall())
             return rows
+
+    async def fetch_named(self, conn: aiomysql.Connection, sql: str) -> list[dict[str, Any]]:
+        async with conn.cursor(_Cursor) as cursor:
+            await cursor.execute(sql)
+            names = [column[0] for column in cursor.description or ()]
+            return [dict(zip(names, row, strict=True)) for row in await cursor.fetchall()]
 
     def translate(self, exc: Exception) -> AsyncDBClientError:
         return translate_error(

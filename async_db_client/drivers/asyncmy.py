@@ -130,7 +130,7 @@ class AsyncmyDriver(MySQLDriverBase):
         return conn
 
     async def _configure(self, conn: _Connection) -> None:
-        setup = session_setup(conn.get_server_info(), self.config.pool.query_timeout)
+        setup = session_setup(conn.get_server_info(), self.config)
         await self._run(conn, setup, ())
 
     def _closed(self, conn: _Connection) -> bool:
@@ -193,6 +193,11 @@ class AsyncmyDriver(MySQLDriverBase):
     async def fetchall(self, conn: _Connection, sql: str, params: Sequence[Any]) -> list[Row]:
         rows = (await self._run(conn, sql, params)).rows
         return list(rows) if rows else []
+
+    async def fetch_named(self, conn: _Connection, sql: str) -> list[dict[str, Any]]:
+        result = await self._run(conn, sql, ())
+        names = [column[0] for column in result.description or ()]
+        return [dict(zip(names, row, strict=True)) for row in result.rows or ()]
 
     def translate(self, exc: Exception) -> AsyncDBClientError:
         lost = _STREAM_ERRORS

@@ -25,6 +25,7 @@ from ..errors import (
     IntegrityError,
     QueryError,
     QueryTimeoutError,
+    ServerRoleError,
     TransientQueryError,
 )
 
@@ -65,7 +66,12 @@ DISCONNECT_CODES = frozenset(
         1317,  # query execution was interrupted (KILL)
     }
 )
-TRANSIENT_CODES = frozenset({1213, 1205})  # deadlock; lock wait timeout
+# Deadlock (a Galera certification conflict too); lock wait timeout.
+TRANSIENT_CODES = frozenset({1213, 1205})
+# The server cannot take this statement in its current role: read-only (1290: a replica,
+# or a primary being demoted) or a Galera node outside the primary component (1047).
+# Refused before it ran, so running it elsewhere is safe whatever it was.
+ROLE_CODES = frozenset({1290, 1047})
 INTEGRITY_CODES = frozenset({1062, 1048, 1451, 1452, 1364, 4025})
 TIMEOUT_CODES = frozenset({1969, 3024})  # MariaDB max_statement_time; MySQL max_execution_time
 CONNECT_RETRYABLE_CODES = frozenset({2002, 2003, 2005, 2006, 2013, 1040, 1053, 1129})
@@ -88,6 +94,8 @@ def mysql_error_class(code: int | None) -> type[AsyncDBClientError]:
     """Which of this library's errors a MySQL error code means."""
     if code in DISCONNECT_CODES:
         return ConnectionLostError
+    if code in ROLE_CODES:
+        return ServerRoleError
     if code in TRANSIENT_CODES:
         return TransientQueryError
     if code in INTEGRITY_CODES:
@@ -158,13 +166,18 @@ def log_server_warnings(warnings: Iterable[Sequence[Any]]) -> None:
         )
 
 
-def session_setup(server_info: str, query_timeout: float | None) -> str:
-    """The statement every new connection runs first: UTC, and on MariaDB the query
-    timeout enforced by the server itself (the statement is aborted, the connection
-    stays usable). One statement, so one round trip."""
+def session_setup(server_info: str, config: MySQLConfig) -> str:
+    """The statement every new connection runs first: UTC, on MariaDB the query timeout
+    enforced by the server itself (the statement is aborted, the connection stays
+    usable), and on a Galera cluster read with ``read_your_writes`` causal reads (a read
+    waits until the node has applied every write the cluster committed before it). One
+    statement, so one round trip."""
     assignments = ["time_zone = '+00:00'"]
+    query_timeout = config.pool.query_timeout
     if query_timeout is not None and "mariadb" in server_info.lower():
         assignments.append(f"SESSION max_statement_time = {float(query_timeout):.3f}")
+    if config.galera_causal_reads:
+        assignments.append("SESSION wsrep_sync_wait = 1")
     return "SET " + ", ".join(assignments)
 
 
@@ -311,9 +324,11 @@ class MySQLDriverBase:
         """What both drivers' connections are built with (the database's keyword and the
         timeouts differ)."""
         config = self.config
+        (host, port), *others = config.addresses
+        assert not others, "a driver connects to one server (the router picks which)"
         return {
-            "host": config.host,
-            "port": config.port,
+            "host": host,
+            "port": port,
             "user": config.user,
             "password": config.password.get_secret_value(),
             "charset": "utf8mb4",
@@ -325,6 +340,11 @@ class MySQLDriverBase:
 
     def _closed(self, conn: Any) -> bool:
         """Whether the driver closed ``conn`` (without I/O)."""
+        raise NotImplementedError
+
+    async def fetch_named(self, conn: Any, sql: str) -> list[dict[str, Any]]:
+        """Every row of ``sql`` (no parameters) by column name: for statements whose
+        columns differ between servers and versions (``SHOW SLAVE STATUS``)."""
         raise NotImplementedError
 
     async def ping(self, conn: Any) -> None:

@@ -113,11 +113,12 @@ def mssql_connection_string(config: MSSQLConfig) -> str:
 
 def mysql_connection_string(config: MySQLConfig) -> str:
     """The ODBC connection string for a MySQL/MariaDB config (``driver: odbc``)."""
+    ((host, port),) = config.addresses  # one server: several need a MySQL driver
     return odbc_connection_string(
         {
             "DRIVER": config.odbc_driver,
-            "SERVER": config.host,
-            "PORT": str(config.port),
+            "SERVER": host,
+            "PORT": str(port),
             "DATABASE": config.database,
             "UID": config.user,
             "PWD": config.password.get_secret_value(),
