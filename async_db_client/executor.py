@@ -55,6 +55,7 @@ from .errors import (
 )
 from .pool import ConnectionPool, PooledConnection
 from .retry import Attempts, Backoff
+from .telemetry import hooks
 
 __all__ = [
     "Driver",
@@ -89,13 +90,22 @@ class Session:
         self._timeout = None if timeout is None else timeout + CLIENT_TIMEOUT_GRACE
 
     async def execute(self, sql: str, params: Params = ()) -> ExecResult:
+        if hooks.run_statement is not None:  # timings, statement text (telemetry)
+            return await hooks.run_statement(self, self._call, self._driver.execute, sql, params)
         return await self._call(self._driver.execute, sql, params)
 
     async def fetchall(self, sql: str, params: Params = ()) -> list[Row]:
+        if hooks.run_statement is not None:
+            return await hooks.run_statement(self, self._call, self._driver.fetchall, sql, params)
         return await self._call(self._driver.fetchall, sql, params)
 
     async def fetchone(self, sql: str, params: Params = ()) -> Row | None:
-        rows = await self._call(self._driver.fetchall, sql, params)
+        if hooks.run_statement is not None:
+            rows: list[Row] = await hooks.run_statement(
+                self, self._call, self._driver.fetchall, sql, params
+            )
+        else:
+            rows = await self._call(self._driver.fetchall, sql, params)
         return rows[0] if rows else None
 
     async def begin(self) -> None:
@@ -267,9 +277,10 @@ class Executor(Runner):
                     raise
                 pool.record_retry()
                 logger.info(
-                    "%s: retrying after %s (attempt %d of %d, in %.2fs)",
+                    "%s: retrying after %s: %s (attempt %d of %d, in %.2fs)",
                     pool.name,
                     type(exc).__name__,
+                    exc,
                     attempts.count,
                     self._settings.retry_attempts,
                     delay,

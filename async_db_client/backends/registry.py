@@ -28,6 +28,7 @@ from ..outbox import Outbox
 from ..pool import ConnectionPool
 from ..pool_manager import PoolManager
 from ..retry import Backoff
+from ..telemetry.target import DBTarget, target_of
 from ..tiers import CoreRepository, PipelineRepository, RemoteRepository, Repository
 from .sql.base import SQLStore, schema_step
 
@@ -121,7 +122,7 @@ def build_store(
     dialect = _dialect(config)
     driver = make_driver(config)
     executor = _executor(tier, dialect, driver, config, pools, driver.pool_settings)
-    return _sql_store(tier, dialect, executor)
+    return _sql_store(tier, dialect, executor, target_of(config, driver))
 
 
 def _dialect(config: SQLConfig) -> Dialect:
@@ -139,7 +140,7 @@ def _dialect(config: SQLConfig) -> Dialect:
     return SQLiteDialect()
 
 
-def _sql_store(tier: str, dialect: Dialect, executor: Executor) -> SQLStore:
+def _sql_store(tier: str, dialect: Dialect, executor: Executor, target: DBTarget) -> SQLStore:
     from . import sql
 
     classes: dict[str, type[SQLStore]] = {
@@ -147,7 +148,7 @@ def _sql_store(tier: str, dialect: Dialect, executor: Executor) -> SQLStore:
         "core": sql.SQLCoreStore,
         "pipeline": sql.SQLPipelineStore,
     }
-    return classes[tier](dialect, executor)
+    return classes[tier](dialect, executor, target=target)
 
 
 def _executor(

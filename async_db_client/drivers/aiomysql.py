@@ -213,6 +213,8 @@ class AiomysqlDriver:
 
     # Row locks: other connections wait only for the rows a transaction wrote.
     transactions_lock_database = False
+    #: The server's version string, once a connection was made (``10.11.6-MariaDB``).
+    server_version: str | None = None
 
     def __init__(self, config: MySQLConfig) -> None:
         self.config = config
@@ -264,7 +266,8 @@ class AiomysqlDriver:
     async def _configure(self, conn: aiomysql.Connection) -> None:
         statements = ["SET time_zone = '+00:00'"]
         timeout = self.config.pool.query_timeout
-        if timeout is not None and "mariadb" in conn.get_server_info().lower():
+        self.server_version = conn.get_server_info()  # telemetry tells MariaDB from MySQL
+        if timeout is not None and "mariadb" in self.server_version.lower():
             statements.append(f"SET SESSION max_statement_time = {float(timeout):.3f}")
         async with conn.cursor(_Cursor) as cursor:
             for statement in statements:
