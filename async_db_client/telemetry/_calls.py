@@ -9,6 +9,7 @@ context manager a tier call runs in while anything observes; sinks subscribe thr
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import logging
 import re
@@ -38,6 +39,7 @@ __all__ = [
 ]
 
 statement_logger = logging.getLogger("async_db_client.statements")
+telemetry_logger = logging.getLogger("async_db_client.telemetry")
 T = TypeVar("T")
 
 #: The tables each public call works on, by tier and operation. One table is the
@@ -221,7 +223,10 @@ class ObservedCall:
     def __enter__(self) -> None:
         self.token = CURRENT.set(self)
         for sink in self.sinks:
-            sink.start(self)
+            try:
+                sink.start(self)
+            except Exception:  # telemetry never fails a call
+                telemetry_logger.debug("telemetry sink %r failed", sink, exc_info=True)
         self.started = time.perf_counter()
 
     def __exit__(
@@ -232,11 +237,13 @@ class ObservedCall:
     ) -> None:
         duration = time.perf_counter() - self.started
         error = None if exc is None else classify(exc)
-        try:
-            for sink in reversed(self.sinks):
+        for sink in reversed(self.sinks):
+            try:
                 sink.end(self, duration, error)
-        finally:
-            if self.token is not None:
+            except Exception:  # telemetry never fails a call
+                telemetry_logger.debug("telemetry sink %r failed", sink, exc_info=True)
+        if self.token is not None:
+            with contextlib.suppress(ValueError):  # exited in another context
                 CURRENT.reset(self.token)
         self.failure_log.__exit__(exc_type, exc, tb)
 

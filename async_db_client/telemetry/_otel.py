@@ -107,6 +107,8 @@ class OtelSink:
         self, call: ObservedCall, duration: float, error: tuple[str, str | None] | None
     ) -> None:
         span = call.span
+        if span is None:  # start failed
+            return
         info = call.info
         attributes: Any = info.metric_attributes
         system = info.target.system
