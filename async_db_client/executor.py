@@ -58,6 +58,7 @@ from .errors import (
 )
 from .pool import ConnectionPool, PooledConnection
 from .retry import Attempts, Backoff
+from .telemetry import hooks
 
 __all__ = [
     "Driver",
@@ -95,13 +96,22 @@ class Session:
         self._watchdog = watchdog
 
     async def execute(self, sql: str, params: Params = ()) -> ExecResult:
+        if hooks.run_statement is not None:  # timings, statement text (telemetry)
+            return await hooks.run_statement(self, self._call, self._driver.execute, sql, params)
         return await self._call(self._driver.execute, sql, params)
 
     async def fetchall(self, sql: str, params: Params = ()) -> list[Row]:
+        if hooks.run_statement is not None:
+            return await hooks.run_statement(self, self._call, self._driver.fetchall, sql, params)
         return await self._call(self._driver.fetchall, sql, params)
 
     async def fetchone(self, sql: str, params: Params = ()) -> Row | None:
-        rows = await self._call(self._driver.fetchall, sql, params)
+        if hooks.run_statement is not None:
+            rows: list[Row] = await hooks.run_statement(
+                self, self._call, self._driver.fetchall, sql, params
+            )
+        else:
+            rows = await self._call(self._driver.fetchall, sql, params)
         return rows[0] if rows else None
 
     async def fetch_named(self, sql: str) -> list[dict[str, Any]]:
@@ -365,6 +375,11 @@ class Executor(Runner):
         return self._pool_source()
 
     @property
+    def driver(self) -> Driver[Any]:
+        """The driver (with several servers, the first server's)."""
+        return self._driver
+
+    @property
     def router(self) -> Router[Any] | None:
         """The router of a tier with several servers (None: one server)."""
         return self._router
@@ -426,9 +441,10 @@ class Executor(Runner):
                     raise
                 pool.record_retry()
                 logger.info(
-                    "%s: retrying after %s (attempt %d of %d, in %.2fs)",
+                    "%s: retrying after %s: %s (attempt %d of %d, in %.2fs)",
                     pool.name,
                     type(exc).__name__,
+                    exc,
                     attempts.count,
                     self._settings.retry_attempts,
                     delay,

@@ -58,6 +58,7 @@ from .errors import (
     WrongEventLoopError,
 )
 from .retry import Attempts, Backoff
+from .telemetry import hooks
 
 __all__ = ["ConnectionPool", "Connector", "PoolCounters", "PoolStats", "PooledConnection"]
 
@@ -256,6 +257,7 @@ class ConnectionPool(Generic[C]):
         #: Set by the router of a tier with several hosts (see PoolStats.role, lag_s).
         self.role: str | None = None
         self.lag: float | None = None
+        hooks.POOLS.add(self)
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else ("open" if self._loop else "new")
@@ -546,6 +548,8 @@ class ConnectionPool(Generic[C]):
         if budget_spent and self._outage is not None:
             return self._unreachable(request, request.failed_attempts)
         self._counters.acquire_timeouts += 1
+        if hooks.pool_observer is not None:
+            hooks.pool_observer.timed_out(self)
         detail = "" if self._outage is None else f"; last connect error: {self._outage.reason}"
         return PoolTimeout(
             f"pool {self.name}: no connection within {request.deadline - request.start:g}s "
@@ -554,10 +558,14 @@ class ConnectionPool(Generic[C]):
         )
 
     async def _open_connection(self, timeout: float) -> PooledConnection[C]:
+        began = self._time()
         async with asyncio.timeout(timeout):
             raw = await self.connector.connect(timeout)
         now = self._time()
         self._counters.connections_opened += 1
+        logger.info("pool %s: connected in %.3fs (%d open)", self.name, now - began, self._size)
+        if hooks.pool_observer is not None:
+            hooks.pool_observer.connected(self, now - began)
         if self._outage is not None:
             logger.info(
                 "pool %s: connected again after %d failed attempt(s)",
@@ -577,6 +585,8 @@ class ConnectionPool(Generic[C]):
     async def _wait(self, request: _Request) -> PooledConnection[C] | None:
         if self.settings.max_waiting and len(self._waiters) >= self.settings.max_waiting:
             self._counters.acquire_timeouts += 1
+            if hooks.pool_observer is not None:
+                hooks.pool_observer.timed_out(self)
             raise TooManyWaitersError(
                 f"pool {self.name}: {len(self._waiters)} tasks already waiting "
                 f"(max_waiting={self.settings.max_waiting})"
@@ -635,6 +645,8 @@ class ConnectionPool(Generic[C]):
         self._counters.acquired_total += 1
         self._counters.acquire_wait_total_s += waited
         self._counters.acquire_wait_max_s = max(self._counters.acquire_wait_max_s, waited)
+        if hooks.pool_observer is not None:
+            hooks.pool_observer.acquired(self, conn, waited, start + waited)
         return conn
 
     # -------------------------------------------------------------------- release
@@ -659,6 +671,8 @@ class ConnectionPool(Generic[C]):
             return False
         self._in_use.discard(conn)
         conn.owner = None
+        if hooks.pool_observer is not None:
+            hooks.pool_observer.released(self, conn, now)
         self._notify_returned()
         if unusable:
             self._discard(conn)

@@ -231,7 +231,8 @@ def test_hosts_with_default_port_and_per_host_configs() -> None:
     assert remote.ha_mode == "replication" and remote.read_consistency == "read_your_writes"
     assert remote.max_replication_lag == 5.0
     one = remote.for_host("fd00::3", 3308)
-    assert one.addresses == [("fd00::3", 3308)] and one.describe().endswith("@[fd00::3]:3308/" + one.database)
+    assert one.addresses == [("fd00::3", 3308)]
+    assert one.describe().endswith("@[fd00::3]:3308/" + one.database)
     assert SECRET not in remote.describe() and "10.0.0.2:3310" in remote.describe()
     # Servers differ, so pools differ; the whole list is one target.
     assert one.pool_key() != remote.pool_key()

@@ -30,6 +30,7 @@ from ..pool import ConnectionPool
 from ..pool_manager import PoolManager
 from ..retry import Backoff
 from ..routing import Host, Topology, WritePositions
+from ..telemetry.target import DBTarget, target_of
 from ..tiers import CoreRepository, PipelineRepository, RemoteRepository, Repository
 from .sql.base import SQLStore, schema_step
 
@@ -137,10 +138,12 @@ def build_store(
     dialect = _dialect(config)
     if isinstance(config, MySQLConfig) and config.hosts is not None:
         executor = _routed_executor(tier, dialect, config, pools, positions or WritePositions())
+        target = target_of(config, executor.driver)
     else:
         driver = make_driver(config)
         executor = _executor(tier, dialect, driver, config, pools, driver.pool_settings)
-    return _sql_store(tier, dialect, executor)
+        target = target_of(config, driver)
+    return _sql_store(tier, dialect, executor, target)
 
 
 def _dialect(config: SQLConfig) -> Dialect:
@@ -158,7 +161,7 @@ def _dialect(config: SQLConfig) -> Dialect:
     return SQLiteDialect()
 
 
-def _sql_store(tier: str, dialect: Dialect, executor: Executor) -> SQLStore:
+def _sql_store(tier: str, dialect: Dialect, executor: Executor, target: DBTarget) -> SQLStore:
     from . import sql
 
     classes: dict[str, type[SQLStore]] = {
@@ -166,7 +169,7 @@ def _sql_store(tier: str, dialect: Dialect, executor: Executor) -> SQLStore:
         "core": sql.SQLCoreStore,
         "pipeline": sql.SQLPipelineStore,
     }
-    return classes[tier](dialect, executor)
+    return classes[tier](dialect, executor, target=target)
 
 
 def _pool_source(

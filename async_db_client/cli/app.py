@@ -22,16 +22,17 @@ from typing import Any, NoReturn, TypeVar
 
 import click
 
-from .. import __version__
+from .. import __version__, telemetry
 from ..client import DBClientFactory, DBInstance
 from ..errors import AsyncDBClientError, ConfigurationError, DBConnectionError, InvalidInputError
 from ..models import HashRecord, parse_model
-from ..scanner import make_progress
+from ..scanner import ScanResult, make_progress
 from ..scanner import scan as scan_tree
 from ..scanner.progress import human_bytes
 from ..validation import LOG_ORDER_COLUMNS
 from . import render
 from .backup import BackupFormatError, export_jsonl, import_jsonl
+from .metrics import serving_metrics
 from .settings import Settings, load_settings
 
 __all__ = ["cli"]
@@ -114,10 +115,24 @@ json_option = click.option(
     metavar="FILE",
     help="TOML configuration file (wins over $ASYNC_DB_CLIENT_CONFIG and the embedded default).",
 )
-@click.option("-v", "--verbose", count=True, help="Log the library's activity (-vv: debug).")
+@click.option(
+    "-v",
+    "--verbose",
+    count=True,
+    help="Log the library's activity: connects, retries, slow statements "
+    "(-vv: every statement's duration, debug).",
+)
+@click.option(
+    "--slow",
+    type=click.FloatRange(0),
+    default=1.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="With -v, log statements that take this long or more.",
+)
 @click.version_option(__version__, prog_name="async-db-client")
 @click.pass_context
-def cli(ctx: click.Context, config_file: str | None, verbose: int) -> None:
+def cli(ctx: click.Context, config_file: str | None, verbose: int, slow: float) -> None:
     """Hash directory trees and query the hash-record database.
 
     Configuration, first found wins: --config FILE; the file named by
@@ -127,6 +142,7 @@ def cli(ctx: click.Context, config_file: str | None, verbose: int) -> None:
     """
     ctx.obj = State(config_file)
     _configure_logging(verbose)
+    telemetry.log_statements(slow if verbose else None)
 
 
 class _Stderr:
@@ -182,6 +198,14 @@ def _configure_logging(verbose: int) -> None:
 @click.option("--batch-size", type=click.IntRange(1, 100_000), default=500, show_default=True)
 @click.option("--site-id", help="Site id for the logs and the core tier [default: host name].")
 @click.option("--progress/--no-progress", default=True, help="Show progress on stderr.")
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(0, 65535),
+    help="Serve Prometheus metrics on this port during the scan (needs the prometheus extra).",
+)
+@click.option(
+    "--metrics-address", default="127.0.0.1", show_default=True, help="Address to serve them on."
+)
 @json_option
 @click.pass_obj
 def scan(
@@ -194,23 +218,28 @@ def scan(
     batch_size: int,
     site_id: str | None,
     progress: bool,
+    metrics_port: int | None,
+    metrics_address: str,
     as_json: bool,
 ) -> None:
     """Hash the tree under PATH and store one hash record per directory."""
     cache = None if no_cache else (cache_file or state.settings.scan_cache)
     reporter = make_progress(sys.stderr, enabled=progress and not as_json)
-    result = run(
-        lambda db: scan_tree(
-            db,
-            path,
-            cache=cache,
-            concurrency=concurrency,
-            batch_size=batch_size,
-            exclude=exclude,
-            progress=reporter,
-            site_id=site_id or socket.gethostname()[:64] or None,
-        )
-    )
+
+    async def work(db: DBInstance) -> ScanResult:
+        with serving_metrics(db, metrics_port, metrics_address):
+            return await scan_tree(
+                db,
+                path,
+                cache=cache,
+                concurrency=concurrency,
+                batch_size=batch_size,
+                exclude=exclude,
+                progress=reporter,
+                site_id=site_id or socket.gethostname()[:64] or None,
+            )
+
+    result = run(work)
     if as_json:
         render.emit_json(result.as_dict())
     else:

@@ -84,7 +84,8 @@ class AiomysqlDriver(MySQLDriverBase):
         return conn
 
     async def _configure(self, conn: aiomysql.Connection) -> None:
-        setup = session_setup(conn.get_server_info(), self.config)
+        self.server_version = conn.get_server_info()
+        setup = session_setup(self.server_version, self.config)
         async with conn.cursor(_Cursor) as cursor:
             await cursor.execute(setup)
 

@@ -130,7 +130,8 @@ class AsyncmyDriver(MySQLDriverBase):
         return conn
 
     async def _configure(self, conn: _Connection) -> None:
-        setup = session_setup(conn.get_server_info(), self.config)
+        self.server_version = conn.get_server_info()
+        setup = session_setup(self.server_version, self.config)
         await self._run(conn, setup, ())
 
     def _closed(self, conn: _Connection) -> bool:

@@ -306,6 +306,9 @@ class MySQLDriverBase:
 
     # Row locks: other connections wait only for the rows a transaction wrote.
     transactions_lock_database = False
+    #: The server's version string, once a connection was made (``10.11.6-MariaDB``):
+    #: telemetry tells MariaDB from MySQL by it.
+    server_version: str | None = None
 
     def __init__(self, config: MySQLConfig) -> None:
         self.config = config

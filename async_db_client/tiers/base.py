@@ -31,6 +31,7 @@ from pydantic import BaseModel
 from ..clock import Clock, SystemClock
 from ..errors import AsyncDBClientError, InvalidInputError
 from ..models import BulkResult, LogEntry, RejectedRecord, parse_model
+from ..telemetry import hooks
 from ..validation import check_idempotency_key
 
 __all__ = ["LogStore", "Repository", "Store", "Tier", "Validated", "field_of"]
@@ -90,8 +91,11 @@ class Repository(Generic[S]):
     def _now(self) -> datetime:
         return self.clock.now()
 
-    def _logged(self, operation: str) -> _FailureLog:
-        """``with self._logged(op):`` logs one line per failure, naming tier and operation."""
+    def _logged(self, operation: str, batch: int = 0) -> contextlib.AbstractContextManager[None]:
+        """``with self._logged(op):`` logs one line per failure, naming tier and operation;
+        the one place telemetry observes public calls (``batch``: items of a bulk call)."""
+        if hooks.observe_call is not None:
+            return hooks.observe_call(self, operation, batch, _FailureLog(self.tier, operation))
         return _FailureLog(self.tier, operation)
 
     async def health_check(self) -> dict[str, bool]:

@@ -137,7 +137,7 @@ class RemoteRepository(Repository[RemoteStore]):
         valid = Validated(records, HashRecord, name="records", what="records")
         paths = [repr(field_of(record, "path")) for record in valid.items]
         ordered = len(set(paths)) != len(paths)
-        with self._logged("insert_or_update_hashes"):
+        with self._logged("insert_or_update_hashes", len(valid.items)):
             now = epoch_seconds(self._now())
             # Validated lazily, so a backend can overlap validation with its writes.
             stored = await self.store.upsert_records(iter(valid), now, ordered=ordered)
@@ -292,7 +292,7 @@ class RemoteRepository(Repository[RemoteStore]):
         )
         valid = list(checked)
         if valid:
-            with self._logged("restore_hash_records"):
+            with self._logged("restore_hash_records", len(valid)):
                 await self.store.restore_records(valid)
         return checked.result(len(valid))
 
@@ -307,7 +307,7 @@ class RemoteRepository(Repository[RemoteStore]):
         )
         valid = [(entry, _restore_key(entry)) for entry in checked]
         if valid:
-            with self._logged("restore_logs"):
+            with self._logged("restore_logs", len(valid)):
                 await self.store.restore_logs(valid)
         return checked.result(len(valid))
 

@@ -17,6 +17,7 @@ from ...errors import IntegrityError, UsageError
 from ...executor import Executor, Runner, Session, TransactionRunner
 from ...migrations import check_schema, migrate
 from ...models import LogEntry, LogLevel
+from ...telemetry.target import DBTarget
 from ...tiers.base import Tier
 
 __all__ = ["SQLStore", "insert_returning_id", "schema_step", "statement_chunks"]
@@ -81,10 +82,17 @@ class SQLStore:
     tier: ClassVar[Tier]
 
     def __init__(
-        self, dialect: Dialect, executor: Executor, *, runner: Runner | None = None
+        self,
+        dialect: Dialect,
+        executor: Executor,
+        *,
+        runner: Runner | None = None,
+        target: DBTarget | None = None,
     ) -> None:
         self.dialect = dialect
         self.executor = executor
+        #: What telemetry reports of the database (system, namespace, server).
+        self.target = target
         self._db: Runner = runner or executor
         self._in_transaction = runner is not None
 
@@ -96,7 +104,7 @@ class SQLStore:
         if self._in_transaction:
             raise UsageError("transactions do not nest")
         async with self.executor.transaction() as runner:
-            yield type(self)(self.dialect, self.executor, runner=runner)
+            yield type(self)(self.dialect, self.executor, runner=runner, target=self.target)
 
     @property
     def transaction_runner(self) -> TransactionRunner | None:

@@ -1,0 +1,267 @@
+"""Fixtures for testing code that uses async_db_client (a pytest plugin).
+
+Installed with the package (the ``pytest11`` entry point ``async_db_client``); it only
+adds fixtures and three options, and does nothing until a test asks for one of them.
+Opt out with ``-p no:async_db_client`` (or ``addopts = "-p no:async_db_client"``).
+
+* ``adb_clock``: the :class:`~async_db_client.FakeClock` the clients below use
+  (2024-01-08 10:30 UTC until the test moves it).
+* ``adb_client``: an async client over the in-memory fakes of all three tiers, fresh
+  for each test and closed after it. It needs no event loop to be made or closed, so
+  it works under pytest-asyncio (strict or auto) and anyio's plugin alike.
+* ``adb_sync_client``: the same, through the blocking facade (``async_db_client.sync``).
+* ``adb_sqlite_client``: an async client whose three tiers share an SQLite file in
+  ``tmp_path``.
+* ``adb_mysql_client``: the remote and core tiers on a MySQL/MariaDB server given by
+  ``--adb-mysql-url mysql://user:password@host:3306/prefix`` (or the ``adb_mysql_url``
+  ini option, or ``$ADB_MYSQL_URL``; skipped when none is given); the pipeline tier in
+  memory (it is SQL Server's). Each xdist worker (or the one process) gets a database
+  of its own, ``<prefix>_<worker>_<random>`` (prefix default ``adb_test``), created at
+  the first use and dropped at the end; the library's tables are emptied before each
+  test. The user needs CREATE and DROP on such databases.
+* ``adb_postgresql_client``: reserved for a PostgreSQL backend, which the library does
+  not have yet: always skipped (saying so), with or without ``--adb-postgresql-url``.
+
+The three SQL clients open their pools in the test's event loop and are closed in it:
+under pytest-asyncio they are pytest-asyncio fixtures of function loop scope (the
+default), under anyio (tests marked ``anyio``) anyio runs them, so use them from async
+tests. ``adb_client`` and ``adb_sync_client`` work from any test.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import secrets
+import threading
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import pytest
+
+__all__ = [
+    "adb_client",
+    "adb_clock",
+    "adb_mysql_client",
+    "adb_mysql_database",
+    "adb_postgresql_client",
+    "adb_sqlite_client",
+    "adb_sync_client",
+]
+
+START = datetime(2024, 1, 8, 10, 30, tzinfo=UTC)
+LOCAL = {"remote_type": "local", "core_type": "local", "pipeline_type": "local"}
+URL_OPTIONS = {
+    "mysql": ("--adb-mysql-url", "adb_mysql_url", "ADB_MYSQL_URL"),
+    "postgresql": ("--adb-postgresql-url", "adb_postgresql_url", "ADB_POSTGRESQL_URL"),
+}
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("async_db_client", "async_db_client fixtures")
+    for engine, (option, ini, env) in URL_OPTIONS.items():
+        help_text = (
+            f"{engine} server for the adb_{engine}_client fixture, as "
+            f"{engine}://user:password@host:port/prefix (also ${env})"
+        )
+        group.addoption(option, dest=ini, default=None, metavar="URL", help=help_text)
+        parser.addini(ini, help_text, default=None)
+
+
+def _url(config: pytest.Config, engine: str) -> str | None:
+    _, ini, env = URL_OPTIONS[engine]
+    value = config.getoption(ini) or config.getini(ini) or os.environ.get(env)
+    return str(value) if value else None
+
+
+def _close(client: Any) -> None:
+    """Close an in-memory client: it holds nothing bound to a loop, so any loop will do
+    (a thread of its own if this one runs a loop)."""
+
+    def close() -> None:
+        asyncio.run(client.aclose())
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        close()
+        return
+    thread = threading.Thread(target=close)
+    thread.start()
+    thread.join()
+
+
+@pytest.fixture
+def adb_clock() -> Any:
+    """The fake clock of ``adb_client`` and ``adb_sync_client`` (and the SQL clients)."""
+    from async_db_client import FakeClock
+
+    return FakeClock(START)
+
+
+@pytest.fixture
+def adb_client(adb_clock: Any) -> Iterator[Any]:
+    """An async client over the in-memory fakes of all three tiers, fresh per test."""
+    from async_db_client import DBClientFactory
+
+    client = DBClientFactory({"database": LOCAL}, clock=adb_clock).create_client()
+    try:
+        yield client
+    finally:
+        _close(client)
+
+
+@pytest.fixture
+def adb_sync_client(adb_clock: Any) -> Iterator[Any]:
+    """The blocking facade over the in-memory fakes of all three tiers, fresh per test."""
+    from async_db_client.sync import DBClientFactory
+
+    client = DBClientFactory({"database": LOCAL}, clock=adb_clock).create_client()
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+# ------------------------------------------------------------------ SQL clients
+
+
+def _mysql_server(url: str) -> dict[str, Any]:
+    parts = urlsplit(url)
+    if parts.scheme not in ("mysql", "mariadb"):
+        raise pytest.UsageError(f"--adb-mysql-url must start with mysql:// ({url!r})")
+    return {
+        "host": parts.hostname or "127.0.0.1",
+        "port": parts.port or 3306,
+        "user": unquote(parts.username or "root"),
+        "password": unquote(parts.password or ""),
+        "prefix": parts.path.strip("/") or "adb_test",
+    }
+
+
+def _admin(server: dict[str, Any], database: str | None = None) -> Any:
+    import pymysql
+
+    keys = ("host", "port", "user", "password")
+    settings = {key: server[key] for key in keys}
+    return pymysql.connect(**settings, database=database, autocommit=True, connect_timeout=5)
+
+
+@pytest.fixture(scope="session")
+def adb_mysql_database(request: pytest.FixtureRequest) -> Iterator[tuple[dict[str, Any], str]]:
+    """(server settings, database name): this worker's database, dropped at the end."""
+    url = _url(request.config, "mysql")
+    if url is None:
+        pytest.skip(
+            "no MySQL/MariaDB server given (--adb-mysql-url, adb_mysql_url, $ADB_MYSQL_URL)"
+        )
+    server = _mysql_server(url)
+    worker = getattr(request.config, "workerinput", {}).get("workerid", "main")
+    name = f"{server['prefix']}_{worker}_{secrets.token_hex(3)}"
+    with contextlib.closing(_admin(server)) as conn, conn.cursor() as cursor:
+        cursor.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin")
+    try:
+        yield server, name
+    finally:
+        with contextlib.closing(_admin(server)) as conn, conn.cursor() as cursor:
+            cursor.execute(f"DROP DATABASE IF EXISTS `{name}`")
+
+
+def _empty_tables(server: dict[str, Any], database: str) -> None:
+    with contextlib.closing(_admin(server, database)) as conn, conn.cursor() as cursor:
+        cursor.execute("SHOW TABLES")
+        for (table,) in cursor.fetchall():
+            if table != "async_db_client_schema":
+                cursor.execute(f"DELETE FROM `{table}`")
+
+
+@pytest.fixture
+def _adb_sqlite_config(tmp_path: Any) -> dict[str, Any]:
+    tier = {"path": str(tmp_path / "adb.sqlite3")}
+    return {
+        f"{name}_{key}": value
+        for name in ("remote", "core", "pipeline")
+        for key, value in (("type", "sqlite"), ("config", tier))
+    }
+
+
+@pytest.fixture
+def _adb_mysql_config(adb_mysql_database: tuple[dict[str, Any], str]) -> dict[str, Any]:
+    server, database = adb_mysql_database
+    _empty_tables(server, database)
+    keys = ("host", "port", "user", "password")
+    tier = {**{key: server[key] for key in keys}, "database": database}
+    return {
+        "remote_type": "mysql",
+        "remote_config": tier,
+        "core_type": "mysql",
+        "core_config": tier,
+        "pipeline_type": "local",
+    }
+
+
+async def _open_client(config: dict[str, Any], clock: Any) -> AsyncIterator[Any]:
+    from async_db_client import DBClientFactory
+
+    async with DBClientFactory({"database": config}, clock=clock).create_client() as client:
+        yield client
+
+
+def _async_fixtures(kind: str) -> None:
+    """``_adb_<kind>_anyio`` (run by anyio) and ``_adb_<kind>_asyncio`` (by
+    pytest-asyncio) for the ``adb_<kind>_client`` fixture to pick from."""
+
+    def body() -> Any:  # one function object per plugin: each may mark its own
+        async def run(request: pytest.FixtureRequest, adb_clock: Any) -> AsyncIterator[Any]:
+            config = request.getfixturevalue(f"_adb_{kind}_config")
+            async for client in _open_client(config, adb_clock):
+                yield client
+
+        return run
+
+    globals()[f"_adb_{kind}_anyio"] = pytest.fixture(name=f"_adb_{kind}_anyio")(body())
+    try:
+        import pytest_asyncio
+    except ImportError:  # pragma: no cover - pytest-asyncio is optional
+        return
+    globals()[f"_adb_{kind}_asyncio"] = pytest_asyncio.fixture(
+        body(), name=f"_adb_{kind}_asyncio", loop_scope="function"
+    )
+
+
+for _kind in ("sqlite", "mysql"):
+    _async_fixtures(_kind)
+
+
+def _sql_client(request: pytest.FixtureRequest, kind: str) -> Any:
+    if "anyio_backend" in request.fixturenames:
+        return request.getfixturevalue(f"_adb_{kind}_anyio")
+    if request.config.pluginmanager.has_plugin("asyncio") and f"_adb_{kind}_asyncio" in globals():
+        return request.getfixturevalue(f"_adb_{kind}_asyncio")
+    raise pytest.UsageError(
+        f"adb_{kind}_client opens pools in the test's event loop: use it from an async "
+        "test run by pytest-asyncio or anyio (@pytest.mark.anyio)"
+    )
+
+
+@pytest.fixture
+def adb_sqlite_client(request: pytest.FixtureRequest) -> Any:
+    """An async client whose three tiers share an SQLite file in ``tmp_path``."""
+    return _sql_client(request, "sqlite")
+
+
+@pytest.fixture
+def adb_mysql_client(request: pytest.FixtureRequest) -> Any:
+    """Remote and core tiers on the given MySQL/MariaDB server (this worker's database,
+    emptied before the test), the pipeline tier in memory; skipped without a server."""
+    return _sql_client(request, "mysql")
+
+
+@pytest.fixture
+def adb_postgresql_client(request: pytest.FixtureRequest) -> Any:
+    """Skipped: the library has no PostgreSQL backend yet."""
+    given = "" if _url(request.config, "postgresql") is None else " (the URL given is unused)"
+    pytest.skip(f"async_db_client has no PostgreSQL backend yet{given}")
