@@ -67,6 +67,10 @@ def one_line_error(result: subprocess.CompletedProcess[str], code: int) -> str:
     return lines[0]
 
 
+#: A terminal 80 columns wide, for the human output.
+NARROW = {"COLUMNS": "80"}
+
+
 @pytest.fixture
 def data(tmp_path: Path) -> Path:
     return tmp_path / "data"
@@ -389,3 +393,49 @@ def test_outbox_lists_retries_and_drops_dead_entries(tmp_path: Path, data: Path)
     assert ok("--config", str(config), "outbox", data_dir=data)["dead"] == []
     no_outbox = run_cli("outbox", data_dir=data)
     assert "no outbox is configured" in one_line_error(no_outbox, 1)
+
+
+# ---------------------------------------------------------------------- output
+
+
+def test_hashes_are_never_folded_at_80_columns(tree: Path, data: Path) -> None:
+    scanned = run_cli("scan", str(tree), "--no-progress", data_dir=data, env=NARROW)
+    assert scanned.returncode == 0, scanned.stderr
+    root_hash = ok("get", str(tree), data_dir=data)["current_hash"]
+    assert ["root", "hash", root_hash] in [line.split() for line in scanned.stdout.splitlines()]
+    assert max(map(len, scanned.stdout.splitlines())) <= 80
+
+    new_hash, target = "f" * 64, "e" * 64
+    ok("put", data_dir=data, stdin=json.dumps({"path": str(tree), "current_hash": new_hash}))
+    assert run_cli("set-target", str(tree), target, data_dir=data).returncode == 0
+    shown = run_cli("get", str(tree), data_dir=data, env=NARROW)
+    lines = shown.stdout.splitlines()
+    assert lines[0] == str(tree)
+    pairs = [line.split() for line in lines]
+    for pair in (["current_hash", new_hash], ["prev_hash", root_hash], ["target_hash", target]):
+        assert pair in pairs
+    assert max(map(len, lines)) <= 80
+
+    # Too narrow a terminal: the line runs past it (the terminal wraps it, and a copy of
+    # the hash is whole), rather than fold or cut the hash.
+    tight = run_cli("get", str(tree), data_dir=data, env={"COLUMNS": "60"})
+    assert ["current_hash", new_hash] in [line.split() for line in tight.stdout.splitlines()]
+
+
+def test_empty_results_are_one_line(data: Path) -> None:
+    for command, line in (
+        ("orphans", "no orphaned records"),
+        ("untracked", "no untracked children"),
+        ("priority", "no priority updates"),
+        ("logs", "no log entries"),
+    ):
+        result = run_cli(command, data_dir=data, env=NARROW)
+        assert (result.returncode, result.stdout) == (0, line + "\n"), result.stderr
+
+
+def test_cells_and_titles_are_shown_as_they_are(data: Path) -> None:
+    record = {"path": "/x/[bold]y[/bold]", "current_hash": "h", "dirs": ["[red]z"]}
+    ok("put", data_dir=data, stdin=json.dumps(record))
+    shown = run_cli("get", "/x/[bold]y[/bold]", data_dir=data)
+    assert shown.stdout.splitlines()[0] == "/x/[bold]y[/bold]"
+    assert ["dirs", "(1)", "[red]z"] in [line.split() for line in shown.stdout.splitlines()]

@@ -218,8 +218,8 @@ def scan(
         render.pairs_table(
             f"scan of {result.root}",
             {
-                "session": result.session_id,
-                "root hash": result.root_hash,
+                "session": render.Whole(result.session_id),
+                "root hash": render.whole(result.root_hash),
                 "directories": c.directories,
                 "files": f"{c.files} ({c.files_hashed} hashed, {c.files_cached} unchanged)",
                 "links": c.links,
@@ -295,37 +295,32 @@ def set_target(path: str, target_hash: str | None) -> None:
     render.note(f"target hash of {path} {what}")
 
 
+def show_paths(paths: list[str], what: str, as_json: bool) -> None:
+    if as_json:
+        render.emit_json(paths)
+    else:
+        render.table(f"{what} ({len(paths)})", ("path",), ((p,) for p in paths), empty=f"no {what}")
+
+
 @cli.command()
 @json_option
 def priority(as_json: bool) -> None:
     """Paths whose target hash is set and differs from their current hash."""
-    paths = run(lambda db: db.get_priority_updates())
-    if as_json:
-        render.emit_json(paths)
-    else:
-        render.table(f"priority updates ({len(paths)})", ("path",), ((p,) for p in paths))
+    show_paths(run(lambda db: db.get_priority_updates()), "priority updates", as_json)
 
 
 @cli.command()
 @json_option
 def orphans(as_json: bool) -> None:
     """Records whose parent's record does not list them."""
-    paths = run(lambda db: db.find_orphaned_entries())
-    if as_json:
-        render.emit_json(paths)
-    else:
-        render.table(f"orphaned records ({len(paths)})", ("path",), ((p,) for p in paths))
+    show_paths(run(lambda db: db.find_orphaned_entries()), "orphaned records", as_json)
 
 
 @cli.command()
 @json_option
 def untracked(as_json: bool) -> None:
     """Directories a record lists that have no record of their own."""
-    paths = run(lambda db: db.find_untracked_children())
-    if as_json:
-        render.emit_json(paths)
-    else:
-        render.table(f"untracked children ({len(paths)})", ("path",), ((p,) for p in paths))
+    show_paths(run(lambda db: db.find_untracked_children()), "untracked children", as_json)
 
 
 @dataclass(slots=True)
@@ -380,12 +375,14 @@ def summary(top: int, as_json: bool) -> None:
         render.emit_json(data)
         return
     render.out().print(f"hash records: {data['records']}")
+    if not data["records"]:
+        return
     for key, title in (("slowest_changing", "slowest-changing"), ("newest", "newest")):
         render.table(
             f"{title} directories",
             ("path", "current hash", "since"),
             (
-                (i["path"], i["current_hash"][:16] + "…", render.epoch_text(i["since"]))
+                (i["path"], render.short_hash(i["current_hash"]), render.epoch_text(i["since"]))
                 for i in data[key]
             ),
         )
@@ -536,6 +533,7 @@ def pool_stats(as_json: bool) -> None:
         "connection pools",
         ("pool", *columns),
         ((name, *(values[c] for c in columns)) for name, values in stats.items()),
+        empty="no connection pools",
     )
 
 
