@@ -67,6 +67,15 @@ def one_line_error(result: subprocess.CompletedProcess[str], code: int) -> str:
     return lines[0]
 
 
+def table_rows(text: str) -> list[list[str]]:
+    """The cells of each line of a bordered table's body (a folded row gives several)."""
+    return [
+        [cell.strip() for cell in line.strip("│").split("│")]
+        for line in text.splitlines()
+        if line.startswith("│")
+    ]
+
+
 #: A terminal 80 columns wide, for the human output.
 NARROW = {"COLUMNS": "80"}
 
@@ -194,7 +203,7 @@ def test_logs_paging_ordering_and_pruning(tree: Path, data: Path) -> None:
 
 def test_operations_commands(data: Path) -> None:
     assert ok("migrate", data_dir=data) == {"remote": 1, "core": 1}
-    assert ok("health", data_dir=data) == {"local_db": True, "core_db": True}
+    assert ok("health", data_dir=data) == {"remote": True, "core": True}
     stats = ok("pool-stats", data_dir=data)
     [(name, pool)] = stats.items()
     assert name == f"sqlite://{data / 'hashes.db'}"
@@ -268,7 +277,10 @@ def test_unreachable_database_is_one_clear_line(tmp_path: Path, data: Path) -> N
     assert f"(configuration: --config {config})" in line
     assert "hunter2" not in result.stderr + result.stdout
     unhealthy = run_cli("--config", str(config), "health", "--json", data_dir=data)
-    assert unhealthy.returncode == 1 and json.loads(unhealthy.stdout) == {"local_db": False}
+    assert unhealthy.returncode == 1 and json.loads(unhealthy.stdout) == {"remote": False}
+    assert "Error: unhealthy: remote: cannot connect to mysql://u@127.0.0.1:1/x" in (
+        unhealthy.stderr
+    )
 
     missing_dir = write_config(
         tmp_path / "nodir.toml",
@@ -393,6 +405,42 @@ def test_outbox_lists_retries_and_drops_dead_entries(tmp_path: Path, data: Path)
     assert ok("--config", str(config), "outbox", data_dir=data)["dead"] == []
     no_outbox = run_cli("outbox", data_dir=data)
     assert "no outbox is configured" in one_line_error(no_outbox, 1)
+
+
+# ------------------------------------------------------------------ tier names
+
+
+def test_every_command_names_the_tiers_as_the_configuration_does(
+    tmp_path: Path, data: Path
+) -> None:
+    config = str(
+        write_config(
+            tmp_path / "tiers.toml",
+            '[database]\nremote_type = "sqlite"\ncore_type = "sqlite"\npipeline_type = "sqlite"\n'
+            '[database.remote_config]\npath = "tiers.db"\n'
+            '[database.core_config]\npath = "tiers.db"\n'
+            '[database.pipeline_config]\npath = "pipeline.db"\n',
+        )
+    )
+    assert ok("--config", config, "migrate", data_dir=data) == {
+        "remote": 1,
+        "core": 1,
+        "pipeline": 1,
+    }
+    assert ok("--config", config, "health", data_dir=data) == {
+        "remote": True,
+        "core": True,
+        "pipeline": True,
+    }
+    migrated = run_cli("--config", config, "migrate", data_dir=data)
+    assert [row[0] for row in table_rows(migrated.stdout)] == ["remote", "core", "pipeline"]
+    # health's table shows the library's health_check() key beside each tier.
+    healthy = run_cli("--config", config, "health", data_dir=data)
+    assert table_rows(healthy.stdout) == [
+        ["remote", "ok", "local_db"],
+        ["core", "ok", "core_db"],
+        ["pipeline", "ok", "pipeline_db"],
+    ]
 
 
 # ---------------------------------------------------------------------- output

@@ -4,6 +4,10 @@ Exit codes: 0 success; 1 the operation failed (database unreachable or refusing,
 missing, records rejected, a tier unhealthy); 2 bad usage (options, arguments, the
 configuration, malformed input). Failures print one line on stderr, never a traceback.
 Every command that reads has ``--json``.
+
+Tiers are named as in the configuration (``remote``, ``core``, ``pipeline``) in every
+command's output, ``health`` included, whose library call keys them by the predecessor's
+names (``local_db``, ``core_db``, ``pipeline_db``: its table shows those alongside).
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from ..models import HashRecord, parse_model
 from ..scanner import make_progress
 from ..scanner import scan as scan_tree
 from ..scanner.progress import human_bytes
+from ..tiers import CoreRepository, PipelineRepository, RemoteRepository
 from ..validation import LOG_ORDER_COLUMNS
 from . import render
 from .backup import BackupFormatError, export_jsonl, import_jsonl
@@ -479,19 +484,32 @@ def dashboard(as_json: bool) -> None:
         render.pairs_table("dashboard", metrics.model_dump())
 
 
+#: health_report()'s keys (the predecessor's names) to the tiers' names.
+TIER_OF_HEALTH_KEY = {
+    repo.health_key: repo.tier for repo in (RemoteRepository, CoreRepository, PipelineRepository)
+}
+
+
 @cli.command()
 @json_option
 @click.pass_obj
 def health(state: State, as_json: bool) -> None:
-    """Check that every configured tier answers (exit 1 if one does not)."""
-    failures = run(lambda db: db.health_report())
+    """Check that every configured tier answers (exit 1 if one does not).
+
+    --json: {"remote": true, "core": false, ...}, by tier as migrate names them.
+    """
+    reports = run(lambda db: db.health_report())
+    failures = {TIER_OF_HEALTH_KEY[key]: failure for key, failure in reports.items()}
     if as_json:
         render.emit_json({tier: failure is None for tier, failure in failures.items()})
     else:
         render.table(
             "health",
-            ("tier", "status"),
-            ((tier, "ok" if failure is None else "FAILED") for tier, failure in failures.items()),
+            ("tier", "status", "health_check() key"),
+            (
+                (TIER_OF_HEALTH_KEY[key], "ok" if failure is None else "FAILED", key)
+                for key, failure in reports.items()
+            ),
         )
         render.out().print(f"configuration: {state.settings.source}")
     # One line: tiers that failed alike (one server for two tiers) share their reason.
