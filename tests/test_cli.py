@@ -35,18 +35,27 @@ COMMANDS = [
 AN_HOUR_AGO = time.time() - 3600
 
 
-def run_cli(
-    *args: str, data_dir: Path, stdin: str | None = None, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
+def cli_env(data_dir: Path, env: dict[str, str] | None = None) -> dict[str, str]:
     environment = {k: v for k, v in os.environ.items() if not k.startswith("ASYNC_DB_CLIENT")}
     environment.update({"ASYNC_DB_CLIENT_DATA_DIR": str(data_dir), **(env or {})})
+    return environment
+
+
+def run_cli(
+    *args: str,
+    data_dir: Path,
+    stdin: str | None = None,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "async_db_client", *args],
         input=stdin,
         capture_output=True,
         text=True,
         timeout=60,
-        env=environment,
+        env=cli_env(data_dir, env),
+        cwd=cwd,
     )
 
 
@@ -441,6 +450,67 @@ def test_every_command_names_the_tiers_as_the_configuration_does(
         ["core", "ok", "core_db"],
         ["pipeline", "ok", "pipeline_db"],
     ]
+
+
+# ----------------------------------------------------------------------- paths
+
+
+def test_paths_are_resolved_as_scan_stores_them(tmp_path: Path, tree: Path, data: Path) -> None:
+    # As in the issue: from the tree's parent, a relative path with a trailing slash.
+    scanned = ok("scan", "tree/", data_dir=data, cwd=tmp_path)
+    assert scanned["root"] == str(tree)
+    for typed, cwd in (
+        ("tree", tmp_path),
+        ("tree/", tmp_path),
+        (".", tree),
+        (f"{tree}/", tmp_path),
+        ("sub/..", tree),
+    ):
+        record = ok("get", typed, data_dir=data, cwd=cwd)
+        assert (record["path"], record["current_hash"]) == (str(tree), scanned["root_hash"])
+    assert ok("get", "./sub/deeper/", data_dir=data, cwd=tree)["path"] == f"{tree}/sub/deeper"
+
+    changed = run_cli("set-target", "tree/sub/", "wanted", data_dir=data, cwd=tmp_path)
+    assert changed.returncode == 0, changed.stderr
+    assert changed.stderr == f"target hash of {tree}/sub set to wanted\n"
+    assert ok("priority", data_dir=data) == [f"{tree}/sub"]
+    assert run_cli("set-target", "sub", data_dir=data, cwd=tree).returncode == 0  # cleared
+    assert ok("priority", data_dir=data) == []
+
+
+def test_a_path_without_a_record_is_told_what_is_stored_near_it(
+    tmp_path: Path, tree: Path, data: Path
+) -> None:
+    ok("scan", str(tree), data_dir=data)
+
+    def error(*args: str) -> str:
+        return one_line_error(run_cli(*args, data_dir=data, cwd=tmp_path), 1)
+
+    typo = f"Error: no record for {tree}/sbu; did you mean {tree}/sub?"
+    assert error("get", "tree/sbu") == typo
+    assert error("set-target", "tree/sbu", "h") == typo
+    assert error("get", "tree/sbu/deeper/") == (
+        f"Error: no record for {tree}/sbu/deeper; did you mean {tree}/sub/deeper?"
+    )
+    assert error("get", "tree/a.txt") == (
+        f"Error: no record for {tree}/a.txt; {tree} lists a.txt as a file "
+        "(records are per directory)"
+    )
+    assert error("get", "tree/link") == (
+        f"Error: no record for {tree}/link; {tree} lists link as a link (records are per directory)"
+    )
+    assert error("get", "tree/unlike") == f"Error: no record for {tree}/unlike"
+    assert error("get", "/nowhere/at/all") == "Error: no record for /nowhere/at/all"
+
+    # Records stored by put as given: the same path with a trailing slash, a directory
+    # listed without a record of its own.
+    ok("put", data_dir=data, stdin=json.dumps({"path": "/srv/", "current_hash": "h"}))
+    assert error("get", "/srv") == "Error: no record for /srv; did you mean /srv/?"
+    listed = {"path": "/data", "current_hash": "h", "dirs": ["gone"]}
+    ok("put", data_dir=data, stdin=json.dumps(listed))
+    assert error("get", "/data/gone") == (
+        "Error: no record for /data/gone; /data lists gone, which has no record (see untracked)"
+    )
 
 
 # ---------------------------------------------------------------------- output

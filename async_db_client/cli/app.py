@@ -13,6 +13,7 @@ names (``local_db``, ``core_db``, ``pipeline_db``: its table shows those alongsi
 from __future__ import annotations
 
 import asyncio
+import difflib
 import heapq
 import json
 import logging
@@ -207,7 +208,7 @@ def scan(
     result = run(
         lambda db: scan_tree(
             db,
-            path,
+            stored_path(str(path)),
             cache=cache,
             concurrency=concurrency,
             batch_size=batch_size,
@@ -241,19 +242,74 @@ def scan(
 
 # ------------------------------------------------------------------------ records
 
+#: How far up from a path without a record to look for a recorded ancestor to suggest
+#: from: one indexed lookup each, never a scan of the store.
+MAX_ANCESTORS = 32
+
+
+def stored_path(typed: str) -> str:
+    """A path typed on the command line as scan stores it: absolute, normalised (no
+    trailing slash, no ``.`` or ``..``), links kept (the scanner's own rule)."""
+    return os.path.abspath(typed)
+
+
+async def no_record(db: DBInstance, path: str, typed: str) -> str:
+    """The error for ``path`` (resolved from ``typed``), with what is stored near it."""
+    message = f"no record for {path}"
+    # The same path in another spelling, as put or another tool may have stored it.
+    for other in dict.fromkeys((typed, path + "/")):
+        if other != path and await db.get_hash_record(other) is not None:
+            return f"{message}; did you mean {other}?"
+    # The nearest recorded ancestor, and what it lists under the next name down.
+    ancestor = path
+    below: list[str] = []  # the names from the ancestor down to path
+    for _ in range(MAX_ANCESTORS):
+        ancestor, name = os.path.split(ancestor)
+        if not name:
+            return message  # reached the root
+        below.insert(0, name)
+        record = await db.get_hash_record(ancestor)
+        if record is not None:
+            return f"{message}{await _listed_near(db, record, below)}"
+    return message
+
+
+async def _listed_near(db: DBInstance, ancestor: HashRecord, below: list[str]) -> str:
+    """What ``ancestor``'s record says of ``below[0]``: a file, a directory without a
+    record, or the recorded directory with the closest name (with ``below[1:]``, or
+    alone); "" if nothing useful."""
+    child = below[0]
+    for kind, names in (("file", ancestor.files), ("link", ancestor.links)):
+        if child in names:
+            return f"; {ancestor.path} lists {child} as a {kind} (records are per directory)"
+    if child in ancestor.dirs:
+        return f"; {ancestor.path} lists {child}, which has no record (see untracked)"
+    for close in difflib.get_close_matches(child, ancestor.dirs, n=1):
+        deeper = os.path.join(ancestor.path, close, *below[1:])
+        for candidate in dict.fromkeys((deeper, os.path.join(ancestor.path, close))):
+            if await db.get_hash_record(candidate) is not None:
+                return f"; did you mean {candidate}?"
+    return ""
+
 
 @cli.command()
 @click.argument("path")
 @json_option
 def get(path: str, as_json: bool) -> None:
-    """Show the hash record stored for PATH (exactly as stored: scan stores absolute paths)."""
-    record = run(lambda db: db.get_hash_record(path))
+    """Show the hash record stored for PATH (resolved as scan stores it: absolute)."""
+    stored = stored_path(path)
+
+    async def work(db: DBInstance) -> tuple[HashRecord | None, str]:
+        record = await db.get_hash_record(stored)
+        return record, "" if record else await no_record(db, stored, path)
+
+    record, missing = run(work)
     if as_json:
         render.emit_json(record.model_dump() if record else None)
     elif record is not None:
         render.record_table(record)
     if record is None:
-        fail(f"no record for {path}")
+        fail(missing)
 
 
 @cli.command()
@@ -294,10 +350,17 @@ def put(as_json: bool) -> None:
 @click.argument("target_hash", required=False)
 def set_target(path: str, target_hash: str | None) -> None:
     """Set the hash PATH should have (omit TARGET_HASH to clear it); see priority."""
-    if not run(lambda db: db.set_target_hash(path, target_hash)):
-        fail(f"no record for {path}")
+    stored = stored_path(path)
+
+    async def work(db: DBInstance) -> str:
+        found = await db.set_target_hash(stored, target_hash)
+        return "" if found else await no_record(db, stored, path)
+
+    missing = run(work)
+    if missing:
+        fail(missing)
     what = f"set to {target_hash}" if target_hash else "cleared"
-    render.note(f"target hash of {path} {what}")
+    render.note(f"target hash of {stored} {what}")
 
 
 def show_paths(paths: list[str], what: str, as_json: bool) -> None:
