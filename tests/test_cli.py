@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import signal
 import subprocess
 import sys
 import time
@@ -557,3 +559,49 @@ def test_cells_and_titles_are_shown_as_they_are(data: Path) -> None:
     shown = run_cli("get", "/x/[bold]y[/bold]", data_dir=data)
     assert shown.stdout.splitlines()[0] == "/x/[bold]y[/bold]"
     assert ["dirs", "(1)", "[red]z"] in [line.split() for line in shown.stdout.splitlines()]
+
+
+# --------------------------------------------------------------------- Ctrl-C
+
+
+def default_sigint() -> None:
+    # Whoever started the tests may ignore SIGINT (a background job of a shell without
+    # job control), and a child inherits that; Python only raises KeyboardInterrupt for
+    # a SIGINT that was not ignored when it started.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def test_ctrl_c_stops_a_scan_with_130_and_says_how_far_it_got(tmp_path: Path, data: Path) -> None:
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    for number in range(3):
+        (tree / f"small{number}.txt").write_text(str(number))
+    # A sparse file of a tebibyte: hashing it takes minutes, so the scan is still running
+    # whenever the signal comes after it started.
+    with (tree / "huge").open("wb") as huge:
+        huge.truncate(2**40)
+    scan = subprocess.Popen(
+        [sys.executable, "-m", "async_db_client", "scan", str(tree), "--no-cache"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=cli_env(data),
+        preexec_fn=default_sigint,
+    )
+    try:
+        assert scan.stderr is not None
+        assert scan.stderr.readline() == f"scanning {tree}\n"  # progress: the walk began
+        scan.send_signal(signal.SIGINT)
+        _, stderr = scan.communicate(timeout=60)
+    finally:
+        if scan.poll() is None:
+            scan.kill()
+            scan.wait()
+    assert scan.returncode == 130, stderr
+    assert "Traceback" not in stderr and "Aborted" not in stderr
+    interrupted = re.compile(r"scan interrupted after (\d+) files: " + re.escape(str(tree)))
+    [line] = [line for line in stderr.splitlines() if interrupted.search(line)]
+    assert line.startswith("WARNING async_db_client.scanner: ")
+    # The session's log ends with the same words.
+    last = ok("logs", "--limit", "1", data_dir=data)[0]
+    assert last["log_level"] == "WARNING" and interrupted.fullmatch(last["summary_message"])

@@ -2,8 +2,8 @@
 
 Exit codes: 0 success; 1 the operation failed (database unreachable or refusing, record
 missing, records rejected, a tier unhealthy); 2 bad usage (options, arguments, the
-configuration, malformed input). Failures print one line on stderr, never a traceback.
-Every command that reads has ``--json``.
+configuration, malformed input); 130 interrupted (Ctrl-C). Failures print one line on
+stderr, never a traceback. Every command that reads has ``--json``.
 
 Tiers are named as in the configuration (``remote``, ``core``, ``pipeline``) in every
 command's output, ``health`` included, whose library call keys them by the predecessor's
@@ -91,6 +91,10 @@ def run(work: Callable[[DBInstance], Awaitable[T]]) -> T:
         return asyncio.run(main())
     except BrokenPipeError:
         raise  # the reader went away (``| head``): main() ends quietly
+    except KeyboardInterrupt:
+        # Ctrl-C: asyncio.run cancelled the work, which said how far it got (scan logs
+        # it); exit as a shell does for SIGINT, not with Click's "Aborted!" and 1.
+        raise click.exceptions.Exit(130) from None
     except (ConfigurationError, InvalidInputError) as exc:
         raise BadUsage(str(exc)) from None
     except DBConnectionError as exc:
