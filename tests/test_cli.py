@@ -256,15 +256,16 @@ def test_export_then_import_gives_identical_records(tree: Path, data: Path, tmp_
 
     from_stdin = ok("import", data_dir=tmp_path / "third", stdin=backup.read_text())
     assert from_stdin["hash_records"] == 4
+    # Malformed input is bad usage (2), as for put.
     broken = run_cli("import", data_dir=fresh, stdin='{"type": "hash_record"}\nnot json\n')
-    assert "line 2: not JSON" in one_line_error(broken, 1)
+    assert "line 2: not JSON" in one_line_error(broken, 2)
     unknown = run_cli("import", data_dir=fresh, stdin='{"type": "table"}\n')
-    assert "line 1: unknown type 'table'" in one_line_error(unknown, 1)
+    assert "line 1: unknown type 'table'" in one_line_error(unknown, 2)
     binary = tmp_path / "binary.jsonl"
     binary.write_bytes(
         b'{"type": "header", "format": "async_db_client.export", "version": 1}\n\xff\n'
     )
-    assert "not UTF-8" in one_line_error(run_cli("import", str(binary), data_dir=fresh), 1)
+    assert "not UTF-8" in one_line_error(run_cli("import", str(binary), data_dir=fresh), 2)
 
 
 # -------------------------------------------------------------- failures, config
@@ -559,6 +560,19 @@ def test_cells_and_titles_are_shown_as_they_are(data: Path) -> None:
     shown = run_cli("get", "/x/[bold]y[/bold]", data_dir=data)
     assert shown.stdout.splitlines()[0] == "/x/[bold]y[/bold]"
     assert ["dirs", "(1)", "[red]z"] in [line.split() for line in shown.stdout.splitlines()]
+
+
+# --------------------------------------------------------------- input, errors
+
+
+def test_malformed_input_exits_2_and_errors_name_the_path_given(tmp_path: Path, data: Path) -> None:
+    not_objects = run_cli("put", data_dir=data, stdin='[{"path": "/a", "current_hash": "h"}, 1]')
+    assert "stdin: list item #1 is not a JSON object" in one_line_error(not_objects, 2)
+    assert run_cli("get", "/a", data_dir=data).returncode == 1  # nothing was stored
+
+    target = tmp_path / "no-such-dir" / "backup.jsonl"
+    line = one_line_error(run_cli("export", "-o", str(target), data_dir=data), 1)
+    assert line == f"Error: cannot write {target}: No such file or directory"
 
 
 # --------------------------------------------------------------------- Ctrl-C

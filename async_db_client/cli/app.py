@@ -95,13 +95,13 @@ def run(work: Callable[[DBInstance], Awaitable[T]]) -> T:
         # Ctrl-C: asyncio.run cancelled the work, which said how far it got (scan logs
         # it); exit as a shell does for SIGINT, not with Click's "Aborted!" and 1.
         raise click.exceptions.Exit(130) from None
-    except (ConfigurationError, InvalidInputError) as exc:
+    except (ConfigurationError, InvalidInputError, BackupFormatError) as exc:
         raise BadUsage(str(exc)) from None
     except DBConnectionError as exc:
         raise Failed(f"{exc} (configuration: {current.source})") from None
     except UnicodeDecodeError as exc:
-        raise Failed(f"input is not UTF-8 text: {exc.reason} at byte {exc.start}") from None
-    except (AsyncDBClientError, NotImplementedError, BackupFormatError, OSError) as exc:
+        raise BadUsage(f"input is not UTF-8 text: {exc.reason} at byte {exc.start}") from None
+    except (AsyncDBClientError, NotImplementedError, OSError) as exc:
         raise Failed(str(exc) or type(exc).__name__) from None
 
 
@@ -335,6 +335,9 @@ def put(as_json: bool) -> None:
         run(lambda db: db.insert_or_update_hash(record))
         stored, rejected = 1, []
     elif isinstance(value, list):
+        for index, item in enumerate(value):
+            if not isinstance(item, dict):
+                raise BadUsage(f"stdin: list item #{index} is not a JSON object")
         result = run(lambda db: db.insert_or_update_hashes(value))
         stored, rejected = result.stored, [r.model_dump() for r in result.rejected]
     else:
@@ -344,7 +347,8 @@ def put(as_json: bool) -> None:
     else:
         render.note(f"stored {stored} record(s)")
         for reject in rejected:
-            render.note(f"rejected #{reject['index']} ({reject['path']}): {reject['reason']}")
+            where = reject["path"] or "no path"
+            render.note(f"rejected #{reject['index']} ({where}): {reject['reason']}")
     if rejected:
         fail(f"{len(rejected)} record(s) rejected")
 
@@ -718,15 +722,20 @@ def export(output: Path | None, batch_size: int) -> None:
         partial = output.with_name(output.name + ".partial")
 
         async def work(db: DBInstance) -> dict[str, int]:
-            with partial.open("w", encoding="utf-8") as stream:
-                return await export_jsonl(db, stream, batch_size=batch_size)
+            try:
+                with partial.open("w", encoding="utf-8") as stream:
+                    done = await export_jsonl(db, stream, batch_size=batch_size)
+                os.replace(partial, output)
+            except OSError as exc:
+                # Named as the user gave it: the partial file is ours, not theirs.
+                raise Failed(f"cannot write {output}: {exc.strerror or exc}") from None
+            return done
 
         try:
             counts = run(work)
         except BaseException:
             partial.unlink(missing_ok=True)
             raise
-        os.replace(partial, output)
     where = output or "stdout"
     render.note(
         f"exported {counts['hash_records']} hash records, {counts['logs']} log entries to {where}"
