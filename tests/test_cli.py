@@ -1,5 +1,6 @@
 """The command-line tool through its real entry points, in subprocesses: --json outputs
-parsed and checked, exit codes, one-line errors, configuration precedence, backups."""
+parsed and checked, exit codes, one-line errors, configuration precedence, backups, tier
+names, paths as typed, tables at 80 columns, Ctrl-C during a scan."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from async_db_client.models import DashboardMetrics
 
 COMMANDS = [
     "scan",
@@ -552,6 +555,8 @@ def test_empty_results_are_one_line(data: Path) -> None:
     ):
         result = run_cli(command, data_dir=data, env=NARROW)
         assert (result.returncode, result.stdout) == (0, line + "\n"), result.stderr
+    board = run_cli("dashboard", data_dir=data, env=NARROW)
+    assert board.returncode == 0 and board.stdout.endswith("\nno sites\n")
 
 
 def test_cells_and_titles_are_shown_as_they_are(data: Path) -> None:
@@ -560,6 +565,34 @@ def test_cells_and_titles_are_shown_as_they_are(data: Path) -> None:
     shown = run_cli("get", "/x/[bold]y[/bold]", data_dir=data)
     assert shown.stdout.splitlines()[0] == "/x/[bold]y[/bold]"
     assert ["dirs", "(1)", "[red]z"] in [line.split() for line in shown.stdout.splitlines()]
+
+
+def test_the_dashboard_shows_a_row_per_site(tree: Path, data: Path) -> None:
+    first = ok("scan", str(tree), "--site-id", "site-a", data_dir=data)
+    (tree / "new.txt").write_text("new")
+    second = ok("scan", str(tree), "--site-id", "site-b", data_dir=data)
+    board = ok("dashboard", data_dir=data)
+    # The eleven counters as before, and the sites beside them.
+    assert set(board) == {*DashboardMetrics.model_fields, "sites"}
+    assert (board["live_current"], board["hash_record_count"]) == (2, 8)
+    assert [(s["site_id"], s["root_hash"], s["hash_record_count"]) for s in board["sites"]] == [
+        ("site-a", first["root_hash"], 4),
+        ("site-b", second["root_hash"], 4),
+    ]
+    human = run_cli("dashboard", data_dir=data, env=NARROW)
+    assert human.returncode == 0 and max(map(len, human.stdout.splitlines())) <= 80
+    sites = [row for row in table_rows(human.stdout) if row[0]]
+    assert [(row[0], row[2], row[3]) for row in sites] == [
+        ("site-a", "4", first["root_hash"][:16] + "…"),
+        ("site-b", "4", second["root_hash"][:16] + "…"),
+    ]
+
+
+def test_scan_options_say_what_they_do(data: Path) -> None:
+    helped = run_cli("scan", "--help", data_dir=data)
+    text = " ".join(helped.stdout.split())
+    assert "--concurrency INTEGER RANGE Threads listing and hashing at once." in text
+    assert "--batch-size INTEGER RANGE Records stored per database call." in text
 
 
 # --------------------------------------------------------------- input, errors

@@ -30,7 +30,7 @@ import click
 from .. import __version__
 from ..client import DBClientFactory, DBInstance
 from ..errors import AsyncDBClientError, ConfigurationError, DBConnectionError, InvalidInputError
-from ..models import HashRecord, parse_model
+from ..models import DashboardMetrics, HashRecord, SiteStatus, parse_model
 from ..scanner import make_progress
 from ..scanner import scan as scan_tree
 from ..scanner.progress import human_bytes
@@ -188,8 +188,20 @@ def _configure_logging(verbose: int) -> None:
     help="Scan cache file [default: <data dir>/scan-cache.db].",
 )
 @click.option("--no-cache", is_flag=True, help="Hash every file; do not use the scan cache.")
-@click.option("--concurrency", type=click.IntRange(1, 256), default=8, show_default=True)
-@click.option("--batch-size", type=click.IntRange(1, 100_000), default=500, show_default=True)
+@click.option(
+    "--concurrency",
+    type=click.IntRange(1, 256),
+    default=8,
+    show_default=True,
+    help="Threads listing and hashing at once.",
+)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(1, 100_000),
+    default=500,
+    show_default=True,
+    help="Records stored per database call.",
+)
 @click.option("--site-id", help="Site id for the logs and the core tier [default: host name].")
 @click.option("--progress/--no-progress", default=True, help="Show progress on stderr.")
 @json_option
@@ -547,12 +559,35 @@ def prune_logs(days: int, dry_run: bool, as_json: bool) -> None:
 @cli.command()
 @json_option
 def dashboard(as_json: bool) -> None:
-    """The core tier's dashboard: sites by sync and liveness state."""
-    metrics = run(lambda db: db.get_dashboard_content())
+    """The core tier's dashboard: sites by sync and liveness state, then every site.
+
+    --json: the eleven counters, and "sites", a list of every site's status.
+    """
+
+    async def work(db: DBInstance) -> tuple[DashboardMetrics, list[SiteStatus]]:
+        return await db.get_dashboard_content(), await db.get_sites()
+
+    metrics, sites = run(work)
     if as_json:
-        render.emit_json(metrics.model_dump())
-    else:
-        render.pairs_table("dashboard", metrics.model_dump())
+        render.emit_json({**metrics.model_dump(), "sites": sites})
+        return
+    render.pairs_table("dashboard", metrics.model_dump())
+    # The root hash cut short: with it whole, a row per site cannot fit 80 columns.
+    render.table(
+        f"sites ({len(sites)})",
+        ("site", "last heartbeat", "records", "root hash", "root hash computed"),
+        (
+            (
+                s.site_id,
+                render.time_text(s.last_heartbeat),
+                s.hash_record_count,
+                render.short_hash(s.root_hash),
+                render.time_text(s.root_hash_at),
+            )
+            for s in sites
+        ),
+        empty="no sites",
+    )
 
 
 #: health_report()'s keys (the predecessor's names) to the tiers' names.
