@@ -1,10 +1,13 @@
 """The command-line tool through its real entry points, in subprocesses: --json outputs
-parsed and checked, exit codes, one-line errors, configuration precedence, backups."""
+parsed and checked, exit codes, one-line errors, configuration precedence, backups, tier
+names, paths as typed, tables at 80 columns, Ctrl-C during a scan."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
+import signal
 import subprocess
 import sys
 import time
@@ -12,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from async_db_client.models import DashboardMetrics
 
 COMMANDS = [
     "scan",
@@ -35,18 +40,27 @@ COMMANDS = [
 AN_HOUR_AGO = time.time() - 3600
 
 
-def run_cli(
-    *args: str, data_dir: Path, stdin: str | None = None, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
+def cli_env(data_dir: Path, env: dict[str, str] | None = None) -> dict[str, str]:
     environment = {k: v for k, v in os.environ.items() if not k.startswith("ASYNC_DB_CLIENT")}
     environment.update({"ASYNC_DB_CLIENT_DATA_DIR": str(data_dir), **(env or {})})
+    return environment
+
+
+def run_cli(
+    *args: str,
+    data_dir: Path,
+    stdin: str | None = None,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "async_db_client", *args],
         input=stdin,
         capture_output=True,
         text=True,
         timeout=60,
-        env=environment,
+        env=cli_env(data_dir, env),
+        cwd=cwd,
     )
 
 
@@ -65,6 +79,19 @@ def one_line_error(result: subprocess.CompletedProcess[str], code: int) -> str:
     assert len(lines) == 1, lines
     assert lines[0].startswith("Error: ")
     return lines[0]
+
+
+def table_rows(text: str) -> list[list[str]]:
+    """The cells of each line of a bordered table's body (a folded row gives several)."""
+    return [
+        [cell.strip() for cell in line.strip("│").split("│")]
+        for line in text.splitlines()
+        if line.startswith("│")
+    ]
+
+
+#: A terminal 80 columns wide, for the human output.
+NARROW = {"COLUMNS": "80"}
 
 
 @pytest.fixture
@@ -190,7 +217,7 @@ def test_logs_paging_ordering_and_pruning(tree: Path, data: Path) -> None:
 
 def test_operations_commands(data: Path) -> None:
     assert ok("migrate", data_dir=data) == {"remote": 1, "core": 1}
-    assert ok("health", data_dir=data) == {"local_db": True, "core_db": True}
+    assert ok("health", data_dir=data) == {"remote": True, "core": True}
     stats = ok("pool-stats", data_dir=data)
     [(name, pool)] = stats.items()
     assert name == f"sqlite://{data / 'hashes.db'}"
@@ -232,15 +259,16 @@ def test_export_then_import_gives_identical_records(tree: Path, data: Path, tmp_
 
     from_stdin = ok("import", data_dir=tmp_path / "third", stdin=backup.read_text())
     assert from_stdin["hash_records"] == 4
+    # Malformed input is bad usage (2), as for put.
     broken = run_cli("import", data_dir=fresh, stdin='{"type": "hash_record"}\nnot json\n')
-    assert "line 2: not JSON" in one_line_error(broken, 1)
+    assert "line 2: not JSON" in one_line_error(broken, 2)
     unknown = run_cli("import", data_dir=fresh, stdin='{"type": "table"}\n')
-    assert "line 1: unknown type 'table'" in one_line_error(unknown, 1)
+    assert "line 1: unknown type 'table'" in one_line_error(unknown, 2)
     binary = tmp_path / "binary.jsonl"
     binary.write_bytes(
         b'{"type": "header", "format": "async_db_client.export", "version": 1}\n\xff\n'
     )
-    assert "not UTF-8" in one_line_error(run_cli("import", str(binary), data_dir=fresh), 1)
+    assert "not UTF-8" in one_line_error(run_cli("import", str(binary), data_dir=fresh), 2)
 
 
 # -------------------------------------------------------------- failures, config
@@ -264,7 +292,10 @@ def test_unreachable_database_is_one_clear_line(tmp_path: Path, data: Path) -> N
     assert f"(configuration: --config {config})" in line
     assert "hunter2" not in result.stderr + result.stdout
     unhealthy = run_cli("--config", str(config), "health", "--json", data_dir=data)
-    assert unhealthy.returncode == 1 and json.loads(unhealthy.stdout) == {"local_db": False}
+    assert unhealthy.returncode == 1 and json.loads(unhealthy.stdout) == {"remote": False}
+    assert "Error: unhealthy: remote: cannot connect to mysql://u@127.0.0.1:1/x" in (
+        unhealthy.stderr
+    )
 
     missing_dir = write_config(
         tmp_path / "nodir.toml",
@@ -389,3 +420,235 @@ def test_outbox_lists_retries_and_drops_dead_entries(tmp_path: Path, data: Path)
     assert ok("--config", str(config), "outbox", data_dir=data)["dead"] == []
     no_outbox = run_cli("outbox", data_dir=data)
     assert "no outbox is configured" in one_line_error(no_outbox, 1)
+
+
+# ------------------------------------------------------------------ tier names
+
+
+def test_every_command_names_the_tiers_as_the_configuration_does(
+    tmp_path: Path, data: Path
+) -> None:
+    config = str(
+        write_config(
+            tmp_path / "tiers.toml",
+            '[database]\nremote_type = "sqlite"\ncore_type = "sqlite"\npipeline_type = "sqlite"\n'
+            '[database.remote_config]\npath = "tiers.db"\n'
+            '[database.core_config]\npath = "tiers.db"\n'
+            '[database.pipeline_config]\npath = "pipeline.db"\n',
+        )
+    )
+    assert ok("--config", config, "migrate", data_dir=data) == {
+        "remote": 1,
+        "core": 1,
+        "pipeline": 1,
+    }
+    assert ok("--config", config, "health", data_dir=data) == {
+        "remote": True,
+        "core": True,
+        "pipeline": True,
+    }
+    migrated = run_cli("--config", config, "migrate", data_dir=data)
+    assert [row[0] for row in table_rows(migrated.stdout)] == ["remote", "core", "pipeline"]
+    # health's table shows the library's health_check() key beside each tier.
+    healthy = run_cli("--config", config, "health", data_dir=data)
+    assert table_rows(healthy.stdout) == [
+        ["remote", "ok", "local_db"],
+        ["core", "ok", "core_db"],
+        ["pipeline", "ok", "pipeline_db"],
+    ]
+
+
+# ----------------------------------------------------------------------- paths
+
+
+def test_paths_are_resolved_as_scan_stores_them(tmp_path: Path, tree: Path, data: Path) -> None:
+    # As in the issue: from the tree's parent, a relative path with a trailing slash.
+    scanned = ok("scan", "tree/", data_dir=data, cwd=tmp_path)
+    assert scanned["root"] == str(tree)
+    for typed, cwd in (
+        ("tree", tmp_path),
+        ("tree/", tmp_path),
+        (".", tree),
+        (f"{tree}/", tmp_path),
+        ("sub/..", tree),
+    ):
+        record = ok("get", typed, data_dir=data, cwd=cwd)
+        assert (record["path"], record["current_hash"]) == (str(tree), scanned["root_hash"])
+    assert ok("get", "./sub/deeper/", data_dir=data, cwd=tree)["path"] == f"{tree}/sub/deeper"
+
+    changed = run_cli("set-target", "tree/sub/", "wanted", data_dir=data, cwd=tmp_path)
+    assert changed.returncode == 0, changed.stderr
+    assert changed.stderr == f"target hash of {tree}/sub set to wanted\n"
+    assert ok("priority", data_dir=data) == [f"{tree}/sub"]
+    assert run_cli("set-target", "sub", data_dir=data, cwd=tree).returncode == 0  # cleared
+    assert ok("priority", data_dir=data) == []
+
+
+def test_a_path_without_a_record_is_told_what_is_stored_near_it(
+    tmp_path: Path, tree: Path, data: Path
+) -> None:
+    ok("scan", str(tree), data_dir=data)
+
+    def error(*args: str) -> str:
+        return one_line_error(run_cli(*args, data_dir=data, cwd=tmp_path), 1)
+
+    typo = f"Error: no record for {tree}/sbu; did you mean {tree}/sub?"
+    assert error("get", "tree/sbu") == typo
+    assert error("set-target", "tree/sbu", "h") == typo
+    assert error("get", "tree/sbu/deeper/") == (
+        f"Error: no record for {tree}/sbu/deeper; did you mean {tree}/sub/deeper?"
+    )
+    assert error("get", "tree/a.txt") == (
+        f"Error: no record for {tree}/a.txt; {tree} lists a.txt as a file "
+        "(records are per directory)"
+    )
+    assert error("get", "tree/link") == (
+        f"Error: no record for {tree}/link; {tree} lists link as a link (records are per directory)"
+    )
+    assert error("get", "tree/unlike") == f"Error: no record for {tree}/unlike"
+    assert error("get", "/nowhere/at/all") == "Error: no record for /nowhere/at/all"
+
+    # Records stored by put as given: the same path with a trailing slash, a directory
+    # listed without a record of its own.
+    ok("put", data_dir=data, stdin=json.dumps({"path": "/srv/", "current_hash": "h"}))
+    assert error("get", "/srv") == "Error: no record for /srv; did you mean /srv/?"
+    listed = {"path": "/data", "current_hash": "h", "dirs": ["gone"]}
+    ok("put", data_dir=data, stdin=json.dumps(listed))
+    assert error("get", "/data/gone") == (
+        "Error: no record for /data/gone; /data lists gone, which has no record (see untracked)"
+    )
+
+
+# ---------------------------------------------------------------------- output
+
+
+def test_hashes_are_never_folded_at_80_columns(tree: Path, data: Path) -> None:
+    scanned = run_cli("scan", str(tree), "--no-progress", data_dir=data, env=NARROW)
+    assert scanned.returncode == 0, scanned.stderr
+    root_hash = ok("get", str(tree), data_dir=data)["current_hash"]
+    assert ["root", "hash", root_hash] in [line.split() for line in scanned.stdout.splitlines()]
+    assert max(map(len, scanned.stdout.splitlines())) <= 80
+
+    new_hash, target = "f" * 64, "e" * 64
+    ok("put", data_dir=data, stdin=json.dumps({"path": str(tree), "current_hash": new_hash}))
+    assert run_cli("set-target", str(tree), target, data_dir=data).returncode == 0
+    shown = run_cli("get", str(tree), data_dir=data, env=NARROW)
+    lines = shown.stdout.splitlines()
+    assert lines[0] == str(tree)
+    pairs = [line.split() for line in lines]
+    for pair in (["current_hash", new_hash], ["prev_hash", root_hash], ["target_hash", target]):
+        assert pair in pairs
+    assert max(map(len, lines)) <= 80
+
+    # Too narrow a terminal: the line runs past it (the terminal wraps it, and a copy of
+    # the hash is whole), rather than fold or cut the hash.
+    tight = run_cli("get", str(tree), data_dir=data, env={"COLUMNS": "60"})
+    assert ["current_hash", new_hash] in [line.split() for line in tight.stdout.splitlines()]
+
+
+def test_empty_results_are_one_line(data: Path) -> None:
+    for command, line in (
+        ("orphans", "no orphaned records"),
+        ("untracked", "no untracked children"),
+        ("priority", "no priority updates"),
+        ("logs", "no log entries"),
+    ):
+        result = run_cli(command, data_dir=data, env=NARROW)
+        assert (result.returncode, result.stdout) == (0, line + "\n"), result.stderr
+    board = run_cli("dashboard", data_dir=data, env=NARROW)
+    assert board.returncode == 0 and board.stdout.endswith("\nno sites\n")
+
+
+def test_cells_and_titles_are_shown_as_they_are(data: Path) -> None:
+    record = {"path": "/x/[bold]y[/bold]", "current_hash": "h", "dirs": ["[red]z"]}
+    ok("put", data_dir=data, stdin=json.dumps(record))
+    shown = run_cli("get", "/x/[bold]y[/bold]", data_dir=data)
+    assert shown.stdout.splitlines()[0] == "/x/[bold]y[/bold]"
+    assert ["dirs", "(1)", "[red]z"] in [line.split() for line in shown.stdout.splitlines()]
+
+
+def test_the_dashboard_shows_a_row_per_site(tree: Path, data: Path) -> None:
+    first = ok("scan", str(tree), "--site-id", "site-a", data_dir=data)
+    (tree / "new.txt").write_text("new")
+    second = ok("scan", str(tree), "--site-id", "site-b", data_dir=data)
+    board = ok("dashboard", data_dir=data)
+    # The eleven counters as before, and the sites beside them.
+    assert set(board) == {*DashboardMetrics.model_fields, "sites"}
+    assert (board["live_current"], board["hash_record_count"]) == (2, 8)
+    assert [(s["site_id"], s["root_hash"], s["hash_record_count"]) for s in board["sites"]] == [
+        ("site-a", first["root_hash"], 4),
+        ("site-b", second["root_hash"], 4),
+    ]
+    human = run_cli("dashboard", data_dir=data, env=NARROW)
+    assert human.returncode == 0 and max(map(len, human.stdout.splitlines())) <= 80
+    sites = [row for row in table_rows(human.stdout) if row[0]]
+    assert [(row[0], row[2], row[3]) for row in sites] == [
+        ("site-a", "4", first["root_hash"][:16] + "…"),
+        ("site-b", "4", second["root_hash"][:16] + "…"),
+    ]
+
+
+def test_scan_options_say_what_they_do(data: Path) -> None:
+    helped = run_cli("scan", "--help", data_dir=data)
+    text = " ".join(helped.stdout.split())
+    assert "--concurrency INTEGER RANGE Threads listing and hashing at once." in text
+    assert "--batch-size INTEGER RANGE Records stored per database call." in text
+
+
+# --------------------------------------------------------------- input, errors
+
+
+def test_malformed_input_exits_2_and_errors_name_the_path_given(tmp_path: Path, data: Path) -> None:
+    not_objects = run_cli("put", data_dir=data, stdin='[{"path": "/a", "current_hash": "h"}, 1]')
+    assert "stdin: list item #1 is not a JSON object" in one_line_error(not_objects, 2)
+    assert run_cli("get", "/a", data_dir=data).returncode == 1  # nothing was stored
+
+    target = tmp_path / "no-such-dir" / "backup.jsonl"
+    line = one_line_error(run_cli("export", "-o", str(target), data_dir=data), 1)
+    assert line == f"Error: cannot write {target}: No such file or directory"
+
+
+# --------------------------------------------------------------------- Ctrl-C
+
+
+def default_sigint() -> None:
+    # Whoever started the tests may ignore SIGINT (a background job of a shell without
+    # job control), and a child inherits that; Python only raises KeyboardInterrupt for
+    # a SIGINT that was not ignored when it started.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def test_ctrl_c_stops_a_scan_with_130_and_says_how_far_it_got(tmp_path: Path, data: Path) -> None:
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    for number in range(3):
+        (tree / f"small{number}.txt").write_text(str(number))
+    # A sparse file of a tebibyte: hashing it takes minutes, so the scan is still running
+    # whenever the signal comes after it started.
+    with (tree / "huge").open("wb") as huge:
+        huge.truncate(2**40)
+    scan = subprocess.Popen(
+        [sys.executable, "-m", "async_db_client", "scan", str(tree), "--no-cache"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=cli_env(data),
+        preexec_fn=default_sigint,
+    )
+    try:
+        assert scan.stderr is not None
+        assert scan.stderr.readline() == f"scanning {tree}\n"  # progress: the walk began
+        scan.send_signal(signal.SIGINT)
+        _, stderr = scan.communicate(timeout=60)
+    finally:
+        if scan.poll() is None:
+            scan.kill()
+            scan.wait()
+    assert scan.returncode == 130, stderr
+    assert "Traceback" not in stderr and "Aborted" not in stderr
+    interrupted = re.compile(r"scan interrupted after (\d+) files: " + re.escape(str(tree)))
+    [line] = [line for line in stderr.splitlines() if interrupted.search(line)]
+    assert line.startswith("WARNING async_db_client.scanner: ")
+    # The session's log ends with the same words.
+    last = ok("logs", "--limit", "1", data_dir=data)[0]
+    assert last["log_level"] == "WARNING" and interrupted.fullmatch(last["summary_message"])

@@ -308,7 +308,7 @@ def test_the_cli_says_it_in_one_line_and_shows_the_retries_at_v(
             line = one_line_error(run_cli("--config", config, *args, data_dir=data), 1)
             check_message(DBConnectionError(line.partition(": ")[2]), target, reason)
         unhealthy = run_cli("--config", config, "health", "--json", data_dir=data)
-        assert unhealthy.returncode == 1 and json.loads(unhealthy.stdout) == {"local_db": False}
+        assert unhealthy.returncode == 1 and json.loads(unhealthy.stdout) == {"remote": False}
 
     verbose = run_cli(
         "--config", str(write_config(tmp_path, port)), "-v", "get", "/x", data_dir=data

@@ -2,13 +2,18 @@
 
 Exit codes: 0 success; 1 the operation failed (database unreachable or refusing, record
 missing, records rejected, a tier unhealthy); 2 bad usage (options, arguments, the
-configuration, malformed input). Failures print one line on stderr, never a traceback.
-Every command that reads has ``--json``.
+configuration, malformed input); 130 interrupted (Ctrl-C). Failures print one line on
+stderr, never a traceback. Every command that reads has ``--json``.
+
+Tiers are named as in the configuration (``remote``, ``core``, ``pipeline``) in every
+command's output, ``health`` included, whose library call keys them by the predecessor's
+names (``local_db``, ``core_db``, ``pipeline_db``: its table shows those alongside).
 """
 
 from __future__ import annotations
 
 import asyncio
+import difflib
 import heapq
 import json
 import logging
@@ -25,10 +30,11 @@ import click
 from .. import __version__, telemetry
 from ..client import DBClientFactory, DBInstance
 from ..errors import AsyncDBClientError, ConfigurationError, DBConnectionError, InvalidInputError
-from ..models import HashRecord, parse_model
+from ..models import DashboardMetrics, HashRecord, SiteStatus, parse_model
 from ..scanner import ScanResult, make_progress
 from ..scanner import scan as scan_tree
 from ..scanner.progress import human_bytes
+from ..tiers import CoreRepository, PipelineRepository, RemoteRepository
 from ..validation import LOG_ORDER_COLUMNS
 from . import render
 from .backup import BackupFormatError, export_jsonl, import_jsonl
@@ -86,13 +92,17 @@ def run(work: Callable[[DBInstance], Awaitable[T]]) -> T:
         return asyncio.run(main())
     except BrokenPipeError:
         raise  # the reader went away (``| head``): main() ends quietly
-    except (ConfigurationError, InvalidInputError) as exc:
+    except KeyboardInterrupt:
+        # Ctrl-C: asyncio.run cancelled the work, which said how far it got (scan logs
+        # it); exit as a shell does for SIGINT, not with Click's "Aborted!" and 1.
+        raise click.exceptions.Exit(130) from None
+    except (ConfigurationError, InvalidInputError, BackupFormatError) as exc:
         raise BadUsage(str(exc)) from None
     except DBConnectionError as exc:
         raise Failed(f"{exc} (configuration: {current.source})") from None
     except UnicodeDecodeError as exc:
-        raise Failed(f"input is not UTF-8 text: {exc.reason} at byte {exc.start}") from None
-    except (AsyncDBClientError, NotImplementedError, BackupFormatError, OSError) as exc:
+        raise BadUsage(f"input is not UTF-8 text: {exc.reason} at byte {exc.start}") from None
+    except (AsyncDBClientError, NotImplementedError, OSError) as exc:
         raise Failed(str(exc) or type(exc).__name__) from None
 
 
@@ -194,8 +204,20 @@ def _configure_logging(verbose: int) -> None:
     help="Scan cache file [default: <data dir>/scan-cache.db].",
 )
 @click.option("--no-cache", is_flag=True, help="Hash every file; do not use the scan cache.")
-@click.option("--concurrency", type=click.IntRange(1, 256), default=8, show_default=True)
-@click.option("--batch-size", type=click.IntRange(1, 100_000), default=500, show_default=True)
+@click.option(
+    "--concurrency",
+    type=click.IntRange(1, 256),
+    default=8,
+    show_default=True,
+    help="Threads listing and hashing at once.",
+)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(1, 100_000),
+    default=500,
+    show_default=True,
+    help="Records stored per database call.",
+)
 @click.option("--site-id", help="Site id for the logs and the core tier [default: host name].")
 @click.option("--progress/--no-progress", default=True, help="Show progress on stderr.")
 @click.option(
@@ -230,7 +252,7 @@ def scan(
         with serving_metrics(db, metrics_port, metrics_address):
             return await scan_tree(
                 db,
-                path,
+                stored_path(str(path)),
                 cache=cache,
                 concurrency=concurrency,
                 batch_size=batch_size,
@@ -247,8 +269,8 @@ def scan(
         render.pairs_table(
             f"scan of {result.root}",
             {
-                "session": result.session_id,
-                "root hash": result.root_hash,
+                "session": render.Whole(result.session_id),
+                "root hash": render.whole(result.root_hash),
                 "directories": c.directories,
                 "files": f"{c.files} ({c.files_hashed} hashed, {c.files_cached} unchanged)",
                 "links": c.links,
@@ -265,19 +287,74 @@ def scan(
 
 # ------------------------------------------------------------------------ records
 
+#: How far up from a path without a record to look for a recorded ancestor to suggest
+#: from: one indexed lookup each, never a scan of the store.
+MAX_ANCESTORS = 32
+
+
+def stored_path(typed: str) -> str:
+    """A path typed on the command line as scan stores it: absolute, normalised (no
+    trailing slash, no ``.`` or ``..``), links kept (the scanner's own rule)."""
+    return os.path.abspath(typed)
+
+
+async def no_record(db: DBInstance, path: str, typed: str) -> str:
+    """The error for ``path`` (resolved from ``typed``), with what is stored near it."""
+    message = f"no record for {path}"
+    # The same path in another spelling, as put or another tool may have stored it.
+    for other in dict.fromkeys((typed, path + "/")):
+        if other != path and await db.get_hash_record(other) is not None:
+            return f"{message}; did you mean {other}?"
+    # The nearest recorded ancestor, and what it lists under the next name down.
+    ancestor = path
+    below: list[str] = []  # the names from the ancestor down to path
+    for _ in range(MAX_ANCESTORS):
+        ancestor, name = os.path.split(ancestor)
+        if not name:
+            return message  # reached the root
+        below.insert(0, name)
+        record = await db.get_hash_record(ancestor)
+        if record is not None:
+            return f"{message}{await _listed_near(db, record, below)}"
+    return message
+
+
+async def _listed_near(db: DBInstance, ancestor: HashRecord, below: list[str]) -> str:
+    """What ``ancestor``'s record says of ``below[0]``: a file, a directory without a
+    record, or the recorded directory with the closest name (with ``below[1:]``, or
+    alone); "" if nothing useful."""
+    child = below[0]
+    for kind, names in (("file", ancestor.files), ("link", ancestor.links)):
+        if child in names:
+            return f"; {ancestor.path} lists {child} as a {kind} (records are per directory)"
+    if child in ancestor.dirs:
+        return f"; {ancestor.path} lists {child}, which has no record (see untracked)"
+    for close in difflib.get_close_matches(child, ancestor.dirs, n=1):
+        deeper = os.path.join(ancestor.path, close, *below[1:])
+        for candidate in dict.fromkeys((deeper, os.path.join(ancestor.path, close))):
+            if await db.get_hash_record(candidate) is not None:
+                return f"; did you mean {candidate}?"
+    return ""
+
 
 @cli.command()
 @click.argument("path")
 @json_option
 def get(path: str, as_json: bool) -> None:
-    """Show the hash record stored for PATH (exactly as stored: scan stores absolute paths)."""
-    record = run(lambda db: db.get_hash_record(path))
+    """Show the hash record stored for PATH (resolved as scan stores it: absolute)."""
+    stored = stored_path(path)
+
+    async def work(db: DBInstance) -> tuple[HashRecord | None, str]:
+        record = await db.get_hash_record(stored)
+        return record, "" if record else await no_record(db, stored, path)
+
+    record, missing = run(work)
     if as_json:
         render.emit_json(record.model_dump() if record else None)
     elif record is not None:
         render.record_table(record)
     if record is None:
-        fail(f"no record for {path}")
+        fail(missing)
 
 
 @cli.command()
@@ -299,6 +376,9 @@ def put(as_json: bool) -> None:
         run(lambda db: db.insert_or_update_hash(record))
         stored, rejected = 1, []
     elif isinstance(value, list):
+        for index, item in enumerate(value):
+            if not isinstance(item, dict):
+                raise BadUsage(f"stdin: list item #{index} is not a JSON object")
         result = run(lambda db: db.insert_or_update_hashes(value))
         stored, rejected = result.stored, [r.model_dump() for r in result.rejected]
     else:
@@ -308,7 +388,8 @@ def put(as_json: bool) -> None:
     else:
         render.note(f"stored {stored} record(s)")
         for reject in rejected:
-            render.note(f"rejected #{reject['index']} ({reject['path']}): {reject['reason']}")
+            where = reject["path"] or "no path"
+            render.note(f"rejected #{reject['index']} ({where}): {reject['reason']}")
     if rejected:
         fail(f"{len(rejected)} record(s) rejected")
 
@@ -318,43 +399,45 @@ def put(as_json: bool) -> None:
 @click.argument("target_hash", required=False)
 def set_target(path: str, target_hash: str | None) -> None:
     """Set the hash PATH should have (omit TARGET_HASH to clear it); see priority."""
-    if not run(lambda db: db.set_target_hash(path, target_hash)):
-        fail(f"no record for {path}")
+    stored = stored_path(path)
+
+    async def work(db: DBInstance) -> str:
+        found = await db.set_target_hash(stored, target_hash)
+        return "" if found else await no_record(db, stored, path)
+
+    missing = run(work)
+    if missing:
+        fail(missing)
     what = f"set to {target_hash}" if target_hash else "cleared"
-    render.note(f"target hash of {path} {what}")
+    render.note(f"target hash of {stored} {what}")
+
+
+def show_paths(paths: list[str], what: str, as_json: bool) -> None:
+    if as_json:
+        render.emit_json(paths)
+    else:
+        render.table(f"{what} ({len(paths)})", ("path",), ((p,) for p in paths), empty=f"no {what}")
 
 
 @cli.command()
 @json_option
 def priority(as_json: bool) -> None:
     """Paths whose target hash is set and differs from their current hash."""
-    paths = run(lambda db: db.get_priority_updates())
-    if as_json:
-        render.emit_json(paths)
-    else:
-        render.table(f"priority updates ({len(paths)})", ("path",), ((p,) for p in paths))
+    show_paths(run(lambda db: db.get_priority_updates()), "priority updates", as_json)
 
 
 @cli.command()
 @json_option
 def orphans(as_json: bool) -> None:
     """Records whose parent's record does not list them."""
-    paths = run(lambda db: db.find_orphaned_entries())
-    if as_json:
-        render.emit_json(paths)
-    else:
-        render.table(f"orphaned records ({len(paths)})", ("path",), ((p,) for p in paths))
+    show_paths(run(lambda db: db.find_orphaned_entries()), "orphaned records", as_json)
 
 
 @cli.command()
 @json_option
 def untracked(as_json: bool) -> None:
     """Directories a record lists that have no record of their own."""
-    paths = run(lambda db: db.find_untracked_children())
-    if as_json:
-        render.emit_json(paths)
-    else:
-        render.table(f"untracked children ({len(paths)})", ("path",), ((p,) for p in paths))
+    show_paths(run(lambda db: db.find_untracked_children()), "untracked children", as_json)
 
 
 @dataclass(slots=True)
@@ -409,12 +492,14 @@ def summary(top: int, as_json: bool) -> None:
         render.emit_json(data)
         return
     render.out().print(f"hash records: {data['records']}")
+    if not data["records"]:
+        return
     for key, title in (("slowest_changing", "slowest-changing"), ("newest", "newest")):
         render.table(
             f"{title} directories",
             ("path", "current hash", "since"),
             (
-                (i["path"], i["current_hash"][:16] + "…", render.epoch_text(i["since"]))
+                (i["path"], render.short_hash(i["current_hash"]), render.epoch_text(i["since"]))
                 for i in data[key]
             ),
         )
@@ -503,27 +588,63 @@ def prune_logs(days: int, dry_run: bool, as_json: bool) -> None:
 @cli.command()
 @json_option
 def dashboard(as_json: bool) -> None:
-    """The core tier's dashboard: sites by sync and liveness state."""
-    metrics = run(lambda db: db.get_dashboard_content())
+    """The core tier's dashboard: sites by sync and liveness state, then every site.
+
+    --json: the eleven counters, and "sites", a list of every site's status.
+    """
+
+    async def work(db: DBInstance) -> tuple[DashboardMetrics, list[SiteStatus]]:
+        return await db.get_dashboard_content(), await db.get_sites()
+
+    metrics, sites = run(work)
     if as_json:
-        render.emit_json(metrics.model_dump())
-    else:
-        render.pairs_table("dashboard", metrics.model_dump())
+        render.emit_json({**metrics.model_dump(), "sites": sites})
+        return
+    render.pairs_table("dashboard", metrics.model_dump())
+    # The root hash cut short: with it whole, a row per site cannot fit 80 columns.
+    render.table(
+        f"sites ({len(sites)})",
+        ("site", "last heartbeat", "records", "root hash", "root hash computed"),
+        (
+            (
+                s.site_id,
+                render.time_text(s.last_heartbeat),
+                s.hash_record_count,
+                render.short_hash(s.root_hash),
+                render.time_text(s.root_hash_at),
+            )
+            for s in sites
+        ),
+        empty="no sites",
+    )
+
+
+#: health_report()'s keys (the predecessor's names) to the tiers' names.
+TIER_OF_HEALTH_KEY = {
+    repo.health_key: repo.tier for repo in (RemoteRepository, CoreRepository, PipelineRepository)
+}
 
 
 @cli.command()
 @json_option
 @click.pass_obj
 def health(state: State, as_json: bool) -> None:
-    """Check that every configured tier answers (exit 1 if one does not)."""
-    failures = run(lambda db: db.health_report())
+    """Check that every configured tier answers (exit 1 if one does not).
+
+    --json: {"remote": true, "core": false, ...}, by tier as migrate names them.
+    """
+    reports = run(lambda db: db.health_report())
+    failures = {_tier_name(key): failure for key, failure in reports.items()}
     if as_json:
         render.emit_json({tier: failure is None for tier, failure in failures.items()})
     else:
         render.table(
             "health",
-            ("tier", "status"),
-            ((tier, "ok" if failure is None else "FAILED") for tier, failure in failures.items()),
+            ("tier", "status", "health_check() key"),
+            (
+                (_tier_name(key), "ok" if failure is None else "FAILED", key)
+                for key, failure in reports.items()
+            ),
         )
         render.out().print(f"configuration: {state.settings.source}")
     # One line: tiers that failed alike (one server for two tiers) share their reason.
@@ -534,6 +655,12 @@ def health(state: State, as_json: bool) -> None:
     if tiers_by_reason:
         groups = (f"{', '.join(tiers)}: {reason}" for reason, tiers in tiers_by_reason.items())
         fail("unhealthy: " + "; ".join(groups))
+
+
+def _tier_name(key: str) -> str:
+    """``local_db`` -> ``remote``; a server's key ``local_db@host:port`` -> ``remote@host:port``."""
+    base, at, server = key.partition("@")
+    return TIER_OF_HEALTH_KEY[base] + at + server
 
 
 @cli.command()
@@ -565,6 +692,7 @@ def pool_stats(as_json: bool) -> None:
         "connection pools",
         ("pool", *columns),
         ((name, *(values[c] for c in columns)) for name, values in stats.items()),
+        empty="no connection pools",
     )
 
 
@@ -695,15 +823,20 @@ def export(output: Path | None, batch_size: int) -> None:
         partial = output.with_name(output.name + ".partial")
 
         async def work(db: DBInstance) -> dict[str, int]:
-            with partial.open("w", encoding="utf-8") as stream:
-                return await export_jsonl(db, stream, batch_size=batch_size)
+            try:
+                with partial.open("w", encoding="utf-8") as stream:
+                    done = await export_jsonl(db, stream, batch_size=batch_size)
+                os.replace(partial, output)
+            except OSError as exc:
+                # Named as the user gave it: the partial file is ours, not theirs.
+                raise Failed(f"cannot write {output}: {exc.strerror or exc}") from None
+            return done
 
         try:
             counts = run(work)
         except BaseException:
             partial.unlink(missing_ok=True)
             raise
-        os.replace(partial, output)
     where = output or "stdout"
     render.note(
         f"exported {counts['hash_records']} hash records, {counts['logs']} log entries to {where}"

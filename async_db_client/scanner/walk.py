@@ -16,7 +16,8 @@ How a scan runs:
   are not read again; everything hashed is remembered for next time (by the threads,
   as they go).
 * Cancelling the scan (Ctrl-C in the CLI) sets the threads' stop event at once: each
-  gives up after its current file or chunk, and the scan raises the cancellation.
+  gives up after its current file or chunk, the scan logs "scan interrupted after N
+  files" (WARNING, and as the session's last log entry), and raises the cancellation.
 * A file or directory that cannot be read is logged (WARNING), counted, and enters its
   parent's hash as ``unreadable``; an unreadable directory gets no record (so it shows
   up in ``find_untracked_children``). Nothing unreadable stops the scan; database errors
@@ -58,6 +59,9 @@ logger = logging.getLogger("async_db_client.scanner")
 
 #: Problems logged to the database one by one; beyond that, only counted.
 MAX_WARNINGS_LOGGED = 100
+#: How long a cancelled scan may take to log its interruption to the database: a
+#: database that does not answer must not hold up Ctrl-C.
+INTERRUPTED_LOG_SECONDS = 5.0
 
 _T = TypeVar("_T")
 
@@ -187,21 +191,13 @@ class _Scan:
         await self._log("INFO", f"scan started: {self.root}", {"exclude": list(self.exclude)})
         self.progress.start(self.root)
         try:
-            self._push(functools.partial(self._explore, [_Node(self.root, "", None)]))
             try:
-                async with anyio.create_task_group() as group:
-                    group.start_soon(self._stop_threads_when_done)
-                    for _ in range(self.concurrency):
-                        group.start_soon(self._worker)
-            except BaseExceptionGroup as failed:
-                # Report the first failure as itself (the other workers were cancelled).
-                first = failed.exceptions[0]
-                if isinstance(first, Exception):
-                    raise first from None
-                raise
-            await self.writer.flush()
-        finally:
-            self.progress.stop(self.counters)
+                await self._walk()
+            finally:
+                self.progress.stop(self.counters)
+        except anyio.get_cancelled_exc_class():
+            await self._interrupted()
+            raise
         result = ScanResult(
             session_id=self.session_id,
             root=self.root,
@@ -213,6 +209,32 @@ class _Scan:
         )
         await self._finish(result)
         return result
+
+    async def _walk(self) -> None:
+        self._push(functools.partial(self._explore, [_Node(self.root, "", None)]))
+        try:
+            async with anyio.create_task_group() as group:
+                group.start_soon(self._stop_threads_when_done)
+                for _ in range(self.concurrency):
+                    group.start_soon(self._worker)
+        except BaseExceptionGroup as failed:
+            # Report the first failure as itself (the other workers were cancelled).
+            first = failed.exceptions[0]
+            if isinstance(first, Exception):
+                raise first from None
+            raise
+        await self.writer.flush()
+
+    async def _interrupted(self) -> None:
+        """Say how far a cancelled scan got, on the log and in the session's entries."""
+        summary = f"scan interrupted after {self.counters.files} files"
+        logger.warning("%s: %s", summary, self.root)
+        # Shielded: the task is being cancelled, and this write must still happen.
+        with anyio.move_on_after(INTERRUPTED_LOG_SECONDS, shield=True):
+            try:
+                await self._log("WARNING", f"{summary}: {self.root}", asdict(self.counters))
+            except Exception as exc:  # the cancellation is what the caller must see
+                logger.warning("the interruption could not be logged: %s", exc)
 
     async def _stop_threads_when_done(self) -> None:
         """Set the threads' stop event when the scan ends, and as soon as it is cancelled
