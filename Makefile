@@ -65,7 +65,8 @@ bench: install
 # RELIABILITY.md from them.
 reliability: install
 	ADC_RELIABILITY_REPORT=1 $(PY) -m pytest -q -m "live or slow" tests/test_faults_live.py \
-		tests/test_outbox_live.py tests/test_load_live.py tests/test_restart_live.py
+		tests/test_outbox_live.py tests/test_load_live.py tests/test_restart_live.py \
+		tests/test_ha_live.py
 	$(PY) tools/write_reliability.py
 
 clean:

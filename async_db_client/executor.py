@@ -301,6 +301,12 @@ class Router(Protocol[H]):
         """The pool writes would use now (for names and reprs)."""
         ...
 
+    @property
+    def independent(self) -> bool:
+        """True if the servers do not replicate each other (``sequential``): each needs
+        the schema step itself, and reads go where writes go."""
+        ...
+
     async def writer(self) -> H:
         """The server for writes and transactions (NoServerError if none can)."""
         ...
@@ -360,6 +366,8 @@ class Executor(Runner):
         self._backoff = Backoff.from_settings(settings)
         self._prepare = prepare
         self._prepared = prepare is None
+        #: With a router: the server the schema step last ran on.
+        self._prepared_on: object | None = None
         self._prepare_lock: tuple[asyncio.AbstractEventLoop, asyncio.Lock] | None = None
         #: When the last preparation failed to get a connection (loop time), and why.
         self._prepare_failure: tuple[float, DBConnectionError] | None = None
@@ -466,6 +474,16 @@ class Executor(Runner):
         to_writer = not read
         while True:
             host, position = (await router.writer(), None) if to_writer else await router.reader()
+            if (
+                not skip_prepare
+                and self._prepare is not None
+                and host is not self._prepared_on
+                and (to_writer or router.independent)
+            ):
+                # A new writer (failover): check its schema (replicated: one read), or,
+                # for servers that do not replicate each other, migrate it.
+                self._prepared = False
+                await self._ensure_prepared()
             pool = host.pool()
             held = _HELD.get()
             if held:
@@ -636,6 +654,8 @@ class Executor(Runner):
             try:
                 async with pool.connection() as conn:
                     await prepare(Session(pool, conn, driver, self._watchdog_here()))
+                if self._router is not None:
+                    self._prepared_on = host
                 return
             except (ConnectionLostError, TransientQueryError) as exc:
                 if self._router is not None:

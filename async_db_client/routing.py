@@ -45,6 +45,7 @@ new primary is found within a refresh), or make asynchronous replication synchro
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import logging
 import threading
@@ -60,13 +61,14 @@ from .errors import (
     NoServerError,
     PoolTimeout,
     QueryError,
+    QueryTimeoutError,
     ServerRoleError,
 )
 from .executor import Session
 from .pool import ConnectionPool
 from .retry import Backoff
 
-__all__ = ["Host", "Topology", "WritePositions"]
+__all__ = ["Host", "RoutingCounters", "Topology", "WritePositions"]
 
 logger = logging.getLogger("async_db_client.routing")
 
@@ -82,6 +84,24 @@ GTID_WAIT_TIMEOUT = 1.0
 DENY_BACKOFF = Backoff(0.5, 10.0)
 
 PoolSource = Callable[[], ConnectionPool[Any]]
+
+
+@dataclass
+class RoutingCounters:
+    """What a router counted since the client opened (``DBInstance.topology()``)."""
+
+    #: Reads sent to a replica (replication) or to any synced node (galera).
+    reads_spread: int = 0
+    #: Reads sent to the writer: none fit elsewhere, or read_your_writes without GTIDs.
+    reads_on_writer: int = 0
+    #: Replica reads that first waited for this client's writes (MASTER_GTID_WAIT).
+    gtid_waits: int = 0
+    #: ... of which timed out, the read then going to the writer.
+    gtid_wait_timeouts: int = 0
+    #: Discoveries run (periodic, after errors, waiting for a writer).
+    discoveries: int = 0
+    #: Times the writer changed (failover, switchover, first discovery).
+    writer_changes: int = 0
 
 
 class WritePositions:
@@ -181,12 +201,18 @@ class Topology:
         #: a write go to the primary.
         self._gtids = True
         self._warned: set[str] = set()
+        self.counters = RoutingCounters()
 
     def __repr__(self) -> str:
         roles = ", ".join(f"{h.address}={h.role}" for h in self.hosts)
         return f"<Topology {self.mode} {roles}>"
 
     # ------------------------------------------------------------------ routing
+
+    @property
+    def independent(self) -> bool:
+        """Servers that do not replicate each other (``sequential``)."""
+        return self.mode == "sequential"
 
     @property
     def current_pool(self) -> ConnectionPool[Any]:
@@ -208,6 +234,7 @@ class Topology:
         loop = asyncio.get_running_loop()
         self._tick(loop)
         if self.mode == "sequential" or self._checked_at is None:
+            self.counters.reads_on_writer += 1
             return await self.writer(), None
         now = loop.time()
         writer = self._writer if self._writer is not None and not self._writer.denied(now) else None
@@ -219,14 +246,18 @@ class Topology:
             and (self.mode == "galera" or h is not writer)
         ]
         if not candidates:
+            self.counters.reads_on_writer += 1
             return await self.writer(), None
         host = candidates[next(self._next_reader) % len(candidates)]
         if self.mode == "replication" and self.read_your_writes:
             newest = self.positions.snapshot()
             if newest and not host.has_applied(newest):
                 if not self._gtids:
+                    self.counters.reads_on_writer += 1
                     return await self.writer(), None
+                self.counters.reads_spread += 1
                 return host, _position(newest)
+        self.counters.reads_spread += 1
         return host, None
 
     def acquire_timeout(self, host: Host, reading: bool) -> float | None:
@@ -241,10 +272,12 @@ class Topology:
         wait = GTID_WAIT_TIMEOUT
         if self._settings.query_timeout is not None:
             wait = min(wait, self._settings.query_timeout / 2)
+        self.counters.gtid_waits += 1
         row = await session.fetchone("SELECT MASTER_GTID_WAIT(?, ?)", (position, wait))
         if row is not None and row[0] == 0:
             host.note_applied(position)
             return True
+        self.counters.gtid_wait_timeouts += 1
         logger.info(
             "%s: behind this client's writes after %gs: read on the primary", host.address, wait
         )
@@ -273,8 +306,9 @@ class Topology:
                 self._writer = None
         elif isinstance(exc, DBConnectionError) and not isinstance(exc, PoolTimeout):
             self._deny(host, str(exc))
-        else:
+        elif not isinstance(exc, QueryTimeoutError):
             return
+        # A timeout may be a frozen server: look at once rather than at the next refresh.
         self._refresh_soon()
 
     def _deny(self, host: Host, why: str) -> None:
@@ -304,6 +338,7 @@ class Topology:
         await asyncio.shield(task)
 
     async def _refresh(self) -> None:
+        self.counters.discoveries += 1
         await asyncio.gather(*(self._probe_bounded(host) for host in self.hosts))
         self._checked_at = asyncio.get_running_loop().time()
         self._pick_writer()
@@ -435,7 +470,9 @@ class Topology:
                 "read_only)"
             )
         if chosen is not current:
-            logger.warning(
+            self.counters.writer_changes += 1
+            first = current is None and self.counters.writer_changes == 1
+            (logger.info if first else logger.warning)(
                 "%s: writes now go to %s (was %s)",
                 self.mode,
                 chosen.address if chosen else "no server",
@@ -513,6 +550,7 @@ class Topology:
             "max_replication_lag": self.max_lag,
             "writer": None if self._writer is None else self._writer.address,
             "hosts": hosts,
+            "counters": dataclasses.asdict(self.counters),
         }
 
     async def health(self) -> dict[str, str | None]:

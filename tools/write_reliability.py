@@ -68,6 +68,106 @@ FAULTS = [
         "outbox: server killed, 5,000 writes, server restarted",
     ),
     (
+        "tests/test_outbox_live.py · poison and transient",
+        "one queued record the server refuses for good (an integrity error) among 30; "
+        "statements timing out behind `LOCK TABLES ... WRITE` with a 1 s query timeout",
+        "the refused entry is tried `max_attempts` times, moved to the dead letters, logged "
+        "at ERROR and counted while the other 29 arrive; timeouts are retried with backoff "
+        "until the lock goes; `flush_outbox()` always returns; `aclose()` closes every pool "
+        "and thread whatever a tier's close raises",
+        None,
+    ),
+    (
+        "tests/test_outbox_live.py · order and crash replay",
+        "a bulk write, `set_target_hash` or a transaction made while older writes for the "
+        "same paths wait in the outbox; a client that only reads opening a file a crash left",
+        "order holds per path whatever method wrote it (they wait for the queue, at most "
+        "`acquire_timeout`, else DBConnectionError); the file is replayed at open",
+        None,
+    ),
+    (
+        "tests/test_sync_facade_live.py",
+        "a real SIGINT while the sync facade enters a transaction and while it commits "
+        "(SQLite and MariaDB); fork() with MariaDB pools and an outbox open; 16 threads",
+        "Ctrl-C leaves no transaction open and a commit either happened or raised; the "
+        "child never touches the parent's sockets and the parent keeps working; each "
+        "thread has its own loop and pools, `close()` closes them all",
+        None,
+    ),
+    (
+        "tests/test_connect_live.py",
+        "a refused port, a listener that never answers, a short acquire timeout, tasks "
+        "queued behind a failing connect, executor retries, the sync facade and the CLI",
+        "one DBConnectionError naming the target, the reason and the limit, within "
+        "`connect_retry_budget` (5 s; was 26-30 s), never one budget per retry or per "
+        "queued task; closing never waits for a connect in flight",
+        None,
+    ),
+    (
+        "tests/test_differential.py",
+        "the same random operations (1,500 steps x 6 seeds in the long run; the default run "
+        "is shorter) on every backend, including transactions and bulk writes",
+        "every backend answers exactly as the reference (the in-memory store): records, "
+        "logs, dashboards, errors",
+        None,
+    ),
+    (
+        "tests/test_ha_live.py · lagging and dead replicas",
+        "a replica's SQL thread stopped after the client saw it fit; a replica 60 s behind "
+        "(MASTER_DELAY); a replica killed mid-reads and started again",
+        "read_your_writes: 40 write-then-read pairs always return the write (0, 1 or 2 "
+        "replicas stopped); a lagging or dead replica gets no read (Com_select unchanged), "
+        "no read fails, the replica serves again once back",
+        None,
+    ),
+    (
+        "tests/test_ha_live.py · primary demoted",
+        "the primary set read_only behind the client's back, then a replica promoted",
+        "the refused write (1290) is not retried there: NoServerError within "
+        "`connect_retry_budget` while none is writable, then the same call lands on the "
+        "new primary; the old primary gets nothing, even once writable again",
+        None,
+    ),
+    (
+        "tests/test_ha_live.py · primary killed (async)",
+        "SIGKILL of the primary during bulk writes from 4 tasks; the test promotes the "
+        "replica that received the most",
+        "writes resume on the new primary with the same client; every write acknowledged "
+        "after the failover is there; acknowledged writes lost with the old primary are "
+        "counted (asynchronous replication's promise, not the library's)",
+        "replication: primary killed, replica promoted (async)",
+    ),
+    (
+        "tests/test_ha_live.py · primary killed (semi-sync)",
+        "the same, with semi-synchronous replication on (no fallback to asynchronous)",
+        "nothing acknowledged is lost, nothing doubled",
+        "replication: primary killed, replica promoted (semi-sync)",
+    ),
+    (
+        "tests/test_ha_live.py · Galera node killed",
+        "SIGKILL of the Galera node taking the writes, during a bulk write from 4 tasks; "
+        "then it restarts and rejoins (state transfer)",
+        "every acknowledged write is on the surviving nodes and, after the rejoin, on it; "
+        "writes move to another node; calls within their bound",
+        "galera: writer node SIGKILLed during a bulk write, then rejoining",
+    ),
+    (
+        "tests/test_ha_live.py · Galera node frozen",
+        "SIGSTOP of the writing node during the bulk write (the cluster evicts it), then "
+        "SIGCONT",
+        "statements in flight end with QueryTimeoutError (documented); nothing acknowledged "
+        "lost; the node rejoins and serves reads again",
+        "galera: writer node SIGSTOPped during a bulk write, then rejoining",
+    ),
+    (
+        "tests/contract on mysql-replication and mysql-galera",
+        "the whole contract suite on a primary with two replicas (listed replica first) "
+        "and on a 3-node Galera cluster",
+        "every contract holds unchanged: read_your_writes makes several servers answer "
+        "like one",
+        None,
+    ),
+    (
         "tests/test_load_live.py · 1,000 tasks",
         "1,000 concurrent tasks (2,000 operations) on a pool of 10",
         "no deadlock; pool statistics consistent; SHOW PROCESSLIST shows exactly the "
@@ -182,6 +282,12 @@ COLUMNS = [
     ("lost", "lost"),
     ("duplicated", "duplicated"),
     ("failed_calls", "failed calls"),
+    ("acknowledged_before_failover", "acknowledged before the failover"),
+    ("lost_before_failover", "lost with the old primary"),
+    ("acknowledged_after_failover", "acknowledged after"),
+    ("lost_after_failover", "lost after"),
+    ("writes_resumed_after_promotion_s", "writes resumed after the promotion (s)"),
+    ("eviction_s", "eviction (s)"),
     ("errors", "errors raised"),
     ("slowest_call_s", "slowest call (s)"),
     ("call_bound_s", "bound (s)"),
@@ -219,8 +325,10 @@ def main() -> None:
         "What the library is tested to survive, how, and the numbers of the last run "
         f"(`make reliability`, {when}; 2-core machine, MariaDB 10.11 on loopback).",
         "",
-        "All fault tests inject for real: a TCP proxy the tests own, `kill -9` of a "
-        "private `mariadbd`, task cancellation. Only loopback addresses are used.",
+        "All fault tests inject for real: a TCP proxy the tests own, `kill -9`, SIGSTOP "
+        "and restarts of private `mariadbd`s (single servers, a primary with two GTID "
+        "replicas, a 3-node Galera cluster), task cancellation, SIGINT. Only loopback "
+        "addresses are used.",
         "",
         "## Faults and load",
         "",
@@ -246,13 +354,34 @@ def main() -> None:
         lines.append(f"| {test} | {injects} | {proves} |")
     lines += [
         "",
+        "## What survives what",
+        "",
+        "| failure | one server | primary + replicas (async) | + semi-sync | Galera |",
+        "|---|---|---|---|---|",
+        "| connection lost, server restarted | idempotent work retried; the outbox keeps "
+        "single writes | same, on the primary | same | same, on a synced node |",
+        "| a replica dies or lags | - | reads move to the others; none lost | same | - |",
+        "| the primary dies | calls fail (outbox: queued) | writes acknowledged but not yet "
+        "shipped are lost with it; the promoted replica takes writes, same client | "
+        "nothing acknowledged lost | a node dies: nothing acknowledged lost, writes "
+        "move on |",
+        "| the primary turns read-only | - | never written again; NoServerError until one "
+        "is writable | same | a node leaves the primary component (1047): same |",
+        "",
+        "The library never acknowledges a write its server did not commit, and never "
+        "writes to a server that is not (or no longer) the writable one; what a committed "
+        "write survives is the servers' replication promise.",
+        "",
         "## Bounds",
         "",
         "A call's worst case follows from its pool settings: each of `retry_attempts + 1` "
         "attempts may wait `acquire_timeout`, the statement `query_timeout` (+ 2 s client "
         "grace; MariaDB enforces the timeout itself first) and a backoff of at most "
         "`reconnect_backoff_max`. Only idempotent work is retried: upserts (repeating "
-        "one changes nothing), logs (a client key), reads and deletes.",
+        "one changes nothing), logs (a client key), reads and deletes. With several "
+        "servers, each attempt may also wait `connect_retry_budget` for a server to take "
+        "the call and one discovery (2 s); a call that never reached its server, or that "
+        "a server refused for its role, runs again elsewhere whatever it is.",
         "",
     ]
     TARGET.write_text("\n".join(lines))
