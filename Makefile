@@ -58,8 +58,10 @@ lint: install
 	$(VENV)/bin/mypy async_db_client
 	$(PY) tools/gen_facades.py --check
 
+# Every benchmark, each writing its ratios to benchmarks/results/ (the README quotes them).
+BENCHES := $(sort $(wildcard benchmarks/bench_*.py))
 bench: install
-	$(PY) benchmarks/bench_writes.py
+	@for b in $(BENCHES); do echo "== $$b"; $(PY) $$b || exit 1; done
 
 # Runs the fault, load and security tests, records their numbers and rewrites
 # RELIABILITY.md from them.
