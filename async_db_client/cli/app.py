@@ -687,7 +687,16 @@ def pool_stats(as_json: bool) -> None:
     if as_json:
         render.emit_json(stats)
         return
-    columns = ("size", "idle", "in_use", "acquired_total", "connections_opened", "retries")
+    columns: tuple[str, ...] = (
+        "size",
+        "idle",
+        "in_use",
+        "acquired_total",
+        "connections_opened",
+        "retries",
+    )
+    if any(values["role"] for values in stats.values()):  # a tier with several servers
+        columns = ("role", *columns)
     render.table(
         "connection pools",
         ("pool", *columns),
