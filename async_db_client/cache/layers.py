@@ -251,14 +251,15 @@ class RedisLayer:
         """Await one Redis call, bounded; a failure is counted and reported once, and
         raises :class:`_Unavailable`."""
         try:
-            async with asyncio.timeout(self._timeout * 2 + 0.05):  # the sockets' backstop
-                result = await work
+            # Bounded by the connection's own timeouts (connect and read: redis_timeout).
+            result = await work
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # any failure of the cache means: use the database
             self._failed(exc)
             raise _Unavailable from None
-        self._answered()
+        if self._failing:
+            self._answered()
         return result
 
     def _failed(self, exc: BaseException) -> None:
@@ -292,9 +293,9 @@ class RedisLayer:
     async def _usable(self) -> Any:
         """The client, once Redis may be used: not right after a failure, and not dirty
         (replacing the epoch first if it is)."""
-        if not self.available:
+        if self._closed or self._monotonic() < self._retry_at:
             raise _Unavailable
-        client = self._connection()
+        client = self._client or self._connection()
         if self._dirty:
             await self._call(client.set(self._epoch_key, secrets.token_hex(8)))
             self._dirty = False

@@ -137,9 +137,11 @@ def _fresh_record(record: HashRecord | None) -> HashRecord | None:
     # Returned lists belong to the caller: never hand out the cached ones.
     if record is None:
         return None
-    return record.model_copy(
-        update={"dirs": list(record.dirs), "files": list(record.files), "links": list(record.links)}
-    )
+    copy = record.model_copy()  # shallow: then lists of its own
+    fields = copy.__dict__
+    for name in ("dirs", "files", "links"):
+        fields[name] = list(fields[name])
+    return copy
 
 
 # --------------------------------------------------------------------- the wrappers
