@@ -8,9 +8,10 @@
 #   libgssapi-krb5-2 ...   - libraries Microsoft's ODBC driver (installed into the venv
 #                            by `make test`) links against
 #   openssl                - the TLS tests make their certificates with it
+#   redis-server           - the cache tests start private Redis servers
 # Without root, prints the apt-get command instead and carries on.
 set -euo pipefail
-packages=(unixodbc unixodbc-dev odbc-mariadb mariadb-server mariadb-client openssl
+packages=(unixodbc unixodbc-dev odbc-mariadb mariadb-server mariadb-client openssl redis-server
           libgssapi-krb5-2 libkrb5-3 libk5crypto3 libkrb5support0 libcom-err2 libkeyutils1
           libltdl7)
 missing=()

@@ -188,7 +188,6 @@ class RedisLayer:
         self._blocking: Any = None
         self._blocking_lock = threading.Lock()
         self._retry_at = 0.0
-        self._dirty = False
         self._failing = False
         self._epoch: bytes | None = None  # the epoch of this process's first-layer entries
         self._closed = False
@@ -296,9 +295,9 @@ class RedisLayer:
         if self._closed or self._monotonic() < self._retry_at:
             raise _Unavailable
         client = self._client or self._connection()
-        if self._dirty:
+        if self.local.redis_dirty:
             await self._call(client.set(self._epoch_key, secrets.token_hex(8)))
-            self._dirty = False
+            self.local.redis_dirty = False
             self.local.clear()
             self._epoch = None
         return client
@@ -410,9 +409,9 @@ class RedisLayer:
                     pipe.pexpire(key, self._version_ms)
                 await self._call(pipe.execute())
         except _Unavailable:
-            self._dirty = True
+            self.local.redis_dirty = True
         except asyncio.CancelledError:
-            self._dirty = True  # not known to have reached Redis
+            self.local.redis_dirty = True  # not known to have reached Redis
             raise
 
     def invalidate_blocking(self, groups: Sequence[str]) -> None:
@@ -439,12 +438,12 @@ class RedisLayer:
                 pipe.execute()
         except Exception:  # delivered as a new epoch before Redis is used again
             self.local.count("redis_errors")
-            self._dirty = True
+            self.local.redis_dirty = True
 
     # ------------------------------------------------------------------- the rest
 
     def stats(self) -> CacheStats:
-        return _stats("redis", self.local, self.available and not self._dirty)
+        return _stats("redis", self.local, self.available and not self.local.redis_dirty)
 
     async def aclose(self) -> None:
         self._closed = True

@@ -108,6 +108,10 @@ class LocalCache:
         self._invalidated_all = 0
         self._in_flight = 0
         self._counts = dict.fromkeys(COUNTERS, 0)
+        #: Set by the redis backend when an invalidation may not have reached Redis:
+        #: here, so that every client sharing these entries (the sync facade's threads)
+        #: replaces the epoch before it reads Redis again.
+        self.redis_dirty = False
 
     def __repr__(self) -> str:
         return f"LocalCache({len(self._entries)}/{self.max_entries} entries, ttl={self.ttl:g})"
