@@ -26,6 +26,7 @@ from typing import Any
 
 from .backends.registry import Shared, build_tier
 from .backends.sql.base import SQLStore
+from .cache import CachedStore, CacheStats, unwrap
 from .clock import Clock
 from .config import ClientConfig, parse_config
 from .errors import PoolClosedError
@@ -97,7 +98,7 @@ class DBInstance:
             )
 
     def _store(self) -> object:
-        return None if self.remote_db is None else self.remote_db.store
+        return None if self.remote_db is None else unwrap(self.remote_db.store)
 
     def __repr__(self) -> str:
         tiers = [
@@ -244,8 +245,21 @@ class DBInstance:
 
     def _outbox(self) -> Outbox | None:
         # Inside a transaction the tier is the transaction's, whose writes bypass it.
-        store = self._remote().store
+        store = unwrap(self._remote().store)
         return store if isinstance(store, Outbox) else None
+
+    def cache_stats(self) -> dict[str, CacheStats]:
+        """Each cached tier's counters (hits, misses, evictions, invalidations, Redis
+        errors, ...), by tier name; empty when no tier has a ``cache``."""
+        stats = {}
+        for name, repo in (
+            ("remote", self.remote_db),
+            ("core", self.core_db),
+            ("pipeline", self.pipeline_db),
+        ):
+            if repo is not None and isinstance(repo.store, CachedStore):
+                stats[name] = repo.store.stats()
+        return stats
 
     def pool_stats(self) -> dict[str, PoolStats]:
         """Statistics of every pool this client opened, by redacted target."""
@@ -446,7 +460,7 @@ def joining(client: DBInstance, tier: Tier, tx: Repository[Any]) -> Iterator[Non
     that would wait for it fail at once, see :func:`async_db_client.executor.holding`).
     :meth:`DBInstance.transaction` uses it, and so does the sync facade from the calling
     thread (each of its calls carries the thread's context into the loop)."""
-    store = tx.store
+    store = unwrap(tx.store)  # under the cache's view of the transaction
     runner = store.transaction_runner if isinstance(store, SQLStore) else None
     token = _ACTIVE_TX.set({**_ACTIVE_TX.get(), (id(client), tier): tx})
     try:

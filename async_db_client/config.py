@@ -26,6 +26,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import os
+import re
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
@@ -35,6 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from .errors import ConfigurationError
 
 __all__ = [
+    "CacheConfig",
     "ClientConfig",
     "DatabaseConfig",
     "LocalConfig",
@@ -137,11 +139,78 @@ class OutboxConfig(_Strict):
     max_attempts: Annotated[int, Field(ge=1, le=1000)] = 5
 
 
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+
+
+class CacheConfig(_Strict):
+    """A cache of a tier's hot reads (key ``cache`` of a tier config; see
+    :mod:`async_db_client.cache` for what it guarantees).
+
+    ``backend``: ``memory`` (this client's process only: other clients' writes show
+    within ``ttl``) or ``redis`` (shared through ``redis_url``: a write by any client is
+    seen on the next read of every client). ``ttl``: the most seconds an entry is served
+    after it was read from the database. ``max_entries``: the in-process entries kept
+    (least recently used dropped first). ``redis_timeout``: the longest one Redis call
+    may take before the read goes to the database instead; after a failure Redis is
+    left alone for ``retry_interval`` seconds. ``key_prefix`` namespaces the Redis keys.
+    """
+
+    backend: Literal["memory", "redis"]
+    ttl: PositiveSeconds = 30.0
+    max_entries: Annotated[int, Field(ge=1, le=100_000_000)] = 100_000
+    #: ``redis://[[user]:password@]host[:port][/db]``, ``rediss://`` or ``unix://``:
+    #: secret (it usually holds the password), shown redacted.
+    redis_url: SecretStr | None = None
+    redis_timeout: PositiveSeconds = 0.1
+    retry_interval: PositiveSeconds = 1.0
+    key_prefix: Annotated[
+        str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")
+    ] = "adc"
+
+    @model_validator(mode="after")
+    def _redis(self) -> CacheConfig:
+        if self.backend == "redis":
+            if self.redis_url is None:
+                raise ValueError("redis_url: required for backend 'redis'")
+            if not self.redis_url.get_secret_value().startswith(REDIS_SCHEMES):
+                raise ValueError(
+                    "redis_url: must start with redis://, rediss:// or unix:// "
+                    "(the value is not shown: it may hold a password)"
+                )
+        elif self.redis_url is not None:
+            raise ValueError("redis_url: only for backend 'redis'")
+        return self
+
+    def describe(self) -> str:
+        """Where the cache lives, for logs and errors (never a password)."""
+        if self.redis_url is None:
+            return "memory"
+        return redact_url(self.redis_url.get_secret_value())
+
+
+def redact_url(url: str) -> str:
+    """``url`` with any password (the part of ``user:password@`` after the colon, or a
+    ``password=`` query parameter) replaced by ``***``."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return "***"
+    netloc, slash, tail = rest.partition("/")
+    userinfo, at, host = netloc.rpartition("@")
+    if at and ":" in userinfo:
+        netloc = f"{userinfo.partition(':')[0]}:***@{host}"
+    elif at:
+        netloc = f"***@{host}" if scheme.startswith("redis") and userinfo else netloc
+    tail = re.sub(r"(?i)(password=)[^&]*", r"\1***", tail)
+    return f"{scheme}://{netloc}{slash}{tail}"
+
+
 class _ServerConfig(_Strict):
     auto_migrate: bool = True
     pool: PoolSettings = Field(default_factory=PoolSettings)
     #: Remote tier only: keep writes in a local SQLite file while the server is down.
     outbox: OutboxConfig | None = None
+    #: Cache this tier's hot reads (off by default; see :mod:`async_db_client.cache`).
+    cache: CacheConfig | None = None
 
 
 class MySQLConfig(_ServerConfig):
@@ -363,9 +432,10 @@ class SQLiteConfig(_ServerConfig):
 
 
 class LocalConfig(_Strict):
-    """The in-memory backend (``local``): no keys."""
+    """The in-memory backend (``local``): only ``cache`` (as for the other engines)."""
 
     type: Literal["local"] = "local"
+    cache: CacheConfig | None = None
 
     def describe(self) -> str:
         return "memory://"

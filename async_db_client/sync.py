@@ -65,6 +65,7 @@ from datetime import datetime
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from . import client as _async
+from .cache import CacheStats
 from .client import DBInstance as AsyncDBInstance
 from .clock import Clock
 from .config import ClientConfig, SQLiteConfig
@@ -437,6 +438,11 @@ class DBInstance:
     def outbox_drop_dead(self, seqs: list[int] | None = None) -> int:
         """Delete dead outbox entries (all, or those ``seqs``); how many."""
         return self._call(AsyncDBInstance.outbox_drop_dead, seqs)
+
+    def cache_stats(self) -> dict[str, CacheStats]:
+        """Each cached tier's counters (hits, misses, evictions, invalidations, Redis errors, ...),
+        by tier name; empty when no tier has a ``cache``."""
+        return self.async_client.cache_stats()
 
     def health_check(self) -> dict[str, bool]:
         """Health of every configured tier: ``local_db``, ``core_db``, ``pipeline_db``."""

@@ -42,3 +42,4 @@ from tests.support.live import (  # noqa: E402  (fixtures)
     own_database,  # noqa: F401
 )
 from tests.support.mariadb_server import private_server  # noqa: E402,F401  (a fixture)
+from tests.support.redis_server import redis_server  # noqa: E402,F401  (a fixture)

@@ -3,7 +3,9 @@
 :func:`build_tier` is the one place that turns a tier's configuration into a repository:
 the tier's contract (:mod:`async_db_client.tiers`) over a store: in memory, or SQL (a
 dialect for the engine, a driver, an executor on the client's shared pool), wrapped in
-an :class:`~async_db_client.outbox.Outbox` when the remote tier asks for one.
+an :class:`~async_db_client.outbox.Outbox` when the remote tier asks for one, and in a
+:class:`~async_db_client.cache.CachedStore` (outside the outbox) when the tier's config
+has a ``cache``.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from ..cache import ReplayInvalidation, cached_store
 from ..clock import Clock
 from ..config import (
     AnyTierConfig,
@@ -97,9 +100,12 @@ def build_tier(
     store: Any = build_store(tier, config, pools, shared, positions=positions)
     if tier == "remote" and not isinstance(config, LocalConfig) and config.outbox is not None:
         sql_config = config  # the replayer's store: the same database, its own pools
+        path = config.outbox.path
 
         def replay_store(replay_pools: PoolManager) -> Any:
-            return build_store(tier, sql_config, replay_pools, positions=positions)
+            # Replayed writes invalidate their paths in the caches over this outbox file.
+            store = build_store(tier, sql_config, replay_pools, positions=positions)
+            return ReplayInvalidation(store, path)
 
         store = Outbox(
             store,
@@ -113,6 +119,8 @@ def build_tier(
             ),
             wait_timeout=config.pool.acquire_timeout,
         )
+    if config.cache is not None:  # outside the outbox: a queued write invalidates too
+        store = cached_store(tier, store, config.cache, clock, shared=shared)
     return REPOSITORIES[tier](store, clock=clock)
 
 
