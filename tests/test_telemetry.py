@@ -380,7 +380,7 @@ async def test_a_prometheus_scrape(tmp_path: Path) -> None:
     from prometheus_client import CollectorRegistry, generate_latest
     from prometheus_client.parser import text_string_to_metric_families
 
-    tier = {"path": str(tmp_path / "p.db")}
+    tier = {"path": str(tmp_path / "p.db"), "cache": {"backend": "memory"}}
     config = {"database": {"remote_type": "sqlite", "remote_config": tier, "core_type": "local"}}
     async with DBClientFactory(config).create_client() as db:
         collector = telemetry.PrometheusCollector(db)
@@ -389,6 +389,7 @@ async def test_a_prometheus_scrape(tmp_path: Path) -> None:
         try:
             assert await db.insert_or_update_hash(RECORD)
             assert await db.get_hash_record(RECORD["path"]) is not None
+            assert await db.get_hash_record(RECORD["path"]) is not None  # from the cache
             await db.put_site_heartbeat("site-1")
             exposition = generate_latest(registry).decode()
         finally:
@@ -408,7 +409,16 @@ async def test_a_prometheus_scrape(tmp_path: Path) -> None:
         *(str(b) for b in BUCKETS),
         "+Inf",
     ]
-    assert buckets[("get_hash_record", "+Inf")] == 1
+    assert buckets[("get_hash_record", "+Inf")] == 2
+    cache = {
+        name: [(s.labels, s.value) for s in families[f"async_db_client_cache_{name}"].samples]
+        for name in ("hits", "misses", "entries")
+    }
+    assert cache == {
+        "hits": [({"tier": "remote", "backend": "memory"}, 1.0)],
+        "misses": [({"tier": "remote", "backend": "memory"}, 1.0)],
+        "entries": [({"tier": "remote", "backend": "memory"}, 1.0)],
+    }
     [count] = [
         s
         for s in duration.samples

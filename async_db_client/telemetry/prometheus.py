@@ -26,7 +26,13 @@ call succeeded):
   ``..._pool_timeouts_total``, ``..._pool_connections_opened_total``,
   ``..._pool_connect_errors_total``, ``..._pool_connections_lost_total``,
   ``..._pool_connections_discarded_total``, ``..._pool_bad_returns_total``,
-  ``..._pool_retries_total`` (the counters of ``db.pool_stats()``).
+  ``..._pool_retries_total`` (the counters of ``db.pool_stats()``);
+* ``async_db_client_cache_hits_total{tier, backend}``, ``..._cache_misses_total``,
+  ``..._cache_coalesced_total``, ``..._cache_evictions_total``, ``..._cache_expired_total``,
+  ``..._cache_invalidations_total``, ``..._cache_discarded_fills_total``,
+  ``..._cache_bypassed_total``, ``..._cache_redis_hits_total``,
+  ``..._cache_redis_errors_total`` and the gauge ``..._cache_entries`` (the counters of
+  ``db.cache_stats()``, for the tiers with a ``cache``).
 """
 
 from __future__ import annotations
@@ -66,6 +72,21 @@ COUNTERS = (
     ("connections_discarded", "pool_connections_discarded", "Connections closed, not reused."),
     ("bad_returns", "pool_bad_returns", "Returned connections that could not be reset."),
     ("retries", "pool_retries", "Operations retried (lost connection, deadlock)."),
+)
+
+
+#: (CacheStats field, help) of the cache counters.
+CACHE_COUNTERS = (
+    ("hits", "Reads answered from the cache."),
+    ("misses", "Reads that went to the database."),
+    ("coalesced", "Reads that waited for another read of the same key."),
+    ("evictions", "Entries dropped to stay within max_entries."),
+    ("expired", "Entries found older than ttl."),
+    ("invalidations", "Key groups invalidated by writes."),
+    ("discarded_fills", "Database reads not stored: a write invalidated their key meanwhile."),
+    ("bypassed", "Reads that skipped the cache (inside a transaction)."),
+    ("redis_hits", "Hits answered by the shared Redis layer."),
+    ("redis_errors", "Redis calls that failed or timed out (those reads went to the database)."),
 )
 
 
@@ -141,6 +162,7 @@ class PrometheusCollector(Collector):
 
     def describe(self) -> Iterator[Metric]:
         yield from self._families({}, {})
+        yield from self._cache_families({})
 
     def collect(self) -> Iterator[Metric]:
         wanted = self._pools_of_client()
@@ -151,6 +173,24 @@ class PrometheusCollector(Collector):
                 if key[3] in wanted
             }
         yield from self._families(series, self._pool_stats())
+        yield from self._cache_families(self.client.cache_stats())
+
+    def _cache_families(self, caches: dict[str, Any]) -> Iterator[Metric]:
+        labels = ("tier", "backend")
+        counters = [
+            (CounterMetricFamily(f"{PREFIX}_cache_{field}", text, labels=labels), field)
+            for field, text in CACHE_COUNTERS
+        ]
+        entries = GaugeMetricFamily(
+            f"{PREFIX}_cache_entries", "Entries held in this process.", labels=labels
+        )
+        for tier, stats in sorted(caches.items()):
+            for counter, field in counters:
+                counter.add_metric([tier, stats.backend], getattr(stats, field))
+            entries.add_metric([tier, stats.backend], stats.entries)
+        for counter, _ in counters:
+            yield counter
+        yield entries
 
     def _families(
         self, series: dict[tuple[str, ...], tuple[list[int], int, float]], pools: dict[str, Any]
