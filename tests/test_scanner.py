@@ -9,6 +9,7 @@ import hashlib
 import os
 import sqlite3
 import stat
+import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -19,6 +20,7 @@ import pytest_asyncio
 
 from async_db_client import DBClientFactory, DBConnectionError, DBInstance, FakeClock
 from async_db_client.scanner import merkle, scan, walk
+from tests.support.waiting import PATIENCE
 
 pytestmark = pytest.mark.asyncio
 
@@ -299,13 +301,22 @@ async def test_concurrency_is_bounded(
             (root / f"d{d}" / f"f{f}").write_bytes(b"x" * f)
     active = peak = 0
     real = walk.hash_file
+    lock = threading.Lock()
+    overlapped = threading.Event()
 
     def slow_hash(path: str) -> merkle.FileDigest:
         nonlocal active, peak
-        active += 1
-        peak = max(peak, active)
-        time.sleep(0.005)
-        active -= 1
+        with lock:
+            active += 1
+            peak = max(peak, active)
+            if active > 1:
+                overlapped.set()
+        # The first hashes wait for a second one to start beside them (no fixed pause
+        # that a loaded machine may not fill): a scan that hashed one file at a time
+        # would leave this waiting until the deadline, with peak 1.
+        overlapped.wait(PATIENCE)
+        with lock:
+            active -= 1
         return real(path)
 
     monkeypatch.setattr(walk, "hash_file", slow_hash)
