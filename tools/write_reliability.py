@@ -26,10 +26,11 @@ FAULTS = [
     ),
     (
         "tests/test_faults_live.py · stall",
-        "the proxy forwards nothing for 4 s (open and new connections)",
+        "the proxy forwards nothing for 8 s (open and new connections): the query "
+        "timeout (5 s) + the client's grace (2 s) + 1 s",
         "statements in flight end with QueryTimeoutError after query_timeout + 2 s, "
         "new connections with DBConnectionError within the acquire timeout; no hang",
-        "proxy: stall all traffic for 4 s",
+        "proxy: stall all traffic for 8 s",
     ),
     (
         "tests/test_faults_live.py · cut",
@@ -39,10 +40,11 @@ FAULTS = [
     ),
     (
         "tests/test_faults_live.py · unreachable",
-        "the proxy drops every connection and refuses new ones for 3 s",
+        "the proxy drops every connection and refuses new ones for 6 s: the acquire "
+        "timeout (5 s) + 1 s",
         "calls fail with DBConnectionError within the acquire timeout, then the pool "
         "reconnects by itself",
-        "proxy: server unreachable for 3 s",
+        "proxy: server unreachable for 6 s",
     ),
     (
         "tests/test_faults_live.py · kill -9",
