@@ -118,13 +118,13 @@ async def test_cancellation_storm_leaves_nothing_checked_out(own_database: str) 
         }
         yields = [rng.randrange(3) for _ in range(STORM)]
         due: dict[int, list[asyncio.Task[None]]] = collections.defaultdict(list)
-        finished = 0
+        statements = 0
 
         def statement_done() -> None:
             # The storm's own clock: the statements it has finished so far.
-            nonlocal finished
-            finished += 1
-            for task in due.pop(finished, []):
+            nonlocal statements
+            statements += 1
+            for task in due.pop(statements, []):
                 task.cancel()
 
         async def paired_write(n: int) -> None:
@@ -136,8 +136,9 @@ async def test_cancellation_storm_leaves_nothing_checked_out(own_database: str) 
                 if n in HELD:
                     task = asyncio.current_task()
                     assert task is not None
+                    # Cancelled from the event loop, as by another task, while it waits here.
                     asyncio.get_running_loop().call_soon(task.cancel)
-                    await asyncio.Event().wait()  # never set: here until cancelled
+                    await asyncio.Event().wait()  # never set
                 for _ in range(yields[n]):
                     await asyncio.sleep(0)  # other tasks run inside this transaction
                 await db.insert_or_update_hash({"path": f"/pair/{n}/b", "current_hash": "h"})

@@ -191,8 +191,8 @@ def running(database: str, text: str) -> list[int]:
     ``text`` now: a statement seen from the server's side (started, not yet finished)."""
     with connect() as conn, conn.cursor() as cursor:
         cursor.execute(
-            "SELECT id FROM information_schema.processlist"
-            " WHERE db = %s AND command = 'Query' AND LOCATE(%s, info) > 0",
+            # Any command: ODBC's statements show as "Execute", aiomysql's as "Query".
+            "SELECT id FROM information_schema.processlist WHERE db = %s AND LOCATE(%s, info) > 0",
             (database, text),
         )
         return [int(row[0]) for row in cursor.fetchall()]

@@ -29,7 +29,12 @@ POLL = 0.01
 
 
 def _describe(condition: Callable[[], object], what: str | None) -> str:
-    return what or getattr(condition, "__qualname__", repr(condition))
+    if what:
+        return what
+    try:  # a lambda says most by its source line
+        return inspect.getsource(condition).strip()
+    except (OSError, TypeError):
+        return getattr(condition, "__qualname__", repr(condition))
 
 
 async def eventually(
