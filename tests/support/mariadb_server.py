@@ -54,16 +54,24 @@ class PrivateMariaDB:
         self.root = Path(tempfile.mkdtemp(prefix="adc-mariadb-"))
         self.root.chmod(0o755)
         self.datadir = self.root / "data"
+        # Its own, not /tmp: a starting mariadbd (and each mariadb-install-db bootstrap)
+        # deletes the "#sql*" temporary tables it finds in its tmpdir, those of every other
+        # server sharing it included: two at once fail ("Unknown table 'mysql.tmp_user_sys'").
+        self.tmpdir = self.root / "tmp"
         self.process: subprocess.Popen[bytes] | None = None
         self._install()
 
     def _install(self) -> None:
         shutil.chown(self.root, "mysql")
+        self.tmpdir.mkdir()
+        shutil.chown(self.tmpdir, "mysql")
         result = subprocess.run(
             [
                 INSTALL_DB,
+                "--no-defaults",  # as the server runs: no tmpdir or log from /etc/mysql
                 "--user=mysql",
                 f"--datadir={self.datadir}",
+                f"--tmpdir={self.tmpdir}",
                 "--auth-root-authentication-method=normal",
                 "--skip-test-db",
                 *SMALL[:1],
@@ -72,7 +80,8 @@ class PrivateMariaDB:
             timeout=120,
         )
         if result.returncode != 0:
-            raise RuntimeError(f"mariadb-install-db failed: {result.stderr.decode()[-2000:]}")
+            output = (result.stdout + result.stderr).decode(errors="replace")[-3000:]
+            raise RuntimeError(f"mariadb-install-db failed ({result.returncode}): {output}")
 
     @property
     def log_path(self) -> Path:
@@ -101,6 +110,7 @@ class PrivateMariaDB:
                 "--no-defaults",
                 "--user=mysql",
                 f"--datadir={self.datadir}",
+                f"--tmpdir={self.tmpdir}",
                 f"--port={self.port}",
                 "--bind-address=127.0.0.1",
                 f"--socket={self.root / 'mysqld.sock'}",
