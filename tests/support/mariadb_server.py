@@ -59,7 +59,11 @@ class PrivateMariaDB:
         # server sharing it included: two at once fail ("Unknown table 'mysql.tmp_user_sys'").
         self.tmpdir = self.root / "tmp"
         self.process: subprocess.Popen[bytes] | None = None
-        self._install()
+        try:
+            self._install()
+        except BaseException:
+            shutil.rmtree(self.root, ignore_errors=True)  # nothing else will remove it
+            raise
 
     def _install(self) -> None:
         shutil.chown(self.root, "mysql")
