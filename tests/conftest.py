@@ -16,11 +16,15 @@ from async_db_client import FakeClock
 # for them as when they were part of the test module.
 pytest.register_assert_rewrite("tests.support.hostile")
 
-# Under CI the property tests are derandomized: the same code always meets the same
+# No per-example deadline (hypothesis's default is 200 ms): on a machine whose cores are
+# busy elsewhere an ordinary example can take longer, and the run would fail by load.
+settings.register_profile("adc", deadline=None)
+# Under CI the property tests are also derandomized: the same code always meets the same
 # examples, so a run cannot fail by luck (locally they keep exploring new ones).
-settings.register_profile("ci", derandomize=True, database=None, print_blob=True)
-if os.environ.get("CI", "").lower() == "true":
-    settings.load_profile("ci")
+settings.register_profile(
+    "ci", parent=settings.get_profile("adc"), derandomize=True, database=None, print_blob=True
+)
+settings.load_profile("ci" if os.environ.get("CI", "").lower() == "true" else "adc")
 
 START = datetime(2024, 1, 8, 10, 30, tzinfo=UTC)
 

@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import json
 import math
+import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
@@ -16,6 +17,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
+import async_db_client.executor
 from async_db_client import (
     DBClientFactory,
     DBConnectionError,
@@ -32,6 +34,7 @@ from async_db_client.drivers.odbc import mssql_connection_string, odbc_value
 from async_db_client.paths import path_key
 from tests.support.backends import mssql_peer_config, require_msodbc
 from tests.support.tds_peer import Column, Reply, Request, ResultSet, ServerError, TDSPeer
+from tests.support.waiting import PATIENCE, SLACK, event_set
 
 D = TSQLDialect()
 LOG_ROW_COLUMNS = [
@@ -309,40 +312,48 @@ async def test_transactions_begin_commit_and_roll_back(db: DBInstance, peer: TDS
 # ---------------------------------------------------------- timeouts, cancel
 
 
+def held(request: Request) -> Reply:
+    """A statement that runs until the client sends an attention (a cancel or a timeout)."""
+    return Reply.rows([("one", "int")], [(1,)]).until_attention(PATIENCE)
+
+
 @pytest.mark.asyncio
 async def test_cancelling_a_running_statement_sends_attention(
     db: DBInstance, peer: TDSPeer
 ) -> None:
-    def slow(request: Request) -> Any:
-        time.sleep(1.5)
-        return Reply.rows([("one", "int")], [(1,)])
+    running = threading.Event()
 
-    peer.on(r"^SELECT path", slow)
+    def started(request: Request) -> Reply:
+        running.set()
+        return held(request)
+
+    peer.on(r"^SELECT path", started)
     task = asyncio.create_task(db.get_hash_record("/slow"))
-    await asyncio.sleep(0.3)
+    await event_set(running, what="the statement reached the peer")
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    peer.wait_for(lambda r: r.kind == "attention", timeout=5)
+    # Off the event loop: the discarded connection's close (which cancels) runs on it.
+    await asyncio.to_thread(peer.wait_for, lambda r: r.kind == "attention")
     stats = next(iter(db.pool_stats().values()))
     assert stats.in_use == 0 and stats.connections_discarded >= 1
 
 
 @pytest.mark.asyncio
-async def test_query_timeout_is_enforced_by_the_driver(peer: TDSPeer, clock: FakeClock) -> None:
-    def slow(request: Request) -> Any:
-        time.sleep(2.5)
-        return Reply.rows([("one", "int")], [(1,)])
-
+async def test_query_timeout_is_enforced_by_the_driver(
+    peer: TDSPeer, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The client's own deadline (query timeout + a grace) is the fallback; moved out of
+    # reach, so that on a loaded machine it never overtakes the driver's timeout.
+    monkeypatch.setattr(async_db_client.executor, "CLIENT_TIMEOUT_GRACE", 4 * PATIENCE)
     async with client_for(peer, clock, query_timeout=1) as db:
         assert await db.health_check() == {"local_db": True}
-        peer.on(r"^SELECT path", slow)
+        peer.on(r"^SELECT path", held)
         start = time.monotonic()
         with pytest.raises(QueryTimeoutError):
             await db.get_hash_record("/slow")
-        # The driver sent an attention after 1 s; the peer answers it once its (sleeping)
-        # responder returns, so the wall time here is the peer's, not the client's.
-        assert time.monotonic() - start < 5
+        # The driver sent an attention after 1 s; the peer answered the statement then.
+        assert time.monotonic() - start < 1 + SLACK
         assert any(r.kind == "attention" for r in peer.requests)
 
 

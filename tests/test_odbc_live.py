@@ -8,27 +8,27 @@ killed connection, cancellation of a running statement, and the adapter's thread
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import threading
-import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
-from async_db_client import DBClientFactory, DBInstance, IntegrityError
-from tests.support.live import client_config, connect, connection_id, empty_tables, executor_of
+from async_db_client import IntegrityError
+from tests.support.live import (
+    connect,
+    connection_gone,
+    connection_id,
+    executor_of,
+    live_client,
+    running,
+)
+from tests.support.waiting import PATIENCE, eventually
 
 pytestmark = [pytest.mark.live]
 
 
-@contextlib.asynccontextmanager
-async def odbc_client(database: str, **pool: Any) -> AsyncIterator[DBInstance]:
-    config = client_config(database, tiers=("remote",), pool=pool, driver="odbc")
-    async with DBClientFactory(config).create_client() as db:
-        await db.migrate()
-        empty_tables(database, "remote")
-        yield db
+def odbc_client(database: str, **pool: Any) -> Any:
+    return live_client(database, driver="odbc", **pool)
 
 
 @pytest.mark.asyncio
@@ -67,6 +67,7 @@ async def test_killed_connection_is_replaced_and_the_call_retried(mysql_database
         victim = await connection_id(executor)
         with connect() as admin, admin.cursor() as cursor:
             cursor.execute(f"KILL {victim}")
+        await eventually(lambda: connection_gone(victim))  # the server has hung up
         assert await db.insert_or_update_hash({"path": "/after-kill", "current_hash": "h"})
         assert await connection_id(executor) != victim
         stats = executor.pool.get_stats()
@@ -77,25 +78,16 @@ async def test_killed_connection_is_replaced_and_the_call_retried(mysql_database
 async def test_cancelled_statement_is_cancelled_on_the_server(mysql_database: str) -> None:
     async with odbc_client(mysql_database) as db:
         executor = executor_of(db)
-        victim = await connection_id(executor)
-        task = asyncio.create_task(executor.run(lambda s: s.fetchall("SELECT SLEEP(5)")))
-        await asyncio.sleep(0.3)
-        start = time.monotonic()
+        # Far longer than the wait below: only a cancellation on the server ends it in time.
+        endless = f"SELECT SLEEP({4 * PATIENCE:g})"
+        task = asyncio.create_task(executor.run(lambda s: s.fetchall(endless)))
+        [victim] = await eventually(lambda: running(mysql_database, endless))  # mid-statement
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
         # The discarded connection's statement is cancelled from the spare thread, so the
-        # close does not wait the full five seconds.
-        for _ in range(100):
-            with connect() as admin, admin.cursor() as cursor:
-                cursor.execute(
-                    "SELECT COUNT(*) FROM information_schema.processlist WHERE id = %s", (victim,)
-                )
-                (alive,) = cursor.fetchone()
-            if not alive:
-                break
-            await asyncio.sleep(0.05)
-        assert not alive and time.monotonic() - start < 4
+        # close does not wait for it to finish and the server drops the connection.
+        await eventually(lambda: connection_gone(victim))
         assert await connection_id(executor) != victim
         assert executor.pool.get_stats().in_use == 0
 

@@ -32,9 +32,12 @@ def config(port: int, outbox: Path) -> dict[str, Any]:
                 "port": port,
                 "database": "hashdb",
                 "user": "root",
+                # Logins that must succeed get generous timeouts (a loaded machine); a
+                # server that is down refuses at once and fails within the short budget.
                 "pool": {
-                    "acquire_timeout": 1.0,
-                    "connect_timeout": 0.5,
+                    "acquire_timeout": 10.0,
+                    "connect_timeout": 5.0,
+                    "connect_retry_budget": 1.0,
                     "reconnect_backoff_max": 0.5,
                 },
                 "outbox": {"path": str(outbox)},

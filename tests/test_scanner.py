@@ -21,6 +21,7 @@ import pytest_asyncio
 
 from async_db_client import DBClientFactory, DBConnectionError, DBInstance, FakeClock
 from async_db_client.scanner import ScanCounters, scan, survey
+from tests.support.waiting import PATIENCE
 
 pytestmark = pytest.mark.asyncio
 
@@ -305,13 +306,19 @@ async def test_concurrency_is_bounded(
     active = peak = 0
     real = survey.open_file
     lock = threading.Lock()
+    overlapped = threading.Event()
 
     def slow_open(name: str, dir_fd: int | None) -> int:
         nonlocal active, peak
         with lock:
             active += 1
             peak = max(peak, active)
-        time.sleep(0.005)
+            if active > 1:
+                overlapped.set()
+        # The first hashes wait for a second one to start beside them (no fixed pause
+        # that a loaded machine may not fill): a scan that hashed one file at a time
+        # would leave this waiting until the deadline, with peak 1.
+        overlapped.wait(PATIENCE)
         with lock:
             active -= 1
         return real(name, dir_fd)

@@ -36,8 +36,9 @@ from async_db_client import (
 from async_db_client.backends.sql import SQLRemoteStore
 from async_db_client.config import parse_config
 from tests.support.backends import require_msodbc
-from tests.support.live import MYSQL, MYSQL_DRIVERS, connect, require_driver
+from tests.support.live import MYSQL, MYSQL_DRIVERS, connect, require_driver, unique_name
 from tests.support.mariadb_server import free_port
+from tests.support.waiting import SLACK
 
 #: What a leak would show: the random core appears in any quoting or escaping of them.
 TOKEN = secrets.token_hex(8)
@@ -45,6 +46,9 @@ PASSWORD = f"Pw-{TOKEN}-s'3\"c;{{r}}=%s"
 WRONG_TOKEN = secrets.token_hex(8)
 WRONG = f"Wr-{WRONG_TOKEN}"
 SECRETS = (TOKEN, WRONG_TOKEN)
+#: A server-wide name: unique to this run, so two runs on one server never share the user
+#: (one run's DROP USER would lock the other out: "Access denied").
+USER = unique_name("adc_secret")
 
 
 class Capture(logging.Handler):
@@ -139,8 +143,10 @@ def mysql_tier(port: int, password: str, **extra: Any) -> dict[str, Any]:
         "host": MYSQL["host"],
         "port": port,
         "database": "secrets_db",
-        "user": "secret_user",
+        "user": USER,
         "password": password,
+        # Short: the refused connections here fail fast whatever the machine's load (a
+        # refused connect is retried until this deadline); logins that must work get PATIENT.
         "pool": {"min_size": 0, "max_size": 2, "acquire_timeout": 0.5, "connect_timeout": 0.5},
         **extra,
     }
@@ -248,7 +254,7 @@ def test_sync_facade_refused_and_closed(seen: Seen) -> None:
 @pytest.fixture
 def secret_user(mysql_database: str) -> Iterator[str]:
     """A user whose password is PASSWORD, with every right on the session database."""
-    user = "secret_user"
+    user = USER
     with connect() as conn, conn.cursor() as cursor:
         cursor.execute("DROP USER IF EXISTS %s@'%%'", (user,))
         cursor.execute("CREATE USER %s@'%%' IDENTIFIED BY %s", (user, PASSWORD))
@@ -258,6 +264,10 @@ def secret_user(mysql_database: str) -> Iterator[str]:
     finally:
         with connect() as conn, conn.cursor() as cursor:
             cursor.execute("DROP USER IF EXISTS %s@'%%'", (user,))
+
+
+#: Pool settings for logins that must succeed: a loaded machine may take seconds to log in.
+PATIENT = {"min_size": 1, "max_size": 1, "acquire_timeout": 30, "connect_timeout": 10}
 
 
 def live(database: str, password: str, **extra: Any) -> dict[str, Any]:
@@ -276,7 +286,7 @@ async def test_wrong_password_against_the_live_server(secret_user: str, seen: Se
             assert await db.health_check() == {"local_db": False}
             seen.show(db.pool_stats())
     with pytest.raises(pymysql.err.OperationalError) as raw:  # the server did refuse it
-        connect(secret_user, user="secret_user", password=WRONG)
+        connect(secret_user, user=USER, password=WRONG)
     assert raw.value.args[0] == 1045
 
 
@@ -287,13 +297,20 @@ async def test_a_working_session_and_its_failures(secret_user: str, seen: Seen) 
     writes, reads, and each kind of failure a statement can meet."""
     require_driver("asyncmy")
     for driver in (*MYSQL_DRIVERS, "odbc"):
-        config = live(
+        config = live(secret_user, PASSWORD, driver=driver, pool=PATIENT)
+        # A second client for the two timeouts: a statement over a short query timeout,
+        # and a wait over a short acquire timeout. The first client's generous ones keep
+        # its logins and migrations from timing out on a loaded machine.
+        impatient = live(
             secret_user,
             PASSWORD,
             driver=driver,
-            pool={"min_size": 1, "max_size": 1, "acquire_timeout": 0.5, "query_timeout": 0.2},
+            pool={**PATIENT, "min_size": 0, "acquire_timeout": 0.5, "query_timeout": 1},
         )
-        async with DBClientFactory(config).create_client() as db:
+        async with (
+            DBClientFactory(config).create_client() as db,
+            DBClientFactory(impatient).create_client() as hurried,
+        ):
             await db.migrate()
             assert await db.insert_or_update_hash({"path": f"/s/{driver}", "current_hash": "h"})
             assert await db.get_hash_record(f"/s/{driver}") is not None
@@ -307,11 +324,20 @@ async def test_a_working_session_and_its_failures(secret_user: str, seen: Seen) 
                 await executor.execute(
                     "INSERT INTO async_db_client_schema VALUES ('remote', 1, 'x', NOW())"
                 )
+            assert isinstance(hurried.remote_db.store, SQLRemoteStore)
+            short = hurried.remote_db.store.executor
+            # Logged in within the generous timeout this acquire names: only the statement
+            # and the wait below meet the short ones.
+            await short.pool.release(await short.pool.acquire(timeout=PATIENT["acquire_timeout"]))
             async with seen.expect_async(QueryTimeoutError):
-                await executor.fetchall("SELECT SLEEP(3)")
-            # The only connection is held:
-            async with seen.expect_async(PoolTimeout), executor.pool.connection():
-                await db.get_hash_record("/held")
+                await short.fetchall("SELECT SLEEP(60)")  # far over the timeout, on any machine
+            # Its only connection is held:
+            held = await short.pool.acquire(timeout=PATIENT["acquire_timeout"])
+            try:
+                async with seen.expect_async(PoolTimeout):
+                    await hurried.get_hash_record("/held")
+            finally:
+                await short.pool.release(held)
             # A transaction that fails:
             async with seen.expect_async(ZeroDivisionError), db.transaction():
                 await db.insert_or_update_hash({"path": "/tx", "current_hash": "h"})
@@ -319,11 +345,12 @@ async def test_a_working_session_and_its_failures(secret_user: str, seen: Seen) 
             assert await db.get_hash_record("/tx") is None
             seen.show(db, db.remote_db, executor, executor.pool, executor.pool.connector)
             seen.show(db.pool_stats(), DBClientFactory(config))
+            seen.show(hurried, short.pool, hurried.pool_stats(), DBClientFactory(impatient))
 
 
 @pytest.mark.live
 def test_the_sync_facade_with_the_password(secret_user: str, seen: Seen) -> None:
-    config = live(secret_user, PASSWORD, pool={"max_size": 1, "acquire_timeout": 0.5})
+    config = live(secret_user, PASSWORD, pool=PATIENT)
     with async_db_client.sync.DBClientFactory(config).create_client() as db:
         assert db.insert_or_update_hash({"path": "/sync", "current_hash": "h"})
         assert db.get_single_field("/sync", "current_hash") == "h"
@@ -366,4 +393,5 @@ async def test_sql_server_connection_refused(seen: Seen) -> None:
                 await db.get_pipeline_updates()
             assert await db.pipeline_health_check() == {"pipeline_db": False}
             seen.show(db, db.pipeline_db, db.pool_stats())
-        assert time.monotonic() - start < 10
+        # Refused: no hang past the deadlines (the call's, then the health check's).
+        assert time.monotonic() - start < 2 * tier["pool"]["acquire_timeout"] + SLACK

@@ -27,12 +27,13 @@ from async_db_client import (
     QueryError,
     TransientQueryError,
 )
-from async_db_client.config import SQLiteConfig, parse_config
+from async_db_client.config import PoolSettings, SQLiteConfig, parse_config
 from async_db_client.dialects.mysql import MySQLDialect
 from async_db_client.dialects.sqlite import SQLiteDialect
-from async_db_client.drivers.aiosqlite import sqlite_error_class
+from async_db_client.drivers.aiosqlite import AiosqliteDriver, sqlite_error_class
 from async_db_client.errors import ConnectionLostError, DriverNotInstalledError
 from async_db_client.migrations import latest_version
+from tests.support.waiting import PATIENCE, event_set
 
 ROOT = Path(__file__).resolve().parent.parent
 DIALECT = SQLiteDialect()
@@ -149,7 +150,9 @@ async def test_file_database_uses_wal(tmp_path: Path) -> None:
 
 
 @pytest.mark.asyncio
-async def test_writers_wait_for_the_lock_then_fail_transiently(tmp_path: Path) -> None:
+async def test_writers_wait_for_the_lock_then_fail_transiently(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     path = tmp_path / "locked.db"
     pool = {"retry_attempts": 1, "reconnect_backoff_initial": 0.01}
     cfg = config(path, busy_timeout=0.3, pool=pool)
@@ -164,14 +167,42 @@ async def test_writers_wait_for_the_lock_then_fail_transiently(tmp_path: Path) -
             assert time.monotonic() - start >= 0.6  # waited busy_timeout, twice (one retry)
             [stats] = db.pool_stats().values()
             assert stats.retries == 1
-
-            # A lock released while a writer waits: the writer goes through.
-            threading.Timer(0.1, holder.execute, ("COMMIT",)).start()
-            assert await db.insert_or_update_hash({"path": "/a", "current_hash": "h"})
         finally:
-            await asyncio.sleep(0.15)  # the timer thread has run
             holder.close()
-        assert await db.get_single_field("/a", "current_hash") == "h"
+
+    # A lock released while a writer waits: the writer goes through. The release comes
+    # once SQLite has started the writer's statement (its trace callback says so), and
+    # the busy timeout is generous, so however late a loaded machine makes the release,
+    # the writer is still waiting for it.
+    writing = threading.Event()
+
+    def trace(sql: str) -> None:
+        if sql.startswith("BEGIN") or "hash_records" in sql:
+            writing.set()
+
+    configure = AiosqliteDriver._configure
+
+    async def traced(self: AiosqliteDriver, conn: Any) -> None:
+        await configure(self, conn)
+        await conn.set_trace_callback(trace)
+
+    monkeypatch.setattr(AiosqliteDriver, "_configure", traced)
+    async with DBClientFactory(config(path, busy_timeout=PATIENCE)).create_client() as db:
+        await db.migrate()
+        holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        try:
+            holder.execute("BEGIN IMMEDIATE")
+            writing.clear()
+            writer = asyncio.create_task(
+                db.insert_or_update_hash({"path": "/a", "current_hash": "h2"})
+            )
+            await event_set(writing, what="the writer's statement started")
+            assert not writer.done()  # it cannot pass the lock
+            await asyncio.to_thread(holder.execute, "COMMIT")
+            assert await writer
+        finally:
+            holder.close()
+        assert await db.get_single_field("/a", "current_hash") == "h2"
 
 
 @pytest.mark.asyncio
@@ -184,7 +215,9 @@ async def test_readers_are_not_blocked_by_an_open_transaction(tmp_path: Path) ->
             # Another connection reads the last committed state (WAL), without waiting.
             remote = db.remote_db
             assert remote is not None
-            assert await asyncio.wait_for(remote.get_single_field("/a", "current_hash"), 2) == "old"
+            # (a reader blocked by the writer would wait out the 30 s busy timeout)
+            read = remote.get_single_field("/a", "current_hash")
+            assert await asyncio.wait_for(read, PATIENCE / 2) == "old"
         assert await db.get_single_field("/a", "current_hash") == "new"
 
 
@@ -195,7 +228,8 @@ async def test_unopenable_file_fails_at_once_with_its_path(tmp_path: Path) -> No
         start = time.monotonic()
         with pytest.raises(DBConnectionError, match=f"cannot open sqlite://{missing}"):
             await db.get_logs()
-        assert time.monotonic() - start < 5  # not retried until the 30 s acquire timeout
+        # Not retried until the acquire timeout (30 s by default).
+        assert time.monotonic() - start < PoolSettings().acquire_timeout / 2
         assert await db.health_check() == {"local_db": False}
 
 

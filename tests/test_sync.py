@@ -8,7 +8,6 @@ import subprocess
 import sys
 import textwrap
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -48,18 +47,17 @@ def test_plain_script_round_trip() -> None:
 
 
 def test_forgotten_close_does_not_hang_the_interpreter() -> None:
-    start = time.monotonic()
+    # The subprocess's timeout is the hang detector: exit at all is the point.
     result = run_script(
         """
         from async_db_client.sync import DBClientFactory
         db = DBClientFactory({'database': {'remote_type': 'local'}}).create_client()
         print(db.health_check())
         """,
-        timeout=30,
+        timeout=120,
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "{'local_db': True}"
-    assert time.monotonic() - start < 20
 
 
 def test_fork_child_gets_its_own_event_loop() -> None:
@@ -104,23 +102,25 @@ def test_refuses_to_block_inside_a_running_loop() -> None:
 def test_usable_from_a_thread_while_another_loop_runs() -> None:
     with DBClientFactory(ALL_LOCAL).create_client() as db:
 
+        in_thread, loop_ran = threading.Event(), threading.Event()
+
         def blocking_work() -> int | None:
             db.insert_or_update_hash({"path": "/t", "current_hash": "h"})
+            in_thread.set()
+            # The caller's loop runs while this thread works (the facade never blocks it).
+            assert loop_ran.wait(60)
             return db.put_log({"summary_message": "from a worker thread"})
 
         async def main() -> int | None:
-            ticks = 0
-
             async def ticker() -> None:
-                nonlocal ticks
                 while True:
-                    ticks += 1
+                    if in_thread.is_set():
+                        loop_ran.set()
                     await asyncio.sleep(0.001)
 
             tick_task = asyncio.create_task(ticker())
             log_id = await asyncio.to_thread(blocking_work)
             tick_task.cancel()
-            assert ticks > 0  # the caller's loop kept running
             return log_id
 
         assert asyncio.run(main()) == 1

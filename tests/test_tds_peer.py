@@ -12,7 +12,6 @@ import os
 import socket
 import struct
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 from datetime import date, datetime
@@ -34,6 +33,7 @@ from tests.support.tds_peer import (
     TDSPeer,
 )
 from tests.support.tds_peer import protocol as p
+from tests.support.waiting import PATIENCE
 
 try:
     import pyodbc
@@ -555,19 +555,26 @@ def test_fast_executemany_default_description(peer: TDSPeer, conn: Any) -> None:
 # cancel / attention
 # ---------------------------------------------------------------------------------------
 def test_cancel_sends_attention(peer: TDSPeer, conn: Any) -> None:
-    def slow(req: Request) -> Reply:
-        time.sleep(0.6)
-        return Reply(1)
+    running = threading.Event()
 
-    peer.on("WAITFOR", slow)
+    def held(req: Request) -> Reply:
+        running.set()
+        return Reply(1).until_attention(PATIENCE)  # still running when the cancel comes
+
+    peer.on("WAITFOR", held)
     cur = conn.cursor()
-    timer = threading.Timer(0.15, cur.cancel)
-    timer.start()
+
+    def cancel_once_running() -> None:
+        running.wait(PATIENCE)
+        cur.cancel()
+
+    canceller = threading.Thread(target=cancel_once_running)
+    canceller.start()
     try:
         with pytest.raises(pyodbc.Error) as info:
             cur.execute("WAITFOR DELAY '00:00:05'")
     finally:
-        timer.join()
+        canceller.join()
     assert info.value.args[0] == "HY008"
     peer.wait_for(lambda r: r.kind == "attention")
     peer.on("^SELECT", ResultSet([Column("x", "int")], [(4,)]))

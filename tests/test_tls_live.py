@@ -34,6 +34,10 @@ from tests.support.mariadb_server import PrivateMariaDB
 pytestmark = pytest.mark.live
 
 OPENSSL = shutil.which("openssl")
+#: Far longer than any refusal takes on a loaded machine: a client that retried a refusal
+#: (or waited for a deadline) would still be at it at half of this.
+ACQUIRE_TIMEOUT = 60
+AT_ONCE = ACQUIRE_TIMEOUT / 2
 
 
 @dataclass(frozen=True)
@@ -164,7 +168,12 @@ def config(port: int, host: str = "127.0.0.1", **tier: Any) -> dict[str, Any]:
         "database": "hashdb",
         "user": "root",
         "password": "",
-        "pool": {"min_size": 0, "max_size": 2, "acquire_timeout": 10, "connect_timeout": 5},
+        "pool": {
+            "min_size": 0,
+            "max_size": 2,
+            "acquire_timeout": ACQUIRE_TIMEOUT,
+            "connect_timeout": 5,
+        },
         **tier,
     }
     return {"database": {"remote_type": "mysql", "remote_config": remote}}
@@ -219,7 +228,7 @@ async def test_a_client_trusting_another_ca_is_refused_at_once(
     error, elapsed, attempts = await refused(server.port, ssl=other, driver=driver)
     assert "certificate verify failed" in str(error) or "CERTIFICATE_VERIFY_FAILED" in str(error)
     assert attempts == 1  # not retried: another attempt meets the same certificate
-    assert elapsed < 2  # far below the 10 s acquire timeout
+    assert elapsed < AT_ONCE  # no wait for the deadline either
 
 
 @pytest.mark.asyncio
@@ -232,7 +241,7 @@ async def test_a_host_name_the_certificate_does_not_name(
         ca = str(certificates.ca)
         error, elapsed, attempts = await refused(server.port, ssl={"ca": ca}, driver=driver)
         assert "hostname mismatch" in str(error) or "match" in str(error), error
-        assert attempts == 1 and elapsed < 2
+        assert attempts == 1 and elapsed < AT_ONCE
         # Without verify_identity the CA is still checked, the name is not.
         relaxed = {"ca": ca, "verify_identity": False}
         async with client(server.port, ssl=relaxed, driver=driver) as db:
@@ -257,7 +266,7 @@ async def test_a_plaintext_client_is_refused_by_the_server(
     user and password log in over TLS."""
     error, elapsed, attempts = await refused(server.port, driver=driver)
     assert "(1045) Access denied for user 'root'" in str(error), error
-    assert attempts == 1 and elapsed < 2
+    assert attempts == 1 and elapsed < AT_ONCE
     with pytest.raises(pymysql.err.OperationalError) as raw:
         pymysql.connect(host="127.0.0.1", port=server.port, user="root", password="")
     assert raw.value.args[0] == 1045
@@ -281,12 +290,12 @@ async def test_a_tls_client_never_falls_back_to_plaintext(
         "database": mysql_database,
         "ssl": {"ca": str(certificates.ca)},
         "driver": driver,
-        "pool": {"min_size": 0, "acquire_timeout": 10},
+        "pool": {"min_size": 0, "acquire_timeout": ACQUIRE_TIMEOUT},
     }
     config = {"database": {"remote_type": "mysql", "remote_config": remote}}
     async with DBClientFactory(config).create_client() as db:
         start = time.monotonic()
         with pytest.raises(DBConnectionError, match="does not offer TLS"):
             await db.get_hash_record("/a")
-        assert time.monotonic() - start < 2
+        assert time.monotonic() - start < AT_ONCE  # refused, not retried until the deadline
         assert sum(s.connections_opened for s in db.pool_stats().values()) == 0

@@ -117,8 +117,9 @@ def main() -> None:
     command("health")
 
     title("3. change one file in a copy, rescan, see the rotation")
-    copy = Path(tempfile.gettempdir()) / f"async_db_client-demo-{os.getuid()}" / tree.name
-    shutil.rmtree(copy.parent, ignore_errors=True)
+    # A folder of this run's own: a fixed one was shared by every checkout's demo (and test
+    # run) on the machine, and one run's clean-up deleted another's copy mid-scan.
+    copy = Path(tempfile.mkdtemp(prefix=f"async_db_client-demo-{os.getuid()}-")) / tree.name
     shutil.copytree(tree, copy, symlinks=True, ignore=shutil.ignore_patterns(*EXCLUDE))
     try:
         before = scan(copy, cache, "copy      ")

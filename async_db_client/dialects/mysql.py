@@ -245,8 +245,13 @@ class MySQLDialect(Dialect):
             f") {_TABLE_OPTIONS}"
         )
 
+    # GET_LOCK names are server-wide: the database's digest in the name keeps migrations
+    # of unrelated databases on one server from waiting for each other (names are at most
+    # 64 characters: the 23-character prefix and 32 hex digits).
+    _LOCK = "CONCAT(?, MD5(DATABASE()))"
+
     def lock_migrations(self) -> str:
-        return "SELECT GET_LOCK(?, ?)"
+        return f"SELECT GET_LOCK({self._LOCK}, ?)"
 
     def unlock_migrations(self) -> str:
-        return "SELECT RELEASE_LOCK(?)"
+        return f"SELECT RELEASE_LOCK({self._LOCK})"

@@ -10,6 +10,7 @@ and connections in, so one driver being absent never breaks the other.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import os
@@ -364,10 +365,18 @@ class MySQLDriverBase:
             await conn.rollback()
 
     async def close(self, conn: Any) -> None:
+        writer = getattr(conn, "_writer", None)  # both drivers' stream (None once closed)
         try:
             await conn.ensure_closed()
         except Exception:
             conn.close()
+        if writer is not None:
+            # The drivers close a TLS connection by starting the TLS shutdown and return;
+            # the socket closes when the shutdown is done. Waiting for it (bounded) keeps a
+            # socket from outliving its event loop (a ResourceWarning at some later point).
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(self.pool_settings.close_timeout):
+                    await writer.wait_closed()
 
     def abort(self, conn: Any) -> None:
         conn.close()  # closes the transport: no I/O awaited

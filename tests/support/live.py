@@ -9,14 +9,17 @@ skipped with a reason saying how to start the server. The server is the one on
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import secrets
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import pymysql
 import pytest
+
+from tests.support.waiting import PATIENCE
 
 MYSQL: dict[str, Any] = {
     "host": os.environ.get("ADC_TEST_MYSQL_HOST", "127.0.0.1"),
@@ -82,8 +85,14 @@ def is_closed(raw: Any) -> bool:
     return not connected if connected is not None else bool(raw.closed)
 
 
+def unique_name(prefix: str) -> str:
+    """A name for something server-wide (a database, a user) that no other test run on the
+    same server can hold: CI and developers may run the suite against one server at once."""
+    return f"{prefix}_{os.getpid()}_{secrets.token_hex(3)}"
+
+
 def create_database(prefix: str = "adc_test") -> str:
-    name = f"{prefix}_{os.getpid()}_{secrets.token_hex(3)}"
+    name = unique_name(prefix)
     with connect() as conn, conn.cursor() as cursor:
         cursor.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin")
     return name
@@ -154,6 +163,31 @@ def empty_tables(database: str, tier: str) -> None:
             cursor.execute(f"DELETE FROM {table}")
 
 
+@contextlib.asynccontextmanager
+async def live_client(
+    database: str, *, driver: str | None = None, **settings: Any
+) -> AsyncIterator[Any]:
+    """A client of the remote tier on ``database`` with these pool ``settings``, migrated,
+    logged in and with empty tables.
+
+    The migration runs first on a client of the default settings, and the test's pool
+    makes its first connection under a generous deadline: a test's short timeouts are
+    for what it tests, never for logging in or migrating (another run on the same server
+    may hold the server-wide migration lock) on a loaded machine."""
+    from async_db_client import DBClientFactory
+
+    async with DBClientFactory(client_config(database, tiers=("remote",))).create_client() as admin:
+        await admin.migrate()
+    tier = {} if driver is None else {"driver": driver}
+    config = client_config(database, tiers=("remote",), pool=settings, **tier)
+    async with DBClientFactory(config).create_client() as db:
+        pool = executor_of(db).pool
+        await pool.release(await pool.acquire(timeout=PATIENCE))
+        await db.migrate()  # only reads the version now: marks the tier ready
+        empty_tables(database, "remote")
+        yield db
+
+
 def executor_of(db: Any) -> Any:
     """The executor behind a client's SQL remote tier (for statements of a test's own)."""
     from async_db_client.backends.sql import SQLRemoteStore
@@ -174,6 +208,28 @@ def server_connections(database: str) -> int:
     with connect() as conn, conn.cursor() as cursor:
         cursor.execute("SHOW PROCESSLIST")
         return sum(1 for row in cursor.fetchall() if row[3] == database)
+
+
+def running(database: str, text: str) -> list[int]:
+    """Ids of the server's connections to ``database`` running a statement that contains
+    ``text`` now: a statement seen from the server's side (started, not yet finished)."""
+    with connect() as conn, conn.cursor() as cursor:
+        cursor.execute(
+            # Any command: ODBC's statements show as "Execute", aiomysql's as "Query".
+            "SELECT id FROM information_schema.processlist WHERE db = %s AND LOCATE(%s, info) > 0",
+            (database, text),
+        )
+        return [int(row[0]) for row in cursor.fetchall()]
+
+
+def connection_gone(conn_id: int) -> bool:
+    """True once the server no longer lists connection ``conn_id`` (killed or closed)."""
+    with connect() as conn, conn.cursor() as cursor:
+        cursor.execute(
+            "SELECT COUNT(*) FROM information_schema.processlist WHERE id = %s", (conn_id,)
+        )
+        (count,) = cursor.fetchone()
+        return int(count) == 0
 
 
 def open_transactions(database: str) -> int:
@@ -245,7 +301,7 @@ def mysql_least_privilege() -> Iterator[LeastPrivilegeDatabase]:
     both dropped at the end of the session."""
     require_mysql()
     database = create_database("adc_lp")
-    user = f"adc_lp_{os.getpid()}_{secrets.token_hex(3)}"
+    user = unique_name("adc_lp")
     # Characters that need quoting in SQL, ODBC and URLs, so a leak or a quoting bug shows.
     password = f"lp'P\\w\"d;%{{}}@{secrets.token_hex(4)}"
     try:

@@ -35,6 +35,10 @@ def free_port() -> int:
         return port
 
 
+class _PortTaken(RuntimeError):
+    pass
+
+
 class PrivateMariaDB:
     """``with PrivateMariaDB() as server:`` ... ``server.kill(); server.start()``."""
 
@@ -43,19 +47,35 @@ class PrivateMariaDB:
             unavailable("a private mariadbd needs root and the mariadb-server package")
         self.extra_args = tuple(extra_args)
         self.port = port or free_port()
+        # A port of our choosing may be taken between free_port() and the server's bind
+        # (another test run, or any socket, on this machine): then the first start picks
+        # another. Once clients know the port, a restart keeps it.
+        self._may_move = port is None
         self.root = Path(tempfile.mkdtemp(prefix="adc-mariadb-"))
         self.root.chmod(0o755)
         self.datadir = self.root / "data"
+        # Its own, not /tmp: a starting mariadbd (and each mariadb-install-db bootstrap)
+        # deletes the "#sql*" temporary tables it finds in its tmpdir, those of every other
+        # server sharing it included: two at once fail ("Unknown table 'mysql.tmp_user_sys'").
+        self.tmpdir = self.root / "tmp"
         self.process: subprocess.Popen[bytes] | None = None
-        self._install()
+        try:
+            self._install()
+        except BaseException:
+            shutil.rmtree(self.root, ignore_errors=True)  # nothing else will remove it
+            raise
 
     def _install(self) -> None:
         shutil.chown(self.root, "mysql")
+        self.tmpdir.mkdir()
+        shutil.chown(self.tmpdir, "mysql")
         result = subprocess.run(
             [
                 INSTALL_DB,
+                "--no-defaults",  # as the server runs: no tmpdir or log from /etc/mysql
                 "--user=mysql",
                 f"--datadir={self.datadir}",
+                f"--tmpdir={self.tmpdir}",
                 "--auth-root-authentication-method=normal",
                 "--skip-test-db",
                 *SMALL[:1],
@@ -64,21 +84,37 @@ class PrivateMariaDB:
             timeout=120,
         )
         if result.returncode != 0:
-            raise RuntimeError(f"mariadb-install-db failed: {result.stderr.decode()[-2000:]}")
+            output = (result.stdout + result.stderr).decode(errors="replace")[-3000:]
+            raise RuntimeError(f"mariadb-install-db failed ({result.returncode}): {output}")
 
     @property
     def log_path(self) -> Path:
         return self.root / "error.log"
 
-    def start(self, timeout: float = 30.0) -> None:
+    def start(self, timeout: float = 60.0) -> None:
         """Start (or start again) and wait until it accepts connections."""
+        for _ in range(3):
+            try:
+                self._start(timeout)
+            except _PortTaken:
+                if not self._may_move:
+                    raise
+                self.port = free_port()
+                continue
+            self._may_move = False
+            return
+        raise RuntimeError(f"mariadbd found no free port: {self.log_tail()}")
+
+    def _start(self, timeout: float) -> None:
         assert self.process is None or self.process.poll() is not None, "already running"
+        logged = self.log_path.stat().st_size if self.log_path.exists() else 0
         self.process = subprocess.Popen(
             [
                 MARIADBD,
                 "--no-defaults",
                 "--user=mysql",
                 f"--datadir={self.datadir}",
+                f"--tmpdir={self.tmpdir}",
                 f"--port={self.port}",
                 "--bind-address=127.0.0.1",
                 f"--socket={self.root / 'mysqld.sock'}",
@@ -93,6 +129,8 @@ class PrivateMariaDB:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
+                if b"Address already in use" in self.log_path.read_bytes()[logged:]:
+                    raise _PortTaken(self.port)
                 raise RuntimeError(f"mariadbd exited at start: {self.log_tail()}")
             if self.ping():
                 return
@@ -100,11 +138,18 @@ class PrivateMariaDB:
         raise RuntimeError(f"mariadbd did not start within {timeout}s: {self.log_tail()}")
 
     def ping(self) -> bool:
+        """True once this server answers. Not just any: until ours has bound the port (or
+        exited for want of it), the port may be another's, another test run's mariadbd."""
         try:
-            self.connect().close()
+            with (
+                contextlib.closing(self.connect(read_timeout=5)) as conn,
+                conn.cursor() as cursor,
+            ):
+                cursor.execute("SELECT @@datadir")
+                (datadir,) = cursor.fetchone()
         except pymysql.err.MySQLError:
             return False
-        return True
+        return Path(datadir).resolve() == self.datadir.resolve()
 
     def connect(self, **kw: object) -> pymysql.connections.Connection:
         options: dict[str, object] = {

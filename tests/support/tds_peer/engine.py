@@ -319,13 +319,14 @@ class _Session:
         self.transaction = 0  # current transaction descriptor
         self.handles: dict[int, tuple[str, str]] = {}  # handle -> (sql, params decl)
         self.next_handle = itertools.count(1)
+        self.pending: list[p.Message] = []  # read early (an attention), served next
 
     # -- plumbing ---------------------------------------------------------------------------
     def run(self) -> None:
         try:
             self._handshake()
             while True:
-                msg = p.read_message(self.conn)
+                msg = self.pending.pop(0) if self.pending else p.read_message(self.conn)
                 if self.peer.tracing:
                     self.peer.host.trace(self.cid, "in", msg.type, msg.payload)
                 self._serve(msg)
@@ -458,7 +459,26 @@ class _Session:
             self.peer.host.record(req)
             return self._default_reply(req)
         reply = self.peer.host.call(req)  # records it, then asks the responder
+        if reply is not None and reply.attention_within is not None:
+            self._await_attention(reply.attention_within)
         return self._default_reply(req) if reply is None else reply
+
+    def _await_attention(self, within: float) -> None:
+        """Read the client's next message (its ATTENTION) before this reply is sent; it
+        is served after the reply, as if it had arrived while the statement ran."""
+        self.conn.settimeout(within)
+        try:
+            msg = p.read_message(self.conn)
+        except TimeoutError:
+            self.peer.host.error(f"connection {self.cid}: no attention within {within:g}s")
+            return
+        finally:
+            self.conn.settimeout(None)
+        if msg.type != p.PKT_ATTENTION:
+            self.peer.host.error(
+                f"connection {self.cid}: expected an attention, got packet type 0x{msg.type:02X}"
+            )
+        self.pending.append(msg)
 
     def _default_reply(self, req: Request) -> Reply:
         proc = req.proc if isinstance(req.proc, str) else None

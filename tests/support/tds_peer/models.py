@@ -145,6 +145,17 @@ class Reply:
                 raise TypeError(f"unsupported reply item {r!r}")
         self.results: list[ResultItem] = list(results)
         self.return_status = return_status
+        #: Seconds to hold this reply for an ATTENTION on its connection (see
+        #: :meth:`until_attention`); None: sent at once.
+        self.attention_within: float | None = None
+
+    def until_attention(self, within: float) -> Reply:
+        """Send this reply only once the client has sent an ATTENTION (a cancel, or the
+        driver's query timeout) on the connection, waiting ``within`` seconds at most (a
+        recorded error after that). So a test cancels a statement that is surely still
+        running, without a responder that sleeps and hopes the cancel comes first."""
+        self.attention_within = within
+        return self
 
     @classmethod
     def rows(

@@ -27,6 +27,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from ..waiting import PATIENCE, wait_until
 from ._child import read_frame, write_frame
 from .engine import normalize_sql
 from .models import Reply, Request, ServerError, as_reply
@@ -247,16 +248,16 @@ class TDSPeer:
     def logins(self) -> list[Request]:
         return self.of_kind("login")
 
-    def wait_for(self, predicate: Callable[[Request], bool], timeout: float = 5.0) -> Request:
-        """Wait until a matching request is recorded (e.g. an attention sent on cancel)."""
-        deadline = time.monotonic() + timeout
-        while True:
-            for r in self.requests:
-                if predicate(r):
-                    return r
-            if time.monotonic() > deadline:
-                raise TimeoutError("no matching request recorded")
-            time.sleep(0.02)
+    def wait_for(
+        self, predicate: Callable[[Request], bool], timeout: float = PATIENCE
+    ) -> Request:
+        """Wait until a matching request is recorded (e.g. an attention sent on cancel);
+        returns at once when it is, so the generous default costs nothing."""
+        return wait_until(
+            lambda: next((r for r in self.requests if predicate(r)), None),
+            timeout,
+            what="a matching request recorded by the tds_peer",
+        )
 
     def check(self) -> None:
         """Raise ``PeerError`` if the peer recorded errors so far."""
