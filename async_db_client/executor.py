@@ -589,7 +589,6 @@ class Executor(Runner):
         """One connection, one transaction: commit on success, roll back on error. The
         current context holds it for the block (see :func:`holding`). With several
         servers, on the writer (never retried elsewhere once begun)."""
-        await self._ensure_prepared()
         router = self._router
         driver = self._driver
         if router is None:
@@ -598,8 +597,9 @@ class Executor(Runner):
             host = await router.writer()
             pool, driver = host.pool(), host.driver
         held = _HELD.get()
-        if held:
+        if held:  # before the schema step, which would wait for the held connection too
             self._refuse_deadlock(pool, held)
+        await self._ensure_prepared()
         async with pool.connection() as conn:
             session = Session(pool, conn, driver, self._watchdog_here())
             await session.begin()
