@@ -79,9 +79,15 @@ class MySQLBackend(Backend):
     def setup(self, request: pytest.FixtureRequest) -> None:
         self.database = request.getfixturevalue("mysql_database")
 
+    def tier_config(self) -> dict[str, Any]:
+        return mysql_config(self.database, driver=self.driver)
+
+    def empty(self, tier: str) -> None:
+        empty_tables(self.database, tier)
+
     @contextlib.asynccontextmanager
     async def _client(self, tier: str, clock: FakeClock) -> AsyncIterator[DBInstance]:
-        tier_config = mysql_config(self.database, driver=self.driver)
+        tier_config = self.tier_config()
         config = {"database": {f"{tier}_type": "mysql", f"{tier}_config": tier_config}}
         if tier == "pipeline":  # the pipeline is SQL Server's in production; MySQL SQL here
             config = {"database": {}}
@@ -90,7 +96,7 @@ class MySQLBackend(Backend):
                 client.pipeline_db = _mysql_pipeline(tier_config, client, clock)
             repo = getattr(client, f"{tier}_db")
             await repo.migrate()
-            empty_tables(self.database, tier)
+            self.empty(tier)
             yield client
 
     @contextlib.asynccontextmanager
@@ -318,6 +324,75 @@ class SQLiteMemoryBackend(SQLiteBackend):
         self.path = ":memory:"
 
 
+#: The application user of the multi-server tests: no READ ONLY ADMIN, so read_only
+#: stops it as it stops a real application.
+HA_USER = "adc_ha"
+HA_PASSWORD = "Ha-s3cret-pw"
+
+
+def topology_database(topology: Any) -> str:
+    """The contract suites' database on a topology, made once per session."""
+    name: str | None = getattr(topology, "adc_contract_database", None)
+    if name is None:
+        topology.create_user(HA_USER, HA_PASSWORD)
+        name = topology.adc_contract_database = topology.create_database()
+    return name
+
+
+class MySQLReplicationBackend(MySQLBackend):
+    """A primary and two GTID replicas (tests/support/topologies.py), listed replica
+    first: the router must find the primary, and read_your_writes (the default) must
+    make every read see the write before it, as on one server."""
+
+    name = "mysql-replication"
+    marks = (pytest.mark.live, pytest.mark.slow)
+    fixture = "replication"
+    mode = "replication"
+
+    def setup(self, request: pytest.FixtureRequest) -> None:
+        self.topology = request.getfixturevalue(self.fixture)
+        self.database = topology_database(self.topology)
+
+    def tier_config(self) -> dict[str, Any]:
+        return {
+            "hosts": list(reversed(self.topology.hosts)),
+            "ha_mode": self.mode,
+            "database": self.database,
+            "user": HA_USER,
+            "password": HA_PASSWORD,
+            "pool": {"min_size": 1, "max_size": 8, "acquire_timeout": 10},
+        }
+
+    def empty(self, tier: str) -> None:
+        with self.writer_node().cursor() as cursor:
+            for table in TABLES[tier]:
+                cursor.execute(f"DELETE FROM `{self.database}`.{table}")
+        self.settle()
+
+    def writer_node(self) -> Any:
+        return self.topology.primary
+
+    def settle(self) -> None:
+        # The tests' own deletes are not the client's writes: wait until every server
+        # has them before the client reads.
+        self.topology.wait_replicated()
+
+
+class MySQLGaleraBackend(MySQLReplicationBackend):
+    """A 3-node Galera cluster: writes on one node, reads round-robin over all three
+    (causal reads, wsrep_sync_wait)."""
+
+    name = "mysql-galera"
+    fixture = "galera"
+    mode = "galera"
+
+    def writer_node(self) -> Any:
+        return self.topology.up_nodes()[0]
+
+    def settle(self) -> None:
+        self.topology.wait_synced()
+
+
 #: Every backend the contract suites run against.
 BACKENDS: list[Callable[[], Backend]] = [
     MemoryBackend,
@@ -327,6 +402,8 @@ BACKENDS: list[Callable[[], Backend]] = [
     SQLiteBackend,
     SQLiteMemoryBackend,
     MySQLLeastPrivilegeBackend,
+    MySQLReplicationBackend,
+    MySQLGaleraBackend,
     MSSQLPeerBackend,
     MSSQLLiveBackend,
 ]
