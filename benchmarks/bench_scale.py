@@ -278,6 +278,57 @@ class Server:
         return out
 
 
+COUNTERS = (
+    "Innodb_buffer_pool_read_requests",  # pages looked up
+    "Innodb_buffer_pool_reads",  # ... that had to be read from disk (misses)
+    "Innodb_data_read",  # bytes read from data files
+    "Innodb_data_written",  # bytes written to data files (doublewrite included)
+    "Innodb_os_log_written",  # bytes written to the redo log
+)
+
+
+class Meter:
+    """What a phase cost: the server's counters, the server's and the client's CPU time.
+    On a shared server the counters include other clients' work (none ran here but
+    this script's, as far as the processlist showed)."""
+
+    def __init__(self, server: Server) -> None:
+        self.server = server
+        self.pid: int | None = None
+
+    async def setup(self) -> None:
+        with contextlib.suppress(Exception):
+            ((pid_file,),) = await self.server.query("SELECT @@pid_file")
+            text = await asyncio.to_thread(Path(pid_file).read_text)
+            self.pid = int(text.split()[0])
+
+    def server_cpu(self) -> float | None:
+        """User + system CPU seconds of mariadbd (all its threads), from /proc."""
+        if self.pid is None:
+            return None
+        try:
+            fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return None
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    async def snapshot(self) -> tuple[dict[str, int], float | None, float]:
+        return await self.server.status(*COUNTERS), self.server_cpu(), time.process_time()
+
+    async def since(self, before: tuple[dict[str, int], float | None, float],
+                    units: int) -> dict[str, Any]:
+        """The phase's totals and their amounts per unit (record, read, entry)."""
+        counters, server_cpu, client_cpu = await self.snapshot()
+        out: dict[str, Any] = {
+            name: counters[name] - before[0][name] for name in COUNTERS
+        }
+        out["client_cpu_s"] = client_cpu - before[2]
+        if server_cpu is not None and before[1] is not None:
+            out["server_cpu_s"] = server_cpu - before[1]
+        out["per_unit"] = {name: value / units for name, value in out.items()}
+        return out
+
+
 def config(host: str, port: int) -> dict[str, Any]:
     pool = {"min_size": 1, "max_size": POOL, "acquire_timeout": 120}
     remote = {"host": host, "port": port, "database": DATABASE, "user": USER}
@@ -332,15 +383,14 @@ async def write(db: DBInstance, records: Iterator[dict[str, Any]], keep: list[st
     }
 
 
-async def reads(db: DBInstance, server: Server, paths: list[str], sequential: int,
+async def reads(db: DBInstance, meter: Meter, paths: list[str], sequential: int,
                 concurrent: int) -> dict[str, Any]:
     rng = random.Random(7)
-    counters = ("Innodb_buffer_pool_read_requests", "Innodb_buffer_pool_reads")
     out: dict[str, Any] = {}
     for name, n, tasks in (("sequential", sequential, 1), ("concurrent", concurrent, TASKS)):
         chosen = [rng.choice(paths) for _ in range(n)]
         queue = iter(chosen)
-        before = await server.status(*counters)
+        before = await meter.snapshot()
 
         async def reader(queue: Iterator[str] = queue) -> None:
             for path in queue:
@@ -349,13 +399,13 @@ async def reads(db: DBInstance, server: Server, paths: list[str], sequential: in
         start = time.perf_counter()
         await asyncio.gather(*(reader() for _ in range(tasks)))
         seconds = time.perf_counter() - start
-        after = await server.status(*counters)
-        misses = after["Innodb_buffer_pool_reads"] - before["Innodb_buffer_pool_reads"]
+        cost = await meter.since(before, n)
         out[name] = {
             "reads": n,
             "tasks": tasks,
             "reads_per_s": n / seconds,
-            "buffer_pool_misses_per_read": misses / n,
+            "buffer_pool_misses_per_read": cost["per_unit"]["Innodb_buffer_pool_reads"],
+            "cost": cost,
         }
     return out
 
@@ -415,6 +465,9 @@ async def run(args: argparse.Namespace, host: str, port: int, load: LoadSampler)
     await server.query(f"CREATE DATABASE {DATABASE} CHARACTER SET utf8mb4")
     try:
         results: dict[str, Any] = {"server": await server.settings()}
+        meter = Meter(server)
+        await meter.setup()
+        results["server"]["pid_seen"] = meter.pid is not None
         results["payload"] = payload(tree)
         async with DBClientFactory(config(host, port)).create_client() as db:
             await db.migrate()
@@ -422,22 +475,28 @@ async def run(args: argparse.Namespace, host: str, port: int, load: LoadSampler)
             stride = max(1, args.records // 50_000)
             load.phase = "load"
             print(f"load: {args.records:,} records into {DATABASE} on {host}:{port}", flush=True)
+            before = await meter.snapshot()
             results["load"] = await write(db, tree.records(), paths, stride)
+            results["load"]["cost"] = await meter.since(before, args.records)
             load.phase = "sizes"
             results["sizes"] = await server.sizes(["hash_records"], {"hash_records": args.records})
             load.phase = "reads"
             print("reads", flush=True)
-            results["reads"] = await reads(db, server, paths, args.reads, args.concurrent_reads)
+            results["reads"] = await reads(db, meter, paths, args.reads, args.concurrent_reads)
             if args.rescan:
                 load.phase = "rescan"
                 print(f"rescan: {args.rescan:,} records", flush=True)
+                before = await meter.snapshot()
                 results["rescan"] = await write(db, head(tree, args.rescan, "v2"), [], 0)
+                results["rescan"]["cost"] = await meter.since(before, args.rescan)
                 # The same records once more, in calls of BULK_BATCH: what larger calls,
                 # spread by the library over its bulk connections, get from the server.
                 load.phase = "rescan_bulk"
+                before = await meter.snapshot()
                 results["rescan_bulk"] = await write(
                     db, head(tree, args.rescan, "v3"), [], 0, batch_size=BULK_BATCH
                 )
+                results["rescan_bulk"]["cost"] = await meter.since(before, args.rescan)
             load.phase = "logs"
             print("logs", flush=True)
             results["logs"] = await logs(db, args.logs, args.concurrent_logs)
@@ -456,6 +515,13 @@ def report(r: dict[str, Any]) -> None:
     h = r["sizes"]["hash_records"]
     print(f"\nload: {r['load']['records_per_s']:,.0f} records/s in the calls "
           f"({r['load']['records_per_s_wall']:,.0f}/s wall, records generated between calls)")
+    for phase in ("load", "rescan", "rescan_bulk"):
+        if phase in r:
+            c = r[phase]["cost"]["per_unit"]
+            print(f"  {phase:<11} per record: {c['Innodb_buffer_pool_reads']:.2f} page misses, "
+                  f"{c['Innodb_data_written']:,.0f} B data + {c['Innodb_os_log_written']:,.0f} B "
+                  f"redo written, server CPU {1e6 * c.get('server_cpu_s', 0):,.0f} us, "
+                  f"client CPU {1e6 * c['client_cpu_s']:,.0f} us")
     if "rescan" in r:
         print(f"rescan: {r['rescan']['records_per_s']:,.0f} records/s in the calls; "
               f"in calls of {BULK_BATCH:,}: {r['rescan_bulk']['records_per_s']:,.0f}/s")
