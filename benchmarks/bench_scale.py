@@ -13,11 +13,16 @@ Into a fresh database of its own (``adc_scale_<pid>``, dropped at the end):
 * ``sizes``   - after ``ANALYZE TABLE``: ``information_schema.TABLES`` (data, indexes)
   and ``mysql.innodb_index_stats`` (pages of each index x page size), per record.
 * ``rescan``  - a re-scan of part of the tree (``--rescan``, default a tenth): the same
-  records upserted again on the full table, 1 % of them with a new hash (rotation).
+  records upserted again on the full table, 1 % of them with a new hash (rotation), in
+  the scanner's calls of 500; then ``rescan_bulk``, the same in calls of 4,000, which the
+  library spreads over its 4 bulk connections.
 * ``reads``   - ``get_hash_record`` of paths spread over the whole table, sequentially
   and from 64 tasks on a pool of 8; with the buffer pool's misses
   (``Innodb_buffer_pool_reads``) during each.
 * ``logs``    - ``put_log`` sequentially and from 64 tasks; bytes per log entry.
+
+Per phase, the cost on the server (page misses, bytes written to data files and redo, CPU
+time of ``mariadbd`` from /proc) and the client's CPU time, per record.
 
 The 1-minute load average is sampled every 2 s and reported per phase: on a shared
 2-core machine the rates mean little without it.
@@ -289,8 +294,7 @@ COUNTERS = (
 
 class Meter:
     """What a phase cost: the server's counters, the server's and the client's CPU time.
-    On a shared server the counters include other clients' work (none ran here but
-    this script's, as far as the processlist showed)."""
+    On a shared server, the counters and the server's CPU include other clients' work."""
 
     def __init__(self, server: Server) -> None:
         self.server = server
