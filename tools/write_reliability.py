@@ -197,7 +197,8 @@ FAULTS = [
     (
         "tests/test_load_live.py · 16 threads",
         "the sync facade used from 16 threads at once (1,600 operations)",
-        "one portal, one pool, every call answered, nothing lost",
+        "a loop and a pool per calling thread (pool_stats() sums them), every call "
+        "answered, nothing lost",
         "sync facade from 16 threads",
     ),
     (
