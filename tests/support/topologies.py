@@ -37,7 +37,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import pymysql
 import pymysql.cursors
@@ -261,7 +261,7 @@ class Topology:
     def __hash__(self) -> int:
         return id(self)
 
-    def __enter__(self) -> Topology:
+    def __enter__(self) -> Self:
         self.launch()
         return self
 
@@ -886,6 +886,17 @@ class GaleraTopology(Topology):
         with self._lock:
             node.server.start(timeout=START_TIMEOUT)
             self.wait_synced()
+
+    def cont(self, node: Node) -> None:
+        """SIGCONT, and wait until the node has rejoined and is synced. Right after
+        SIGCONT a node evicted while it was stopped still reports what it was before
+        (synced, in a primary component of the old size) until it notices; it is back
+        only once every node counts it again and it has applied what they committed."""
+        with self._lock:
+            node.server.thaw()
+            self.wait_synced()
+
+    thaw = cont
 
     # --------------------------------------------------------------------- heal
 
