@@ -171,8 +171,10 @@ class Node:
         return self.server.running and not self.server.frozen
 
     def connect(self, **kw: Any) -> pymysql.connections.Connection:
-        # A read timeout: a statement on a node that hangs fails instead of hanging a test.
-        return self.server.connect(**{"read_timeout": 60, "write_timeout": 60, **kw})
+        # A read timeout: a statement on a node that hangs fails instead of hanging a test;
+        # a connect timeout that a loaded machine does not reach.
+        options = {"connect_timeout": 10, "read_timeout": 60, "write_timeout": 60, **kw}
+        return self.server.connect(**options)
 
     @contextlib.contextmanager
     def cursor(self) -> Iterator[Any]:
