@@ -137,12 +137,15 @@ def _poll(
 class Node:
     """One server of a topology: its address, and root's statements on it (over TCP)."""
 
-    def __init__(self, name: str, server: PrivateMariaDB, *, causal_reads: bool = False) -> None:
+    def __init__(self, name: str, server: PrivateMariaDB, *, causal: bool = False) -> None:
         self.name = name
         self.server = server
-        #: Galera: the test's cursors ask for causal reads (wsrep_sync_wait=1), so what a
-        #: test reads on a node includes every write the cluster committed before.
-        self.causal_reads = causal_reads
+        #: Galera: the tests' statements (cursor(), execute()) are causal (wsrep_sync_wait
+        #: = 15: reads, updates, deletes, inserts and SHOW): each first waits until the node
+        #: has applied what the cluster committed before it. Apply is asynchronous: without
+        #: it a DELETE through node 1 right after a CREATE TABLE through node 3 may find no
+        #: table, and a read may miss a write.
+        self.causal = causal
 
     def __repr__(self) -> str:
         state = "frozen" if self.frozen else "running" if self.running else "down"
@@ -180,13 +183,13 @@ class Node:
     def cursor(self) -> Iterator[Any]:
         """A cursor of root on this node (autocommit), closed with its connection."""
         with contextlib.closing(self.connect()) as conn, conn.cursor() as cursor:
-            if self.causal_reads:
-                cursor.execute("SET SESSION wsrep_sync_wait=1")
+            if self.causal:
+                cursor.execute("SET SESSION wsrep_sync_wait=15")
             yield cursor
 
     def execute(self, *statements: str) -> None:
         """Run each statement as root, in order, on one connection."""
-        with contextlib.closing(self.connect()) as conn, conn.cursor() as cursor:
+        with self.cursor() as cursor:
             for statement in statements:
                 cursor.execute(statement)
 
@@ -816,7 +819,7 @@ class GaleraTopology(Topology):
                 options=self._options(index, ports),
                 install=index == 1,  # the others receive their data by a state transfer
             )
-            self.nodes.append(Node(f"n{index}", server, causal_reads=True))
+            self.nodes.append(Node(f"n{index}", server, causal=True))
         first, *others = self.nodes
         first.server.start(["--wsrep-new-cluster"], timeout=START_TIMEOUT)
         self._wait_synced([first])
