@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -11,6 +12,11 @@ import pytest
 from hypothesis import settings
 
 from async_db_client import FakeClock
+from tests.support.topologies import (
+    GaleraTopology,
+    ReplicationTopology,
+    require_topology,
+)
 
 # The hostile-input oracles and harness assert; keep pytest's detailed assertion messages
 # for them as when they were part of the test module.
@@ -47,3 +53,42 @@ from tests.support.live import (  # noqa: E402  (fixtures)
 )
 from tests.support.mariadb_server import private_server  # noqa: E402,F401  (a fixture)
 from tests.support.redis_server import redis_server  # noqa: E402,F401  (a fixture)
+
+# Several servers per tier (tests/support/topologies.py): each topology starts once per
+# session, when a test first asks for it, and stops at the session's end; before each
+# test it is handed back as set up, whatever the test before did to it.
+
+
+@pytest.fixture(scope="session")
+def replication_topology() -> Iterator[ReplicationTopology]:
+    """A primary and two GTID replicas, private mariadbds (skipped without mariadbd;
+    failed under CI=true)."""
+    require_topology("replication")
+    with ReplicationTopology() as topology:
+        yield topology
+
+
+@pytest.fixture(scope="session")
+def galera_topology() -> Iterator[GaleraTopology]:
+    """A 3-node Galera cluster of private mariadbds (skipped without galera-4, rsync or
+    mariadbd; failed under CI=true)."""
+    require_topology("galera")
+    with GaleraTopology() as topology:
+        yield topology
+
+
+@pytest.fixture
+def replication(replication_topology: ReplicationTopology) -> ReplicationTopology:
+    """The session's replication topology as set up: every node running, node 1 the
+    writable primary, the others its read-only replicas, replicating and caught up (a
+    test may kill, stop, lag, demote or promote: this undoes it)."""
+    replication_topology.heal()
+    return replication_topology
+
+
+@pytest.fixture
+def galera(galera_topology: GaleraTopology) -> GaleraTopology:
+    """The session's Galera cluster as set up: three nodes running and synced (a node a
+    test killed or stopped has rejoined)."""
+    galera_topology.heal()
+    return galera_topology

@@ -9,11 +9,13 @@
 #                            by `make test`) links against
 #   openssl                - the TLS tests make their certificates with it
 #   galera-4 rsync         - the Galera cluster the multi-server tests start (rsync: its
-#                            state transfer)
+#   iproute2                 state transfer, whose script finds its rsync daemon's port
+#                            with ss)
 #   redis-server           - the cache tests start private Redis servers
 # Without root, prints the apt-get command instead and carries on.
 set -euo pipefail
 packages=(unixodbc unixodbc-dev odbc-mariadb mariadb-server mariadb-client openssl galera-4 rsync
+          iproute2
           redis-server
           libgssapi-krb5-2 libkrb5-3 libk5crypto3 libkrb5support0 libcom-err2 libkeyutils1
           libltdl7)

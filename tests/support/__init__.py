@@ -3,6 +3,7 @@
 backends.py       the backends the contract suites run against (``BACKENDS``)
 live.py           the live MariaDB: reachability, a database per session, configs, fixtures
 mariadb_server.py a private, throwaway mariadbd that tests kill, restart or reconfigure
+topologies.py     a primary with GTID replicas and a Galera cluster of those (HA tests)
 fault_proxy.py    a loopback TCP proxy that drops, stalls, refuses or cuts connections
 reliability.py    the fault tests' bulk write under fire, its audit, the RELIABILITY numbers
 mssql_emulator.py a statement-level SQL Server stand-in behind the TDS peer
