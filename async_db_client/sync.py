@@ -12,8 +12,9 @@ Change only the import line of code written for the synchronous predecessor::
 How it works, and the rules that follow from it:
 
 * **Each calling thread runs its own event loop**, in the thread itself, with its own
-  async client built from the same configuration: a call is one run of that loop (about
-  10-20 µs of overhead), never a hand-off to another thread. Its pools are the thread's
+  async client built from the same configuration: a call is one run of that loop (some
+  80k instructions over an awaited call: a third of a hand-off to a loop thread, see
+  benchmarks/bench_sync.py), never a hand-off to another thread. Its pools are the thread's
   own, so N threads open up to N times ``pool.max_size`` connections per database. The
   in-memory tiers (``local``) are shared by every thread's client: threads see each
   other's writes. A client with a SQLite ``:memory:`` tier, whose database lives in one
