@@ -313,13 +313,16 @@ def test_each_thread_runs_its_own_loop_and_close_closes_them_all(own_database: s
     db = DBClientFactory(config).create_client()
     db.migrate()
     seen: dict[int, tuple[int, int]] = {}
-    ready = threading.Barrier(4)
+    ready, done = threading.Barrier(4), threading.Barrier(4)
 
     def worker(n: int) -> None:
-        ready.wait()  # all four alive at once: four clients
+        ready.wait()
         assert db.insert_or_update_hash({"path": f"/t/{n}", "current_hash": "h"})
         client = db.async_client
         seen[n] = (id(client), threading.get_ident())
+        # All four alive until each has its client: a thread that ended first would have
+        # its client closed by the next one to start a client (as documented).
+        done.wait()
 
     threads = [threading.Thread(target=worker, args=(n,)) for n in range(4)]
     for thread in threads:
