@@ -289,8 +289,13 @@ class PostgreSQLDialect(Dialect):
         nulls = "FIRST" if direction == "ASC" else "LAST"
         return f"{column} {direction} NULLS {nulls}"
 
+    # A failed statement aborts the transaction it runs in (SQLSTATE 25P02 for every
+    # statement after it): where the stores expect a unique key to be refused and go on
+    # (a log key stored by an earlier attempt, a site registered twice), the conflict is
+    # skipped instead, and no row (no id, rowcount 0) says so.
+
     def insert_log(self, tier: str) -> str:
-        return super().insert_log(tier) + " RETURNING log_id"
+        return super().insert_log(tier) + " ON CONFLICT (log_key) DO NOTHING RETURNING log_id"
 
     def insert_logs_ignoring_known_keys(self, tier: str, rows: int) -> str:
         return (
@@ -332,6 +337,11 @@ class PostgreSQLDialect(Dialect):
     insert_update = (
         "INSERT INTO pipeline_updates (site_id, path, path_key, requested_at)"
         " VALUES (?, ?, ?, ?) RETURNING update_id"
+    )
+
+    insert_site = (
+        "INSERT INTO pipeline_sites (site_id, registered_at) VALUES (?, ?)"
+        " ON CONFLICT (site_id) DO NOTHING"
     )
 
     # ------------------------------------------------------------------ migrations

@@ -10,10 +10,11 @@ a name of this run's own (:func:`tests.support.live.unique_name`) and is dropped
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import os
 import secrets
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Coroutine, Iterable, Iterator
+from typing import Any, TypeVar
 
 import pytest
 
@@ -24,6 +25,8 @@ from tests.support.live import (
     unavailable,
     unique_name,
 )
+
+T = TypeVar("T")
 
 PG: dict[str, Any] = {
     "host": os.environ.get("ADC_TEST_PG_HOST", "127.0.0.1"),
@@ -66,8 +69,29 @@ async def admin_fetch(database: str, sql: str, *args: Any) -> list[Any]:
 
 
 def run_admin(database: str, *statements: str) -> None:
-    """:func:`admin_execute` from synchronous code (session fixtures)."""
-    asyncio.run(admin_execute(database, *statements))
+    """:func:`admin_execute` from synchronous code, even with an event loop running in
+    this thread (a session fixture first requested by an async test): in a thread."""
+    in_thread(admin_execute(database, *statements))
+
+
+def in_thread(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Run ``coroutine`` to completion in an event loop of a thread of its own."""
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
+
+
+def pg_row_counts(database: str, tables: Iterable[str]) -> dict[str, int]:
+    """Rows per table, counted by the admin on a connection of its own, from any code
+    (a thread of its own runs the event loop, so a running loop here does not matter)."""
+
+    async def count() -> dict[str, int]:
+        conn = await admin_connect(database)
+        try:
+            return {t: int(await conn.fetchval(f"SELECT COUNT(*) FROM {t}")) for t in tables}
+        finally:
+            await conn.close()
+
+    return in_thread(count())
 
 
 def require_postgres() -> None:
@@ -166,7 +190,7 @@ def postgres_least_privilege() -> Iterator[LeastPrivilegeDatabase]:
     password = f"lp'P\\w\"d;%{{}}@{secrets.token_hex(4)}"
     quoted = password.replace("'", "''")
     try:
-        asyncio.run(migrate_pg(database))
+        in_thread(migrate_pg(database))
         run_admin(
             database,
             f"CREATE ROLE \"{user}\" LOGIN PASSWORD '{quoted}'",
