@@ -389,9 +389,17 @@ class AsyncpgDriver:
                 return error_class(message, code=sqlstate)
             return error_class(message)
         if isinstance(
-            exc, asyncpg.ConnectionDoesNotExistError | OSError | asyncio.IncompleteReadError
+            exc,
+            asyncpg.ConnectionDoesNotExistError
+            | OSError
+            | asyncio.IncompleteReadError
+            # The protocol met a message it did not expect (e.g. the FATAL a terminated
+            # backend sends while the connection sat idle): its state is unknown.
+            | pgerr.InternalClientError,
         ) or (isinstance(exc, asyncpg.InterfaceError) and "closed" in str(exc)):
             return ConnectionLostError(f"{self.description}: connection lost: {_message(exc)}")
+        # Anything else left the call unfinished on the client (``adc_busy`` stays set):
+        # the connection is not reused.
         return QueryError(message)
 
 
