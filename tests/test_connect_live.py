@@ -141,11 +141,14 @@ async def test_a_refused_port_is_retried_within_the_budget_then_named_once(
         assert info.value.reason == "(2003) Connection refused"
         logged = retries(caplog)
         # Each retry logged with its reason and number; the error counts the first try too.
+        # A retry is announced before its pause; a pause that overslept the budget (a busy
+        # machine) ends the call without that last attempt, which is then not counted.
         assert [n for _, n in logged] == list(range(1, len(logged) + 1))
         assert {reason for reason, _ in logged} == {"(2003) Connection refused"}
-        assert attempts_in(text) == len(logged) + 1 >= 2
+        attempts = attempts_in(text)
+        assert attempts in (len(logged), len(logged) + 1) and attempts >= 2
         stats = db.pool_stats()[f"mysql://u@127.0.0.1:{port}/x"]
-        assert stats.connection_errors == len(logged) + 1
+        assert stats.connection_errors == attempts
         assert (stats.acquire_timeouts, stats.retries, stats.size) == (0, 0, 0)
 
 

@@ -175,22 +175,29 @@ async def test_cancellation_storm_leaves_nothing_checked_out(
                     "SELECT path FROM hash_records WHERE path_key = %s FOR UPDATE",
                     (path_key(LOCKED),),
                 )
-            tasks = []
-            for n in range(STORM):
-                tasks.append(asyncio.create_task((blocked if n in BLOCKED else kinds[n % 3])(n)))
+            # Cancelled mid-statement: each runs on the server (waiting for the lock) before
+            # the storm starts around them, so they hold their connections (a pool filled by
+            # the storm first would keep them queued for as long as the storm runs). Until
+            # then they are the only writes: matched by statement, not by parameter, which
+            # asyncmy's prepared statements show as "?".
+            tasks = [asyncio.create_task(blocked(n)) for n in sorted(BLOCKED)]
+            await eventually(
+                lambda: len(running(own_database, "INSERT INTO hash_records")) == len(BLOCKED),
+                what=f"{len(BLOCKED)} writes of {LOCKED} running",
+            )
+            for n in range(len(BLOCKED), STORM):
+                tasks.append(asyncio.create_task(kinds[n % 3](n)))
                 at = cancel_at.get(n)
                 if at == 0:
                     tasks[-1].cancel()
                 elif at is not None:
                     due[at].append(tasks[-1])
-            # Cancelled mid-statement: once the server runs each of them (they wait for the
-            # lock; the storm goes on around them on the other connections).
-            await eventually(
-                lambda: len(running(own_database, LOCKED)) == len(BLOCKED),
-                what=f"{len(BLOCKED)} writes of {LOCKED} running",
-            )
+            # The storm runs on the other connections when they are cancelled, and the lock
+            # is held until they are done: they end cancelled, never by the lock's release.
+            await eventually(lambda: statements > 0, what="the storm's first statement")
             for n in BLOCKED:
                 tasks[n].cancel()
+            await asyncio.wait([tasks[n] for n in BLOCKED], timeout=PATIENCE)
         finally:
             holder.rollback()
             holder.close()

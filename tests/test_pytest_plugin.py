@@ -1,15 +1,17 @@
 """The pytest plugin (``async_db_client.pytest_plugin``) from a user's point of view:
 test files of their own, run by pytester in a subprocess under pytest-asyncio's strict
-mode, under anyio's plugin, and under xdist. The plugin is named with ``-p`` (the shared
-environment's install predates its ``pytest11`` entry point, which is checked as text).
+mode, under anyio's plugin, and under xdist. The plugin loads through its ``pytest11``
+entry point, as for users; only where the running install predates that entry point (a
+worktree on an older venv) is it named with ``-p`` (naming it both ways registers it twice,
+which pytest refuses).
 """
 
 from __future__ import annotations
 
-import importlib.metadata
 import re
 import sys
 import tomllib
+from importlib import metadata
 from pathlib import Path
 
 import pytest
@@ -19,16 +21,9 @@ from tests.support.live import MYSQL, require_mysql
 pytest_plugins = ["pytester"]
 
 ROOT = Path(__file__).resolve().parent.parent
-# Named with -p only where the install predates the pytest11 entry point: naming it
-# again where the entry point loads it fails ("already registered under a different name").
-_ENTRY_POINT = any(
-    ep.name == "async_db_client" for ep in importlib.metadata.entry_points(group="pytest11")
-)
-PLUGIN = (
-    ("-p", "no:cacheprovider")
-    if _ENTRY_POINT
-    else ("-p", "async_db_client.pytest_plugin", "-p", "no:cacheprovider")
-)
+_INSTALLED = any(ep.name == "async_db_client" for ep in metadata.entry_points(group="pytest11"))
+NAMED = () if _INSTALLED else ("-p", "async_db_client.pytest_plugin")
+PLUGIN = (*NAMED, "-p", "no:cacheprovider")
 
 USER_TESTS = """
 import pytest
