@@ -212,7 +212,8 @@ class AsyncpgDriver:
         self.description = config.describe()
         self.pool_settings: PoolSettings = config.pool
         self._ssl = ssl_argument(config.ssl)
-        self._several = len(config.addresses) > 1
+        #: ``hosts`` given (even one): connect only to a primary, as configured.
+        self._several = config.hosts is not None
         #: Bumped when a server refused a write for its role: connections opened before
         #: may point at a demoted primary, and are dropped (several hosts only).
         self._epoch = 0

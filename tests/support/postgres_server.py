@@ -1,5 +1,6 @@
-"""A private, throwaway PostgreSQL 15 for the fault tests: its own data directory (made
-by ``initdb``), its own port on 127.0.0.1, run as the ``postgres`` user (PostgreSQL
+"""A private, throwaway PostgreSQL 15 for the fault and multi-host tests: its own data
+directory (made by ``initdb``; with ``standby=True`` kept in recovery, as a replica), its
+own port on 127.0.0.1, run as the ``postgres`` user (PostgreSQL
 refuses root), started and stopped by PID.
 
 ``kill()`` is a real ``kill -9`` of the postmaster and every backend (its process group:
@@ -29,7 +30,7 @@ START_TIMEOUT = 60.0
 class PrivatePostgres:
     """``with PrivatePostgres() as server:`` ... ``server.kill(); server.start()``."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, standby: bool = False) -> None:
         if not os.path.exists(f"{BIN}/initdb"):
             unavailable(f"no {BIN}/initdb: apt-get install postgresql-15")
         try:
@@ -46,6 +47,24 @@ class PrivatePostgres:
             [f"{BIN}/initdb", "-D", self.data, "-U", "postgres", "--auth=trust",
              "-E", "UTF8", "--no-sync"],
         )  # fmt: skip
+        if standby:
+            self._mark_standby()
+
+    def _mark_standby(self) -> None:
+        # In recovery for good (no primary to follow): read-only, hot standby, and
+        # pg_is_in_recovery() true, as a replica is.
+        signal_file = os.path.join(self.data, "standby.signal")
+        open(signal_file, "w").close()
+        os.chown(signal_file, self.uid, self.gid)
+
+    def become_standby(self) -> None:
+        """Restart (fast shutdown) as a standby, keeping the data made so far."""
+        process, self.process = self.process, None
+        if process is not None and process.poll() is None:
+            os.kill(process.pid, signal.SIGINT)
+            process.wait(timeout=60)
+        self._mark_standby()
+        self.start()
 
     def _as_postgres(self, args: list[str]) -> None:
         result = subprocess.run(
