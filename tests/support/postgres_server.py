@@ -30,7 +30,7 @@ START_TIMEOUT = 60.0
 class PrivatePostgres:
     """``with PrivatePostgres() as server:`` ... ``server.kill(); server.start()``."""
 
-    def __init__(self, *, standby: bool = False) -> None:
+    def __init__(self, *, standby: bool = False, password: str | None = None) -> None:
         if not os.path.exists(f"{BIN}/initdb"):
             unavailable(f"no {BIN}/initdb: apt-get install postgresql-15")
         try:
@@ -43,10 +43,20 @@ class PrivatePostgres:
         os.chown(self.dir, self.uid, self.gid)
         self.data = os.path.join(self.dir, "data")
         self.process: subprocess.Popen[bytes] | None = None
+        auth = ["--auth=trust"]
+        if password is not None:
+            # Logins over TCP need the password (scram-sha-256); the socket stays trust.
+            pwfile = os.path.join(self.dir, "pwfile")
+            with open(pwfile, "w", encoding="utf-8") as out:
+                out.write(password + "\n")
+            os.chown(pwfile, self.uid, self.gid)
+            auth = ["--auth-local=trust", "--auth-host=scram-sha-256", f"--pwfile={pwfile}"]
         self._as_postgres(
-            [f"{BIN}/initdb", "-D", self.data, "-U", "postgres", "--auth=trust",
+            [f"{BIN}/initdb", "-D", self.data, "-U", "postgres", *auth,
              "-E", "UTF8", "--no-sync"],
         )  # fmt: skip
+        if password is not None:
+            os.unlink(pwfile)
         if standby:
             self._mark_standby()
 
