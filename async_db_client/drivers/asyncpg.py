@@ -267,6 +267,11 @@ class AsyncpgDriver:
         return conn
 
     def _connect_error(self, exc: BaseException) -> DBConnectionError:
+        if "rejected SSL upgrade" in str(exc):
+            # TLS is required and the server (or anyone in between) said no: never a
+            # plaintext fallback, never retried.
+            reason = f"{TLS_FAILED}: the server does not offer TLS, and sslmode requires it"
+            return DBConnectionError.cannot_connect(self.description, reason)
         tls = _tls_failure(exc)
         reason = f"{TLS_FAILED}: {tls}" if tls else _message(exc)
         return DBConnectionError.cannot_connect(self.description, reason)

@@ -30,7 +30,13 @@ START_TIMEOUT = 60.0
 class PrivatePostgres:
     """``with PrivatePostgres() as server:`` ... ``server.kill(); server.start()``."""
 
-    def __init__(self, *, standby: bool = False, password: str | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        standby: bool = False,
+        password: str | None = None,
+        settings: dict[str, str] | None = None,
+    ) -> None:
         if not os.path.exists(f"{BIN}/initdb"):
             unavailable(f"no {BIN}/initdb: apt-get install postgresql-15")
         try:
@@ -43,6 +49,8 @@ class PrivatePostgres:
         os.chown(self.dir, self.uid, self.gid)
         self.data = os.path.join(self.dir, "data")
         self.process: subprocess.Popen[bytes] | None = None
+        #: Extra server settings (``-c name=value``), e.g. TLS.
+        self.settings = dict(settings or {})
         auth = ["--auth=trust"]
         if password is not None:
             # Logins over TCP need the password (scram-sha-256); the socket stays trust.
@@ -59,6 +67,11 @@ class PrivatePostgres:
             os.unlink(pwfile)
         if standby:
             self._mark_standby()
+
+    def own(self, path: str, mode: int = 0o600) -> None:
+        """Make ``path`` (a key, a certificate) the server's, as it requires."""
+        os.chown(path, self.uid, self.gid)
+        os.chmod(path, mode)
 
     def _mark_standby(self) -> None:
         # In recovery for good (no primary to follow): read-only, hot standby, and
@@ -89,7 +102,8 @@ class PrivatePostgres:
         try:
             self.process = subprocess.Popen(
                 [f"{BIN}/postgres", "-D", self.data, "-p", str(self.port), "-k", self.dir,
-                 "-c", "listen_addresses=127.0.0.1", "-c", "fsync=on"],
+                 "-c", "listen_addresses=127.0.0.1", "-c", "fsync=on",
+                 *(f"-c{name}={value}" for name, value in self.settings.items())],
                 user=self.uid, group=self.gid, extra_groups=[],
                 stdout=log, stderr=log, start_new_session=True,
             )  # fmt: skip
