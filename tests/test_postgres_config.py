@@ -82,3 +82,58 @@ def test_same_server_and_credentials_share_a_pool_key() -> None:
     assert one.pool_key() == two.pool_key()
     assert one.pool_key() != other.pool_key() != bouncer.pool_key()
     assert SECRET not in repr(one.pool_key())
+
+
+def test_without_asyncpg_the_error_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from async_db_client.drivers import make_driver
+    from async_db_client.errors import DriverNotInstalledError
+
+    monkeypatch.setitem(sys.modules, "asyncpg", None)  # as if it were not installed
+    monkeypatch.delitem(sys.modules, "async_db_client.drivers.asyncpg", raising=False)
+    config = PostgreSQLConfig(host="h", database="d", user="u")
+    with pytest.raises(DriverNotInstalledError, match=r"async_db_client\[postgresql\]") as info:
+        make_driver(config)
+    assert info.value.extra == "postgresql"
+
+
+@pytest.mark.parametrize(
+    ("sql", "expected"),
+    [
+        ("SELECT a FROM t WHERE b = ? AND c = ?", "SELECT a FROM t WHERE b = $1 AND c = $2"),
+        ("SELECT '?' , \"a?\" FROM t WHERE b = ?", "SELECT '?' , \"a?\" FROM t WHERE b = $1"),
+        ("SELECT 'it''s ?' WHERE x = ?", "SELECT 'it''s ?' WHERE x = $1"),
+        ("SELECT 1", "SELECT 1"),
+    ],
+)
+def test_placeholders_become_numbered_outside_quotes(sql: str, expected: str) -> None:
+    pytest.importorskip("asyncpg")
+    from async_db_client.drivers.asyncpg import to_dollar_style
+
+    assert to_dollar_style(sql) == expected
+
+
+def test_sqlstates_map_into_the_hierarchy() -> None:
+    pytest.importorskip("asyncpg")
+    from async_db_client.drivers.asyncpg import pg_error_class
+    from async_db_client.errors import (
+        ConnectionLostError,
+        IntegrityError,
+        QueryError,
+        QueryTimeoutError,
+        ServerRoleError,
+        TransientQueryError,
+    )
+
+    assert pg_error_class("40001") is TransientQueryError  # serialization_failure
+    assert pg_error_class("40P01") is TransientQueryError  # deadlock_detected
+    assert pg_error_class("55P03") is TransientQueryError  # lock_not_available
+    assert pg_error_class("25006") is ServerRoleError  # read_only_sql_transaction
+    assert pg_error_class("57014") is QueryTimeoutError  # query_canceled
+    assert pg_error_class("57P01") is ConnectionLostError  # admin_shutdown
+    assert pg_error_class("08006") is ConnectionLostError  # connection_failure
+    assert pg_error_class("23505") is IntegrityError  # unique_violation
+    assert pg_error_class("23502") is IntegrityError  # not_null_violation
+    assert pg_error_class("42P01") is QueryError  # undefined_table
+    assert pg_error_class(None) is QueryError
