@@ -136,6 +136,7 @@ async def raw_copy(conn: Any, records: list[HashRecord]) -> None:
                 DIALECT.staging_table, records=rows, columns=list(DIALECT.staging_columns)
             )
             await conn.execute(MERGE, 1)
+            await conn.execute(DIALECT.drop_staging())
 
 
 async def raw_executemany(conn: Any, records: list[HashRecord]) -> None:

@@ -286,3 +286,20 @@ async def test_the_server_sees_utc_and_the_application_name(own_postgres_databas
             " current_setting('statement_timeout')"
         )
         assert row == ("UTC", "async_db_client", "5min")
+
+
+async def test_bulk_writes_inside_a_transaction_commit_or_roll_back_together(
+    own_postgres_database: str,
+) -> None:
+    async with client(own_postgres_database) as db:
+        repo = db.remote_db
+        async with repo.transaction() as tx:  # two COPY batches in one transaction
+            await tx.insert_or_update_hashes([record(f"/t/{n}", "a") for n in range(100)])
+            await tx.insert_or_update_hashes([record(f"/t/{n}", "b") for n in range(100)])
+        rotated = await repo.get_hash_record("/t/5")
+        assert rotated is not None and (rotated.current_hash, rotated.prev_hash) == ("b", "a")
+        with pytest.raises(RuntimeError):
+            async with repo.transaction() as tx:
+                await tx.insert_or_update_hashes([record(f"/u/{n}", "a") for n in range(100)])
+                raise RuntimeError("rolled back")
+        assert await repo.get_hash_record("/u/5") is None

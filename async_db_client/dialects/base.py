@@ -181,6 +181,10 @@ class Dialect:
         Params: the round."""
         raise NotImplementedError
 
+    def drop_staging(self) -> str:
+        """Drop the staging table once merged (only with :attr:`bulk_copy`)."""
+        raise NotImplementedError
+
     # --------------------------------------------------------------- logs (both)
 
     def logs_after(self, tier: str) -> str:
@@ -432,6 +436,7 @@ class Dialect:
         if self.bulk_copy:
             statements["create_staging"] = self.create_staging()
             statements["merge_staged"] = self.merge_staged()
+            statements["drop_staging"] = self.drop_staging()
         if self.last_insert_id_sql:
             statements["last_insert_id"] = self.last_insert_id_sql
         for field in SINGLE_FIELDS:

@@ -10,10 +10,11 @@ What differs from MySQL, and why:
   successive *rounds*, in input order (:attr:`upsert_accepts_repeated_keys` is False for
   the multi-row ``VALUES`` form; the ``COPY`` path numbers each key's occurrences).
 * Bulk writes (:attr:`bulk_copy`): the rows go by ``COPY`` (binary) into a temporary
-  staging table made in the write's transaction (``ON COMMIT DROP``: nothing outlives
-  it, which PgBouncer's transaction pooling needs), then one
+  staging table made in the write's transaction, then one
   ``INSERT ... SELECT ... ON CONFLICT`` per round moves them, in key order (concurrent
-  writers lock rows in the same order).
+  writers lock rows in the same order), and the table is dropped (``ON COMMIT DROP``
+  too: nothing outlives the transaction, which PgBouncer's transaction pooling needs;
+  inside a caller's transaction the next batch makes it anew).
 * Time columns are ``timestamptz`` (instants; the driver sends aware UTC datetimes).
 * Every text column is ``COLLATE "C"``: comparisons and ``ORDER BY`` (paging by key) are
   byte-wise, as on the other engines, whatever the database's default collation. The
@@ -251,6 +252,11 @@ class PostgreSQLDialect(Dialect):
             f"INSERT INTO hash_records ({columns}) SELECT {columns} FROM {STAGING_TABLE}"
             " WHERE round = ? ORDER BY path_key" + _ROTATE
         )
+
+    def drop_staging(self) -> str:
+        # ON COMMIT DROP alone is not enough: inside a caller's transaction the next batch
+        # (or bulk call) would find the table still there.
+        return f"DROP TABLE {STAGING_TABLE}"
 
     def restore_hashes(self, rows: int) -> str:
         updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in schema.RESTORE_COLUMNS[1:])

@@ -44,6 +44,7 @@ async def _merge_by_copy(
     await session.copy_rows(dialect.staging_table, dialect.staging_columns, rows)
     for round_number in range(1, rounds + 1):
         await session.execute(dialect.merge_staged(), (round_number,))
+    await session.execute(dialect.drop_staging())
 
 
 class SQLRemoteStore(SQLStore):
