@@ -5,9 +5,11 @@ library's :class:`~async_db_client.errors.ConfigurationError`) accepts the seed'
 unchanged::
 
     {'database': {
-        'remote_type': 'mysql' | 'mssql' | 'sqlite' | 'local',   'remote_config': {...},
-        'core_type': 'mysql' | 'sqlite' | 'local',               'core_config': {...},
-        'pipeline_type': 'mssql' | 'sqlite' | 'local',           'pipeline_config': {...},
+        'remote_type': 'mysql' | 'mssql' | 'postgresql' | 'sqlite' | 'local',
+        'remote_config': {...},
+        'core_type': 'mysql' | 'postgresql' | 'sqlite' | 'local',   'core_config': {...},
+        'pipeline_type': 'mssql' | 'postgresql' | 'sqlite' | 'local',
+        'pipeline_config': {...},
     }}
 
 Any tier may be left out (``{'database': {}}``, or ``DBClientFactory(None)``, has no
@@ -43,7 +45,9 @@ __all__ = [
     "MSSQLConfig",
     "MySQLConfig",
     "OutboxConfig",
+    "PGTLSConfig",
     "PoolSettings",
+    "PostgreSQLConfig",
     "SQLiteConfig",
     "TLSConfig",
     "TierConfig",
@@ -52,15 +56,15 @@ __all__ = [
 
 TIERS = ("remote", "core", "pipeline")
 ENGINES_BY_TIER: dict[str, tuple[str, ...]] = {
-    "remote": ("mysql", "mssql", "sqlite", "local"),
-    "core": ("mysql", "sqlite", "local"),
-    "pipeline": ("mssql", "sqlite", "local"),
+    "remote": ("mysql", "mssql", "postgresql", "sqlite", "local"),
+    "core": ("mysql", "postgresql", "sqlite", "local"),
+    "pipeline": ("mssql", "postgresql", "sqlite", "local"),
 }
 #: The path that names a private in-memory SQLite database.
 SQLITE_MEMORY = ":memory:"
 
 #: The discriminator tags pydantic puts into error locations (dropped from key paths).
-ENGINE_TAGS = frozenset({"mysql", "mssql", "sqlite", "local"})
+ENGINE_TAGS = frozenset({"mysql", "mssql", "postgresql", "sqlite", "local"})
 
 # Finite: an infinite query timeout would reach MariaDB as "max_statement_time = inf"
 # and fail every connection; None (where allowed) means no limit.
@@ -320,6 +324,112 @@ class MySQLConfig(_ServerConfig):
         )
 
 
+class PGTLSConfig(_Strict):
+    """TLS for PostgreSQL (key ``ssl`` of a ``postgresql`` tier), libpq's names.
+
+    ``sslmode``: ``disable``, ``prefer`` (TLS if the server offers it, unverified),
+    ``require`` (TLS, unverified), ``verify-ca`` (TLS, the certificate checked against
+    ``ca`` or the system's CAs) or ``verify-full`` (the default once ``ssl`` is given: the
+    host name checked too). ``cert`` and ``key``: a client certificate, for ``require``
+    and the verifying modes.
+    """
+
+    sslmode: Literal["disable", "prefer", "require", "verify-ca", "verify-full"] = "verify-full"
+    ca: str | None = None
+    cert: str | None = None
+    key: str | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> PGTLSConfig:
+        if self.cert is not None and self.key is None:
+            raise ValueError("key: required when cert is given (cert and key go together)")
+        if self.key is not None and self.cert is None:
+            raise ValueError("cert: required when key is given (cert and key go together)")
+        if self.sslmode in ("disable", "prefer"):
+            for name in ("ca", "cert", "key"):
+                if getattr(self, name) is not None:
+                    raise ValueError(
+                        f"{name}: not used with sslmode {self.sslmode!r}"
+                        " (use require, verify-ca or verify-full)"
+                    )
+        return self
+
+
+class PostgreSQLConfig(_ServerConfig):
+    """PostgreSQL through asyncpg (the ``postgresql`` extra): keys ``host``, ``port``
+    (5432), ``database``, ``user``, ``password``, ``ssl`` (:class:`PGTLSConfig`; without
+    it libpq's default ``prefer``), ``pool``, ``auto_migrate``.
+
+    ``pgbouncer``: connections go through PgBouncer in transaction pooling mode, so no
+    statement is prepared by name on the server (asyncpg's statement cache is off; the
+    unnamed statement of each call is all the server keeps) and nothing outlives a
+    transaction.
+
+    Several servers: ``hosts`` instead of ``host``, each ``"host"``, ``"host:port"`` or
+    ``"[v6 address]:port"``. Connections go to the primary: the first host that answers
+    and is not in recovery (``pg_is_in_recovery()``, asyncpg's
+    ``target_session_attrs='primary'``); a statement a server refuses for being read-only
+    (SQLSTATE 25006: it was demoted) makes the pool drop its connections and find the
+    primary again.
+    """
+
+    type: Literal["postgresql"] = "postgresql"
+    host: Annotated[str, Field(min_length=1)] | None = None
+    port: Annotated[int, Field(ge=1, le=65535)] = 5432
+    hosts: list[Annotated[str, Field(min_length=1)]] | None = None
+    # PostgreSQL truncates identifiers to 63 bytes: a longer name would silently be
+    # another database.
+    database: Annotated[str, Field(min_length=1, max_length=63)]
+    user: Annotated[str, Field(min_length=1, max_length=63)]
+    password: SecretStr = SecretStr("")
+    ssl: PGTLSConfig | None = None
+    pgbouncer: bool = False
+
+    @model_validator(mode="after")
+    def _one_way_to_name_servers(self) -> PostgreSQLConfig:
+        if self.hosts is None:
+            if self.host is None:
+                raise ValueError("host: required (or give several servers in hosts)")
+            return self
+        if self.host is not None:
+            raise ValueError("hosts: give either host (one server) or hosts, not both")
+        if not self.hosts:
+            raise ValueError("hosts: the list is empty; name at least one server")
+        seen: dict[tuple[str, int], int] = {}
+        for n, entry in enumerate(self.hosts):
+            address = _host_port(entry, self.port, f"hosts.{n}")
+            if address in seen:
+                raise ValueError(f"hosts.{n}: the same server as hosts.{seen[address]}")
+            seen[address] = n
+        return self
+
+    @property
+    def addresses(self) -> list[tuple[str, int]]:
+        """``(host, port)`` of every server, in the configured order."""
+        if self.hosts is None:
+            assert self.host is not None
+            return [(self.host, self.port)]
+        return [_host_port(entry, self.port, "hosts") for entry in self.hosts]
+
+    def describe(self) -> str:
+        """Where this points, for logs and errors (never the password)."""
+        where = ",".join(f"[{h}]:{p}" if ":" in h else f"{h}:{p}" for h, p in self.addresses)
+        return f"postgresql://{self.user}@{where}/{self.database}"
+
+    def pool_key(self) -> tuple[Any, ...]:
+        """Identity of the server and credentials: equal keys share one pool."""
+        return (
+            "postgresql",
+            tuple(self.addresses),
+            self.database,
+            self.user,
+            _digest(self.password),
+            self.ssl,
+            self.pgbouncer,
+            self.pool,
+        )
+
+
 def _host_port(entry: str, default_port: int, key: str) -> tuple[str, int]:
     """``"host"``, ``"host:port"`` or ``"[v6 address]:port"`` as a ``(host, port)`` pair."""
     host, port_text = entry, None
@@ -441,18 +551,18 @@ class LocalConfig(_Strict):
         return "memory://"
 
 
-AnyTierConfig = MySQLConfig | MSSQLConfig | SQLiteConfig | LocalConfig
+AnyTierConfig = MySQLConfig | MSSQLConfig | PostgreSQLConfig | SQLiteConfig | LocalConfig
 TierConfig = Annotated[AnyTierConfig, Field(discriminator="type")]
 
 
 class DatabaseConfig(_Strict):
     """The ``database`` section: a type and a config per tier, each optional."""
 
-    remote_type: Literal["mysql", "mssql", "sqlite", "local"] | None = None
+    remote_type: Literal["mysql", "mssql", "postgresql", "sqlite", "local"] | None = None
     remote_config: TierConfig | None = None
-    core_type: Literal["mysql", "sqlite", "local"] | None = None
+    core_type: Literal["mysql", "postgresql", "sqlite", "local"] | None = None
     core_config: TierConfig | None = None
-    pipeline_type: Literal["mssql", "sqlite", "local"] | None = None
+    pipeline_type: Literal["mssql", "postgresql", "sqlite", "local"] | None = None
     pipeline_config: TierConfig | None = None
 
     @model_validator(mode="before")

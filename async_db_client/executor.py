@@ -38,7 +38,15 @@ import contextlib
 import contextvars
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from types import MappingProxyType
 from typing import Any, Protocol, TypeVar
 
@@ -122,6 +130,17 @@ class Session:
             raise UsageError(f"{type(self._driver).__name__} cannot fetch rows by name")
         rows: list[dict[str, Any]] = await self._call(fetch, sql)
         return rows
+
+    async def copy_rows(
+        self, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]
+    ) -> int:
+        """Bulk-load ``rows`` into ``table`` (PostgreSQL's ``COPY``): only drivers whose
+        dialect sets ``bulk_copy`` offer it. Returns the rows copied."""
+        copy = getattr(self._driver, "copy_rows", None)
+        if copy is None:
+            raise UsageError(f"{type(self._driver).__name__} cannot copy rows")
+        copied: int = await self._call(copy, table, columns, rows)
+        return copied
 
     async def begin(self) -> None:
         await self._call(self._driver.begin)

@@ -6,7 +6,9 @@ at once apply each step exactly once. How is the dialect's choice
 (:attr:`~async_db_client.dialects.base.Dialect.migration_lock`): a database-wide named
 lock (MySQL's ``GET_LOCK``), or one write transaction around the whole run (SQLite, whose
 DDL is transactional and which has no named locks: the second process waits for the
-write lock, then finds the steps recorded). Steps are written to be idempotent
+write lock, then finds the steps recorded; PostgreSQL, whose DDL is transactional too,
+takes a transaction-scoped advisory lock first, ``pg_advisory_xact_lock`` keyed by the
+database, bounded by ``lock_timeout``). Steps are written to be idempotent
 (``IF NOT EXISTS``), so a run interrupted half-way can simply run again.
 """
 
@@ -46,6 +48,12 @@ async def _exclusive(session: Session, dialect: Dialect) -> AsyncIterator[None]:
     if dialect.migration_lock == "transaction":
         await session.begin()
         try:
+            if dialect.lock_in_transaction:
+                row = await session.fetchone(
+                    dialect.lock_migrations(), (LOCK_NAME, LOCK_TIMEOUT_S)
+                )
+                if not row or row[0] != 1:
+                    raise MigrationError("could not take the migration lock")
             yield
         except BaseException:
             if not session.broken:

@@ -19,8 +19,12 @@ Opt out with ``-p no:async_db_client`` (or ``addopts = "-p no:async_db_client"``
   of its own, ``<prefix>_<worker>_<random>`` (prefix default ``adb_test``), created at
   the first use and dropped at the end; the library's tables are emptied before each
   test. The user needs CREATE and DROP on such databases.
-* ``adb_postgresql_client``: reserved for a PostgreSQL backend, which the library does
-  not have yet: always skipped (saying so), with or without ``--adb-postgresql-url``.
+* ``adb_postgresql_client``: all three tiers on a PostgreSQL server given by
+  ``--adb-postgresql-url postgresql://user:password@host:5432/prefix`` (or the
+  ``adb_postgresql_url`` ini option, or ``$ADB_POSTGRESQL_URL``; ``?sslmode=...`` is
+  passed on; skipped when none is given), through asyncpg (the ``postgresql`` extra).
+  One database per xdist worker as for MySQL (``adb_postgresql_database``), tables
+  emptied before each test. The user needs CREATEDB.
 
 The three SQL clients open their pools in the test's event loop and are closed in it:
 under pytest-asyncio they are pytest-asyncio fixtures of function loop scope (the
@@ -48,6 +52,7 @@ __all__ = [
     "adb_mysql_client",
     "adb_mysql_database",
     "adb_postgresql_client",
+    "adb_postgresql_database",
     "adb_sqlite_client",
     "adb_sync_client",
 ]
@@ -232,7 +237,104 @@ def _async_fixtures(kind: str) -> None:
     )
 
 
-for _kind in ("sqlite", "mysql"):
+def _postgresql_server(url: str) -> dict[str, Any]:
+    parts = urlsplit(url)
+    if parts.scheme not in ("postgresql", "postgres"):
+        raise pytest.UsageError(f"--adb-postgresql-url must start with postgresql:// ({url!r})")
+    query = dict(part.partition("=")[::2] for part in parts.query.split("&") if part)
+    unknown = set(query) - {"sslmode"}
+    if unknown:
+        raise pytest.UsageError(f"--adb-postgresql-url: unknown parameter {sorted(unknown)[0]!r}")
+    return {
+        "host": parts.hostname or "127.0.0.1",
+        "port": parts.port or 5432,
+        "user": unquote(parts.username or "postgres"),
+        "password": unquote(parts.password or ""),
+        "prefix": parts.path.strip("/") or "adb_test",
+        "sslmode": query.get("sslmode"),
+    }
+
+
+def _in_thread(work: Any) -> Any:
+    """Run the coroutine function ``work`` in an event loop of a thread of its own (the
+    fixtures below may be set up while the test's loop runs in this thread)."""
+    result: list[Any] = []
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            result.append(asyncio.run(work()))
+        except BaseException as exc:  # re-raised in the caller's thread
+            failure.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join()
+    if failure:
+        raise failure[0]
+    return result[0] if result else None
+
+
+async def _pg_admin(server: dict[str, Any], database: str, *statements: str) -> None:
+    import asyncpg
+
+    ssl = server["sslmode"] or "prefer"
+    keys = ("host", "port", "user", "password")
+    conn = await asyncpg.connect(
+        **{key: server[key] for key in keys}, database=database, ssl=ssl, timeout=10
+    )
+    try:
+        for statement in statements:
+            await conn.execute(statement)
+        if not statements:  # empty the library's tables
+            tables = await conn.fetch(
+                "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()"
+                " AND tablename <> 'async_db_client_schema'"
+            )
+            for (table,) in tables:
+                await conn.execute(f'DELETE FROM "{table}"')
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(scope="session")
+def adb_postgresql_database(
+    request: pytest.FixtureRequest,
+) -> Iterator[tuple[dict[str, Any], str]]:
+    """(server settings, database name): this worker's database, dropped at the end."""
+    url = _url(request.config, "postgresql")
+    if url is None:
+        pytest.skip(
+            "no PostgreSQL server given "
+            "(--adb-postgresql-url, adb_postgresql_url, $ADB_POSTGRESQL_URL)"
+        )
+    server = _postgresql_server(url)
+    worker = getattr(request.config, "workerinput", {}).get("workerid", "main")
+    name = f"{server['prefix']}_{worker}_{secrets.token_hex(3)}"
+    _in_thread(lambda: _pg_admin(server, "postgres", f'CREATE DATABASE "{name}"'))
+    try:
+        yield server, name
+    finally:
+        _in_thread(
+            lambda: _pg_admin(server, "postgres", f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        )
+
+
+@pytest.fixture
+def _adb_postgresql_config(
+    adb_postgresql_database: tuple[dict[str, Any], str],
+) -> dict[str, Any]:
+    server, database = adb_postgresql_database
+    _in_thread(lambda: _pg_admin(server, database))
+    keys = ("host", "port", "user", "password")
+    tier: dict[str, Any] = {**{key: server[key] for key in keys}, "database": database}
+    if server["sslmode"]:
+        tier["ssl"] = {"sslmode": server["sslmode"]}
+    return {f"{name}_{key}": value for name in ("remote", "core", "pipeline")
+            for key, value in (("type", "postgresql"), ("config", tier))}  # fmt: skip
+
+
+for _kind in ("sqlite", "mysql", "postgresql"):
     _async_fixtures(_kind)
 
 
@@ -262,6 +364,6 @@ def adb_mysql_client(request: pytest.FixtureRequest) -> Any:
 
 @pytest.fixture
 def adb_postgresql_client(request: pytest.FixtureRequest) -> Any:
-    """Skipped: the library has no PostgreSQL backend yet."""
-    given = "" if _url(request.config, "postgresql") is None else " (the URL given is unused)"
-    pytest.skip(f"async_db_client has no PostgreSQL backend yet{given}")
+    """All three tiers on the given PostgreSQL server (this worker's database, emptied
+    before the test); skipped without a server."""
+    return _sql_client(request, "postgresql")

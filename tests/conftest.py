@@ -52,6 +52,11 @@ from tests.support.live import (  # noqa: E402  (fixtures)
     own_database,  # noqa: F401
 )
 from tests.support.mariadb_server import private_server  # noqa: E402,F401  (a fixture)
+from tests.support.postgres import (  # noqa: E402  (fixtures)
+    own_postgres_database,  # noqa: F401
+    postgres_database,  # noqa: F401
+    postgres_least_privilege,  # noqa: F401
+)
 from tests.support.redis_server import redis_server  # noqa: E402,F401  (a fixture)
 
 # Several servers per tier (tests/support/topologies.py): each topology starts once per

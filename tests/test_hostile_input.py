@@ -31,7 +31,13 @@ from hypothesis import strategies as st
 from async_db_client import FakeClock
 from async_db_client.models import MAX_DETAIL_CHARS, MAX_NAMES_JSON_BYTES
 from async_db_client.validation import LOG_ORDER_COLUMNS, SINGLE_FIELDS
-from tests.support.backends import Backend, MemoryBackend, MySQLAsyncmyBackend, MySQLBackend
+from tests.support.backends import (
+    Backend,
+    MemoryBackend,
+    MySQLAsyncmyBackend,
+    MySQLBackend,
+    PostgreSQLBackend,
+)
 from tests.support.hostile.oracles import (
     HASH_FIELDS,
     NAME_FIELDS,
@@ -67,6 +73,8 @@ BACKEND_PARAMS = [
     pytest.param(MySQLBackend, id="mysql", marks=pytest.mark.live),
     # Prepared statements (binary parameters) and the quoting of the text protocol.
     pytest.param(MySQLAsyncmyBackend, id="mysql-asyncmy", marks=pytest.mark.live),
+    # asyncpg: binary parameters, COPY for bulk writes, json columns, COLLATE "C".
+    pytest.param(PostgreSQLBackend, id="postgresql", marks=pytest.mark.live),
 ]
 
 

@@ -77,8 +77,8 @@ async def test_the_mysql_client_is_skipped_without_a_server(adb_mysql_client):
 
 
 MARK
-async def test_the_postgresql_client_is_skipped(adb_postgresql_client):
-    raise AssertionError("not reached")
+async def test_the_postgresql_client_is_skipped_without_a_server(adb_postgresql_client):
+    raise AssertionError("not reached without --adb-postgresql-url")
 """
 
 
@@ -104,7 +104,7 @@ def test_under_pytest_asyncio_strict_mode(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_user=user_tests("@pytest.mark.asyncio"))
     result = pytester.runpytest_subprocess(*PLUGIN, "-p", "no:anyio", "-rs")
     result.assert_outcomes(passed=4, skipped=2)
-    result.stdout.fnmatch_lines(["*no MySQL/MariaDB server given*", "*no PostgreSQL backend*"])
+    result.stdout.fnmatch_lines(["*no MySQL/MariaDB server given*", "*no PostgreSQL server given*"])
 
 
 def test_under_anyio(pytester: pytest.Pytester) -> None:
@@ -191,3 +191,45 @@ def test_mysql_client_from_the_environment_without_xdist(
     names = set((pytester.path / "databases.txt").read_text().split())
     assert len(names) == 1 and next(iter(names)).startswith("adb_plugin_main_")
     assert sys.executable  # the subprocess ran with this interpreter
+
+
+POSTGRESQL_TESTS = """
+import pytest
+
+RECORD = {"path": "/data", "current_hash": "ab" * 32}
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("n", range(4))
+async def test_postgresql(adb_postgresql_client, adb_postgresql_database, n):
+    # Every test starts from empty tables; all three tiers are PostgreSQL's.
+    assert await adb_postgresql_client.get_hash_record("/data") is None
+    assert await adb_postgresql_client.insert_or_update_hash(RECORD)
+    assert await adb_postgresql_client.get_hash_record_count() == 0
+    assert await adb_postgresql_client.enqueue_pipeline_update("/data") >= 1
+    with open("databases.txt", "a") as out:
+        out.write(adb_postgresql_database[1] + "\\n")
+"""
+
+
+def postgresql_url() -> str:
+    from tests.support.postgres import PG
+
+    password = f":{PG['password']}" if PG["password"] else ""
+    return f"postgresql://{PG['user']}{password}@{PG['host']}:{PG['port']}/adb_plugin?sslmode=disable"
+
+
+@pytest.mark.live
+def test_postgresql_client_one_database_per_xdist_worker(pytester: pytest.Pytester) -> None:
+    from tests.support.postgres import require_postgres
+
+    require_postgres()
+    pytest.importorskip("xdist")
+    pytester.makepyfile(test_user=POSTGRESQL_TESTS)
+    result = pytester.runpytest_subprocess(
+        *PLUGIN, "-p", "no:anyio", "-n", "2", f"--adb-postgresql-url={postgresql_url()}"
+    )
+    result.assert_outcomes(passed=4)
+    names = set((pytester.path / "databases.txt").read_text().split())
+    assert len(names) == 2
+    assert all(re.fullmatch(r"adb_plugin_gw[01]_[0-9a-f]{6}", name) for name in names)

@@ -114,7 +114,8 @@ def capture() -> Iterator[Capture]:
     level = root.level
     root.setLevel(logging.DEBUG)
     root.addHandler(handler)
-    loggers = [logging.getLogger(n) for n in ("async_db_client", "aiomysql", "asyncmy", "asyncio")]
+    names = ("async_db_client", "aiomysql", "asyncmy", "asyncpg", "asyncio")
+    loggers = [logging.getLogger(n) for n in names]
     levels = [lg.level for lg in loggers]
     for lg in loggers:
         lg.setLevel(logging.DEBUG)
@@ -395,3 +396,68 @@ async def test_sql_server_connection_refused(seen: Seen) -> None:
             seen.show(db, db.pipeline_db, db.pool_stats())
         # Refused: no hang past the deadlines (the call's, then the health check's).
         assert time.monotonic() - start < 2 * tier["pool"]["acquire_timeout"] + SLACK
+
+
+# -------------------------------------------------------------------------- PostgreSQL
+
+
+@pytest.mark.live
+@pytest.mark.asyncio
+async def test_postgresql_password_never_shows(seen: Seen) -> None:
+    """A private PostgreSQL that checks passwords (scram-sha-256): a wrong one refused, the
+    right one used for migrations, writes and each kind of statement failure, through
+    asyncpg; no text the caller or the logs see holds either password."""
+    from tests.support.postgres_server import PrivatePostgres
+
+    with PrivatePostgres(password=PASSWORD) as server:
+
+        def tier(password: str, **pool: Any) -> dict[str, Any]:
+            base = {"min_size": 0, "max_size": 2, "acquire_timeout": 10, "connect_timeout": 10}
+            return {
+                "database": {
+                    "remote_type": "postgresql",
+                    "remote_config": {
+                        "host": "127.0.0.1",
+                        "port": server.port,
+                        "database": "postgres",
+                        "user": "postgres",
+                        "password": password,
+                        "ssl": {"sslmode": "disable"},
+                        "pool": {**base, **pool},
+                    },
+                }
+            }
+
+        async with DBClientFactory(tier(WRONG)).create_client() as db:
+            async with seen.expect_async(DBConnectionError):
+                await db.get_hash_record("/a")
+            assert await db.health_check() == {"local_db": False}
+            seen.show(db, db.pool_stats(), db.remote_db.store.executor.driver)
+        hurried_pool = {"min_size": 0, "max_size": 1, "acquire_timeout": 0.5, "query_timeout": 1}
+        async with (
+            DBClientFactory(tier(PASSWORD)).create_client() as db,
+            DBClientFactory(tier(PASSWORD, **hurried_pool)).create_client() as hurried,
+        ):
+            await db.migrate()
+            assert await db.insert_or_update_hash({"path": "/s", "current_hash": "h"})
+            assert await db.put_log({"summary_message": "hello"}) is not None
+            assert isinstance(db.remote_db.store, SQLRemoteStore)
+            executor = db.remote_db.store.executor
+            async with seen.expect_async(QueryError):
+                await executor.fetchall("SELECT * FROM no_such_table")
+            async with seen.expect_async(IntegrityError):
+                await executor.execute(
+                    "INSERT INTO async_db_client_schema VALUES ('remote', 1, 'x', NOW())"
+                )
+            assert isinstance(hurried.remote_db.store, SQLRemoteStore)
+            short = hurried.remote_db.store.executor
+            await short.pool.release(await short.pool.acquire(timeout=10))
+            async with seen.expect_async(QueryTimeoutError):
+                await short.fetchall("SELECT pg_sleep(60)")
+            held = await short.pool.acquire(timeout=10)
+            try:
+                async with seen.expect_async(PoolTimeout):
+                    await hurried.get_hash_record("/held")
+            finally:
+                await short.pool.release(held)
+            seen.show(db, db.pools, db.pool_stats(), executor.driver, executor.pool)

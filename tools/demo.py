@@ -102,7 +102,11 @@ def main() -> None:
     cache = store / DEMO_CACHE
     store.mkdir(parents=True, exist_ok=True)
     cache.unlink(missing_ok=True)
-    print(f"embedded store: {store / 'hashes.db'} (SQLite; override: ASYNC_DB_CLIENT_DATA_DIR)")
+    configured = os.environ.get("ASYNC_DB_CLIENT_CONFIG")
+    if configured:  # e.g. a PostgreSQL or MySQL configuration (see the README's CLI section)
+        print(f"store: as configured in {configured} (ASYNC_DB_CLIENT_CONFIG)")
+    else:
+        print(f"embedded store: {store / 'hashes.db'} (SQLite; override: ASYNC_DB_CLIENT_DATA_DIR)")
 
     title(f"1. scan {tree}, then scan it again")
     first = scan(tree, cache, "first scan ")

@@ -12,11 +12,14 @@
 #   iproute2                 state transfer, whose script finds its rsync daemon's port
 #                            with ss)
 #   redis-server           - the cache tests start private Redis servers
+#   postgresql-15 ...      - the live PostgreSQL the postgresql tests use (and initdb /
+#                            pg_ctl for private servers); pgbouncer for the transaction
+#                            pooling test
 # Without root, prints the apt-get command instead and carries on.
 set -euo pipefail
 packages=(unixodbc unixodbc-dev odbc-mariadb mariadb-server mariadb-client openssl galera-4 rsync
           iproute2
-          redis-server
+          redis-server postgresql-15 postgresql-client-15 pgbouncer
           libgssapi-krb5-2 libkrb5-3 libk5crypto3 libkrb5support0 libcom-err2 libkeyutils1
           libltdl7)
 missing=()

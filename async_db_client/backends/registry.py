@@ -22,6 +22,7 @@ from ..config import (
     MSSQLConfig,
     MySQLConfig,
     PoolSettings,
+    PostgreSQLConfig,
     SQLiteConfig,
 )
 from ..dialects.base import Dialect
@@ -39,7 +40,7 @@ from .sql.base import SQLStore, schema_step
 
 __all__ = ["Shared", "build_store", "build_tier"]
 
-SQLConfig = MySQLConfig | MSSQLConfig | SQLiteConfig
+SQLConfig = MySQLConfig | MSSQLConfig | PostgreSQLConfig | SQLiteConfig
 
 REPOSITORIES: dict[str, type[Repository[Any]]] = {
     "remote": RemoteRepository,
@@ -164,6 +165,10 @@ def _dialect(config: SQLConfig) -> Dialect:
         from ..dialects.tsql import TSQLDialect
 
         return TSQLDialect()
+    if isinstance(config, PostgreSQLConfig):
+        from ..dialects.postgresql import PostgreSQLDialect
+
+        return PostgreSQLDialect()
     from ..dialects.sqlite import SQLiteDialect
 
     return SQLiteDialect()

@@ -60,6 +60,17 @@ class Dialect:
     #: (:meth:`lock_migrations`); or ``"transaction"``, the whole run in one write
     #: transaction, for engines with transactional DDL and no named locks (SQLite).
     migration_lock: Literal["named", "transaction"] = "named"
+    #: With ``migration_lock="transaction"``: also take :meth:`lock_migrations` first
+    #: thing in that transaction, a lock its commit or rollback releases (PostgreSQL,
+    #: whose transactions do not exclude each other by themselves; SQLite's do).
+    lock_in_transaction = False
+    #: True if bulk upserts load the rows by COPY into a staging table
+    #: (:meth:`create_staging`) and move them with :meth:`merge_staged`, round by round.
+    bulk_copy = False
+    #: The staging table of :attr:`bulk_copy`, and its columns in COPY order: ``round``,
+    #: then :data:`schema.UPSERT_COLUMNS`.
+    staging_table = ""
+    staging_columns: tuple[str, ...] = ()
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
@@ -161,6 +172,19 @@ class Dialect:
         """Insert or replace ``rows`` complete records (:data:`schema.RESTORE_COLUMNS`)."""
         raise NotImplementedError
 
+    def create_staging(self) -> str:
+        """Create the bulk upsert's staging table (only with :attr:`bulk_copy`)."""
+        raise NotImplementedError
+
+    def merge_staged(self) -> str:
+        """Upsert one round of staged rows, rotating (only with :attr:`bulk_copy`).
+        Params: the round."""
+        raise NotImplementedError
+
+    def drop_staging(self) -> str:
+        """Drop the staging table once merged (only with :attr:`bulk_copy`)."""
+        raise NotImplementedError
+
     # --------------------------------------------------------------- logs (both)
 
     def logs_after(self, tier: str) -> str:
@@ -217,11 +241,16 @@ class Dialect:
         order = (
             f"{column} {direction}"
             if column == "log_id"
-            else (f"{column} {direction}, log_id {direction}")
+            else (f"{self.order_term(column, direction)}, log_id {direction}")
         )
         columns = ", ".join(schema.LOG_COLUMNS)
         sql = f"SELECT {columns} FROM {schema.LOG_TABLES[tier]}{where} ORDER BY {order}"
         return sql + self.paging(limit=limit, offset=offset)
+
+    def order_term(self, column: str, direction: str) -> str:
+        """``column direction`` in an ORDER BY, NULL sorting first (as MySQL, SQLite
+        and SQL Server do)."""
+        return f"{column} {direction}"
 
     #: The LIMIT that means "no limit", for an OFFSET without one (SQLite: any negative).
     no_limit = "-1"
@@ -402,6 +431,12 @@ class Dialect:
         if self.migration_lock == "named":
             statements["lock_migrations"] = self.lock_migrations()
             statements["unlock_migrations"] = self.unlock_migrations()
+        elif self.lock_in_transaction:
+            statements["lock_migrations"] = self.lock_migrations()
+        if self.bulk_copy:
+            statements["create_staging"] = self.create_staging()
+            statements["merge_staged"] = self.merge_staged()
+            statements["drop_staging"] = self.drop_staging()
         if self.last_insert_id_sql:
             statements["last_insert_id"] = self.last_insert_id_sql
         for field in SINGLE_FIELDS:

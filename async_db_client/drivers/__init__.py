@@ -2,7 +2,7 @@
 
 Each module here adapts one async driver to :class:`~async_db_client.drivers.base.Driver`
 (aiomysql or asyncmy for MySQL/MariaDB, aioodbc for SQL Server and MySQL over ODBC,
-aiosqlite for SQLite); nothing else in the library imports a driver package.
+asyncpg for PostgreSQL, aiosqlite for SQLite); nothing else in the library imports a driver package.
 :func:`make_driver` picks the driver a tier's config names, imports its module only then,
 and builds it with the class's ``from_config(config)``. So a missing optional package
 matters only to the tiers that use it, and raises
@@ -22,7 +22,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from ..config import MSSQLConfig, MySQLConfig, SQLiteConfig
+from ..config import MSSQLConfig, MySQLConfig, PostgreSQLConfig, SQLiteConfig
 from ..errors import DriverNotInstalledError
 from .base import Driver
 
@@ -46,20 +46,26 @@ DRIVERS: dict[str, DriverEntry] = {
     "aiomysql": DriverEntry("aiomysql", "AiomysqlDriver", None),
     "asyncmy": DriverEntry("asyncmy", "AsyncmyDriver", "fast"),
     "odbc": DriverEntry("odbc", "AioodbcDriver", "mssql"),
+    "asyncpg": DriverEntry("asyncpg", "AsyncpgDriver", "postgresql"),
     "aiosqlite": DriverEntry("aiosqlite", "AiosqliteDriver", "sqlite"),
 }
 
 
-def _driver_name(config: MySQLConfig | MSSQLConfig | SQLiteConfig) -> str:
+ServerConfig = MySQLConfig | MSSQLConfig | PostgreSQLConfig | SQLiteConfig
+
+
+def _driver_name(config: ServerConfig) -> str:
     """The name in :data:`DRIVERS` of the driver ``config`` asks for."""
     if isinstance(config, MySQLConfig):
         return config.driver
     if isinstance(config, MSSQLConfig):
         return "odbc"
+    if isinstance(config, PostgreSQLConfig):
+        return "asyncpg"
     return "aiosqlite"
 
 
-def make_driver(config: MySQLConfig | MSSQLConfig | SQLiteConfig) -> Driver[Any]:
+def make_driver(config: ServerConfig) -> Driver[Any]:
     """The driver for a tier's ``config``, its module imported now.
 
     Raises :class:`~async_db_client.errors.DriverNotInstalledError` if a package the
@@ -82,11 +88,13 @@ if TYPE_CHECKING:
     from .aiomysql import AiomysqlDriver
     from .aiosqlite import AiosqliteDriver
     from .asyncmy import AsyncmyDriver
+    from .asyncpg import AsyncpgDriver
     from .odbc import AioodbcDriver
 
     _CHECKED: tuple[type[Driver[Any]], ...] = (
         AiomysqlDriver,
         AsyncmyDriver,
         AioodbcDriver,
+        AsyncpgDriver,
         AiosqliteDriver,
     )

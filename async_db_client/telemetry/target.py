@@ -44,7 +44,7 @@ MEMORY = DBTarget("inmemory", None, None, None, None)
 
 
 def target_of(config: Any, driver: Any = None) -> DBTarget:
-    """The target of a SQL tier's configuration (MySQL/MariaDB, SQL Server, SQLite)."""
+    """The target of a SQL tier's configuration (MySQL/MariaDB, PostgreSQL, SQL Server, SQLite)."""
     kind = getattr(config, "type", None)
     if kind == "mysql":
         # With several servers: the first one's address (spans do not name the server
@@ -53,6 +53,12 @@ def target_of(config: Any, driver: Any = None) -> DBTarget:
         servers = ",".join(f"{h}:{p}" for h, p in config.addresses)
         return DBTarget(
             "mysql", config.database, host, port, f"{servers}/{config.database}", driver
+        )
+    if kind == "postgresql":
+        (host, port), *_ = config.addresses
+        servers = ",".join(f"{h}:{p}" for h, p in config.addresses)
+        return DBTarget(
+            "postgresql", config.database, host, port, f"{servers}/{config.database}", driver
         )
     if kind == "mssql":
         server = config.server or None

@@ -178,6 +178,81 @@ def _mysql_pipeline(
     return repo
 
 
+class PostgreSQLBackend(Backend):
+    """The live PostgreSQL 15 through asyncpg: every tier, a client per test on the
+    session's database (emptied before each test)."""
+
+    name = "postgresql"
+    tiers = ("remote", "core", "pipeline")
+    marks = (pytest.mark.live,)
+    database = ""
+
+    def setup(self, request: pytest.FixtureRequest) -> None:
+        self.database = request.getfixturevalue("postgres_database")
+
+    def tier_config(self) -> dict[str, Any]:
+        from tests.support.postgres import pg_config
+
+        return pg_config(self.database)
+
+    async def prepare(self, tier: str, repo: Any) -> None:
+        from tests.support.postgres import empty_pg_tables
+
+        await repo.migrate()
+        await empty_pg_tables(self.database, tier)
+
+    @contextlib.asynccontextmanager
+    async def _client(self, tier: str, clock: FakeClock) -> AsyncIterator[DBInstance]:
+        config = {"database": {f"{tier}_type": "postgresql", f"{tier}_config": self.tier_config()}}
+        async with DBClientFactory(config, clock=clock).create_client() as client:
+            await self.prepare(tier, getattr(client, f"{tier}_db"))
+            yield client
+
+    @contextlib.asynccontextmanager
+    async def remote(self, clock: FakeClock) -> AsyncIterator[RemoteRepository]:
+        async with self._client("remote", clock) as client:
+            assert client.remote_db is not None
+            yield client.remote_db
+
+    @contextlib.asynccontextmanager
+    async def core(self, clock: FakeClock) -> AsyncIterator[CoreRepository]:
+        async with self._client("core", clock) as client:
+            assert client.core_db is not None
+            yield client.core_db
+
+    @contextlib.asynccontextmanager
+    async def pipeline(self, clock: FakeClock) -> AsyncIterator[PipelineRepository]:
+        async with self._client("pipeline", clock) as client:
+            assert client.pipeline_db is not None
+            yield client.pipeline_db
+
+
+class PostgreSQLLeastPrivilegeBackend(PostgreSQLBackend):
+    """The live PostgreSQL as a login role that may only SELECT, INSERT, UPDATE and
+    DELETE rows of the library's tables (and make temporary tables, PUBLIC's by
+    default): the admin migrated once per session; ``auto_migrate: false``."""
+
+    name = "postgresql-least-privilege"
+    grant = LeastPrivilegeDatabase("", "", "")
+
+    def setup(self, request: pytest.FixtureRequest) -> None:
+        self.grant = request.getfixturevalue("postgres_least_privilege")
+        self.database = self.grant.database
+
+    def tier_config(self) -> dict[str, Any]:
+        return {
+            **super().tier_config(),
+            "auto_migrate": False,
+            "user": self.grant.user,
+            "password": self.grant.password,
+        }
+
+    async def prepare(self, tier: str, repo: Any) -> None:
+        from tests.support.postgres import empty_pg_tables
+
+        await empty_pg_tables(self.database, tier)  # as the admin: the runtime user may not
+
+
 class RepoBackend(Backend):
     """A backend whose three tiers come from one ``_repo(tier, clock)`` context manager."""
 
@@ -404,6 +479,8 @@ BACKENDS: list[Callable[[], Backend]] = [
     MySQLLeastPrivilegeBackend,
     MySQLReplicationBackend,
     MySQLGaleraBackend,
+    PostgreSQLBackend,
+    PostgreSQLLeastPrivilegeBackend,
     MSSQLPeerBackend,
     MSSQLLiveBackend,
 ]

@@ -64,12 +64,14 @@ class SQLPipelineStore(SQLStore):
 
     async def register(self, site_id: str, now: datetime) -> bool:
         try:
-            await self._db.execute(
+            result = await self._db.execute(
                 self.dialect.insert_site, (site_id, self.dialect.to_db_time(now))
             )
         except IntegrityError:
             return False
-        return True
+        # An engine whose failed statement would end the caller's transaction
+        # (PostgreSQL) skips a known site instead (ON CONFLICT DO NOTHING): 0 rows.
+        return result.rowcount != 0
 
     async def completions(self, site: str | None) -> list[SiteCompletion]:
         d = self.dialect

@@ -9,6 +9,7 @@ from collections.abc import Iterator, Sequence
 from operator import itemgetter
 from typing import Any
 
+from ...dialects.base import Dialect
 from ...executor import ExecResult, Session
 from ...models import HashRecord, LogEntry
 from ...paths import join_child, parent_and_name, path_key
@@ -22,10 +23,28 @@ __all__ = ["SQLRemoteStore"]
 BULK_ROWS = 1000
 #: Log ids per IN (...) list.
 ID_CHUNK = 500
+#: Rows per COPY batch (dialects with ``bulk_copy``), and the most bytes of text one
+#: holds, by the same estimate as a statement's.
+COPY_ROWS = 5000
+COPY_BYTES = 16_000_000
+#: Below this many rows a batch is one multi-row upsert statement: no transaction, no
+#: staging table (a single record, a small scan).
+COPY_MIN_ROWS = 32
 
 
 async def _execute(session: Session, *, sql: str, params: list[Any]) -> ExecResult:
     return await session.execute(sql, params)
+
+
+async def _merge_by_copy(
+    session: Session, *, dialect: Dialect, rows: list[tuple[Any, ...]], rounds: int
+) -> None:
+    """In the caller's transaction: the staging table, the COPY, one merge per round."""
+    await session.execute(dialect.create_staging())
+    await session.copy_rows(dialect.staging_table, dialect.staging_columns, rows)
+    for round_number in range(1, rounds + 1):
+        await session.execute(dialect.merge_staged(), (round_number,))
+    await session.execute(dialect.drop_staging())
 
 
 class SQLRemoteStore(SQLStore):
@@ -77,6 +96,8 @@ class SQLRemoteStore(SQLStore):
         self, records: Iterator[HashRecord], now: int, *, ordered: bool
     ) -> int:
         d = self.dialect
+        if d.bulk_copy:
+            return await self._upsert_by_copy(records, now, ordered=ordered)
         max_rows = max(1, min(BULK_ROWS, d.max_params // d.upsert_params_per_row))
         stored = 0
         # An engine that refuses a key twice in one statement gets a new statement at
@@ -128,6 +149,58 @@ class SQLRemoteStore(SQLStore):
                     group.create_task(worker())
         except BaseExceptionGroup as group_error:
             # Report the first failure as itself; the other workers were cancelled.
+            raise group_error.exceptions[0] from None
+        return stored
+
+    async def _upsert_by_copy(
+        self, records: Iterator[HashRecord], now: int, *, ordered: bool
+    ) -> int:
+        """Bulk upserts where the dialect loads rows by COPY (PostgreSQL): each batch is
+        copied into a staging table and merged in one statement per *round*; the n-th
+        occurrence of a path in a batch is in round n, so a path given twice rotates
+        twice, in input order (one statement may not upsert a key twice). Ordered
+        input (a path repeats) runs its batches one after another, in order."""
+        d = self.dialect
+        stored = 0
+
+        def next_batch() -> list[tuple[Any, ...]]:
+            rows: list[tuple[Any, ...]] = []
+            seen: dict[str, int] = {}
+            size = 0
+            for record in records:
+                row = self._upsert_row(record, now)
+                occurrence = seen[row[0]] = seen.get(row[0], 0) + 1
+                rows.append((occurrence, *row))
+                size += 200 + 4 * (len(row[1]) + len(row[3] or "") + sum(map(len, row[7:10])))
+                if len(rows) >= COPY_ROWS or size >= COPY_BYTES:
+                    break
+            return rows
+
+        async def worker() -> None:
+            nonlocal stored
+            while batch := next_batch():
+                rounds = max(row[0] for row in batch)
+                if rounds == 1 and len(batch) < COPY_MIN_ROWS:
+                    batch.sort(key=itemgetter(1))  # key order, as the merge's
+                    params = [value for row in batch for value in row[1:]]
+                    sql = d.upsert_hashes(len(batch))
+                    await self._db.run(functools.partial(_execute, sql=sql, params=params))
+                else:
+                    await self._db.run(
+                        functools.partial(_merge_by_copy, dialect=d, rows=batch, rounds=rounds),
+                        transaction=True,
+                    )
+                stored += len(batch)
+
+        workers = 1 if ordered else self._db.parallelism
+        if workers == 1:
+            await worker()
+            return stored
+        try:
+            async with asyncio.TaskGroup() as group:
+                for _ in range(workers):
+                    group.create_task(worker())
+        except BaseExceptionGroup as group_error:
             raise group_error.exceptions[0] from None
         return stored
 

@@ -30,8 +30,9 @@ from async_db_client.models import (
     MAX_SUMMARY_CHARS,
 )
 from async_db_client.tiers import CoreRepository, PipelineRepository, RemoteRepository
-from tests.support.backends import Backend, MySQLBackend
+from tests.support.backends import Backend, MySQLBackend, PostgreSQLBackend
 from tests.support.live import TABLES, connect
+from tests.support.postgres import pg_row_counts
 
 T = TypeVar("T")
 
@@ -234,6 +235,9 @@ class Harness:
                     cursor.execute(f"SELECT COUNT(*) FROM {table}")
                     counts[table] = int(cursor.fetchone()[0])
             return counts
+        if isinstance(self.backend, PostgreSQLBackend):
+            tables = (*itertools.chain.from_iterable(TABLES.values()), VERSIONS)
+            return Counter(pg_row_counts(self.backend.database, tables))
         assert isinstance(self.remote.store, MemoryRemoteStore)
         assert isinstance(self.core.store, MemoryCoreStore)
         assert isinstance(self.pipeline.store, MemoryPipelineStore)
@@ -269,7 +273,8 @@ class Harness:
         self.expected = self.census()
         assert self.expected["core_baselines"] == 1
         assert sum(n for table, n in self.expected.items() if table != VERSIONS) == 8
-        assert self.expected[VERSIONS] == (3 if isinstance(self.backend, MySQLBackend) else 0)
+        live = isinstance(self.backend, MySQLBackend | PostgreSQLBackend)
+        assert self.expected[VERSIONS] == (3 if live else 0)
 
     async def sentinel_state(self) -> dict[str, Any]:
         return {
