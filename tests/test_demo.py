@@ -60,3 +60,17 @@ def test_demo_on_this_project_by_default(tmp_path: Path) -> None:
     first, second = line_starting(lines, "first scan"), line_starting(lines, "second scan")
     assert first.split("->")[1] == second.split("->")[1]  # same root hash
     assert line_starting(lines, "configuration: embedded default")
+
+
+def test_demo_with_its_store_inside_the_tree_it_scans(tmp_path: Path) -> None:
+    # `make demo`'s default: the store (.demo) lies in the checkout the demo scans, and
+    # its files change between the two scans.
+    tree = tmp_path / "tree"
+    (tree / "docs").mkdir(parents=True)
+    (tree / "docs" / "guide.md").write_text("# guide\n")
+    for path in (tree / "docs" / "guide.md", tree / "docs", tree):
+        os.utime(path, (AN_HOUR_AGO, AN_HOUR_AGO))
+    lines = run_demo(tree / ".demo", tree)
+    first, second = line_starting(lines, "first scan"), line_starting(lines, "second scan")
+    assert first.split("->")[1] == second.split("->")[1]  # same root hash
+    assert "0 files hashed, 1 unchanged" in second

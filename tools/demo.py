@@ -32,8 +32,12 @@ from async_db_client.cli import cli
 from async_db_client.cli.settings import data_dir
 
 PROJECT = Path(__file__).resolve().parent.parent
-#: Left out of the demo's scans and copy: tool caches, VCS data, the virtualenv.
-EXCLUDE = (".git", ".venv", "__pycache__", "*_cache", ".hypothesis", "*.egg-info", "build")
+#: Left out of the demo's scans and copy: tool caches, VCS data, the virtualenv, and the
+#: demo's own store (in the checkout, which is the tree scanned by default: its files
+#: change between the two scans, so the root hash would too).
+EXCLUDE = (
+    ".git", ".venv", "__pycache__", "*_cache", ".hypothesis", "*.egg-info", "build", ".demo"
+)
 #: The demo's own scan cache, reset on every run so the first scan hashes everything.
 DEMO_CACHE = "demo-scan-cache.db"
 #: The demo's own store, inside the checkout: it leaves nothing (not even the temporary
