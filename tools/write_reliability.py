@@ -114,6 +114,21 @@ FAULTS = [
         None,
     ),
     (
+        "tests/test_ha_live.py · eventual reads",
+        "300 reads with `read_consistency: eventual` on a primary and two replicas",
+        "at least 90% of the servers' `Com_select` lands on the replicas, both used (the "
+        "router's own probes use SHOW, which Com_select does not count)",
+        "replication: eventual reads on replicas",
+    ),
+    (
+        "tests/test_ha_live.py · read_your_writes, both replicas stopped",
+        "40 write-then-read pairs after the client saw both replicas fit, then both stop "
+        "applying (their SQL threads stopped)",
+        "every read returns the write just made: GTID waits that time out fall back to the "
+        "primary",
+        "replication: read_your_writes, 2 replica(s) stopped",
+    ),
+    (
         "tests/test_ha_live.py · lagging and dead replicas",
         "a replica's SQL thread stopped after the client saw it fit; a replica 60 s behind "
         "(MASTER_DELAY); a replica killed mid-reads and started again",
@@ -168,6 +183,34 @@ FAULTS = [
         "every contract holds unchanged: read_your_writes makes several servers answer "
         "like one",
         None,
+    ),
+    (
+        "tests/test_postgres_faults_live.py · kill -9",
+        "a private postgres killed with SIGKILL (its backends too) mid-bulk from 8 tasks, "
+        "started again 1 s later",
+        "lost connections are discarded and retried, nothing reported stored is lost, "
+        "nothing doubled or half-rotated",
+        "kill -9 of PostgreSQL, restarted after 1 s",
+    ),
+    (
+        "tests/test_postgres_faults_live.py · drop",
+        "the loopback proxy in front of the local PostgreSQL drops every connection "
+        "during a bulk write",
+        "the same audit as on MariaDB; no connection left idle in transaction "
+        "(pg_stat_activity)",
+        "PostgreSQL proxy: drop every connection",
+    ),
+    (
+        "tests/test_postgres_faults_live.py · stall",
+        "the proxy forwards nothing for 8 s: query timeout (5 s) + grace (2 s) + 1 s",
+        "statements in flight end with QueryTimeoutError, nothing half-applied",
+        "PostgreSQL proxy: stall all traffic for 8 s",
+    ),
+    (
+        "tests/test_postgres_faults_live.py · unreachable",
+        "the proxy refuses every connection for 6 s: acquire timeout (5 s) + 1 s",
+        "calls fail with DBConnectionError within the acquire timeout, then recover",
+        "PostgreSQL proxy: server unreachable for 6 s",
     ),
     (
         "tests/test_load_live.py · 1,000 tasks",
@@ -312,6 +355,13 @@ COLUMNS = [
     ("leaked_connections", "leaked connections"),
     ("max_wait_s", "longest acquire wait (s)"),
     ("seconds", "seconds"),
+    ("reads", "reads"),
+    ("com_select", "Com_select by server"),
+    ("reads_spread", "reads on replicas"),
+    ("reads_on_writer", "reads on the primary"),
+    ("gtid_waits", "GTID waits"),
+    ("gtid_wait_timeouts", "GTID waits timed out"),
+    ("discoveries", "discoveries"),
 ]
 
 
@@ -322,6 +372,8 @@ def numbers(entry: dict[str, Any]) -> str:
             value = entry[key]
             if isinstance(value, list):
                 value = ", ".join(value) or "none"
+            elif isinstance(value, dict):
+                value = ", ".join(f"{k} {v}" for k, v in value.items())
             parts.append(f"{label}: {value}")
     return "; ".join(parts)
 
@@ -333,11 +385,13 @@ def main() -> None:
         "# Reliability",
         "",
         "What the library is tested to survive, how, and the numbers of the last run "
-        f"(`make reliability`, {when}; 2-core machine, MariaDB 10.11 on loopback).",
+        f"(`make reliability`, {when}; 2-core machine, MariaDB 10.11 and PostgreSQL 15 on "
+        "loopback).",
         "",
         "All fault tests inject for real: a TCP proxy the tests own, `kill -9`, SIGSTOP "
         "and restarts of private `mariadbd`s (single servers, a primary with two GTID "
-        "replicas, a 3-node Galera cluster), task cancellation, SIGINT. Only loopback "
+        "replicas, a 3-node Galera cluster) and of a private `postgres`, task "
+        "cancellation, SIGINT. Only loopback "
         "addresses are used.",
         "",
         "## Faults and load",
