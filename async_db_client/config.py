@@ -258,33 +258,17 @@ class MySQLConfig(_ServerConfig):
 
     @model_validator(mode="after")
     def _one_way_to_name_servers(self) -> MySQLConfig:
-        if self.hosts is None:
-            if self.host is None:
-                raise ValueError("host: required (or give several servers in hosts)")
-            return self
-        if self.host is not None:
-            raise ValueError("hosts: give either host (one server) or hosts, not both")
-        if not self.hosts:
-            raise ValueError("hosts: the list is empty; name at least one server")
-        if self.driver == "odbc":
+        _check_servers(self.host, self.hosts, self.port)
+        if self.hosts is not None and self.driver == "odbc":
             raise ValueError(
                 "hosts: several servers are supported with drivers 'aiomysql', 'asyncmy'"
             )
-        seen: dict[tuple[str, int], int] = {}
-        for n, entry in enumerate(self.hosts):
-            address = _host_port(entry, self.port, f"hosts.{n}")
-            if address in seen:
-                raise ValueError(f"hosts.{n}: the same server as hosts.{seen[address]}")
-            seen[address] = n
         return self
 
     @property
     def addresses(self) -> list[tuple[str, int]]:
         """``(host, port)`` of every server, in the configured order."""
-        if self.hosts is None:
-            assert self.host is not None
-            return [(self.host, self.port)]
-        return [_host_port(entry, self.port, "hosts") for entry in self.hosts]
+        return _addresses(self.host, self.hosts, self.port)
 
     def for_host(self, host: str, port: int) -> MySQLConfig:
         """This config for one of its servers: what that server's pool and driver use
@@ -387,29 +371,13 @@ class PostgreSQLConfig(_ServerConfig):
 
     @model_validator(mode="after")
     def _one_way_to_name_servers(self) -> PostgreSQLConfig:
-        if self.hosts is None:
-            if self.host is None:
-                raise ValueError("host: required (or give several servers in hosts)")
-            return self
-        if self.host is not None:
-            raise ValueError("hosts: give either host (one server) or hosts, not both")
-        if not self.hosts:
-            raise ValueError("hosts: the list is empty; name at least one server")
-        seen: dict[tuple[str, int], int] = {}
-        for n, entry in enumerate(self.hosts):
-            address = _host_port(entry, self.port, f"hosts.{n}")
-            if address in seen:
-                raise ValueError(f"hosts.{n}: the same server as hosts.{seen[address]}")
-            seen[address] = n
+        _check_servers(self.host, self.hosts, self.port)
         return self
 
     @property
     def addresses(self) -> list[tuple[str, int]]:
         """``(host, port)`` of every server, in the configured order."""
-        if self.hosts is None:
-            assert self.host is not None
-            return [(self.host, self.port)]
-        return [_host_port(entry, self.port, "hosts") for entry in self.hosts]
+        return _addresses(self.host, self.hosts, self.port)
 
     def describe(self) -> str:
         """Where this points, for logs and errors (never the password)."""
@@ -428,6 +396,32 @@ class PostgreSQLConfig(_ServerConfig):
             self.pgbouncer,
             self.pool,
         )
+
+
+def _check_servers(host: str | None, hosts: list[str] | None, port: int) -> None:
+    """One server in ``host`` or several in ``hosts``, each named once (ValueError naming
+    the key otherwise)."""
+    if hosts is None:
+        if host is None:
+            raise ValueError("host: required (or give several servers in hosts)")
+        return
+    if host is not None:
+        raise ValueError("hosts: give either host (one server) or hosts, not both")
+    if not hosts:
+        raise ValueError("hosts: the list is empty; name at least one server")
+    seen: dict[tuple[str, int], int] = {}
+    for n, entry in enumerate(hosts):
+        address = _host_port(entry, port, f"hosts.{n}")
+        if address in seen:
+            raise ValueError(f"hosts.{n}: the same server as hosts.{seen[address]}")
+        seen[address] = n
+
+
+def _addresses(host: str | None, hosts: list[str] | None, port: int) -> list[tuple[str, int]]:
+    if hosts is None:
+        assert host is not None
+        return [(host, port)]
+    return [_host_port(entry, port, "hosts") for entry in hosts]
 
 
 def _host_port(entry: str, default_port: int, key: str) -> tuple[str, int]:

@@ -79,7 +79,7 @@ from ..errors import (
     ServerRoleError,
     TransientQueryError,
 )
-from .base import ExecResult, Row
+from .base import ExecResult, Row, tls_failure
 
 __all__ = ["AsyncpgDriver", "pg_error_class", "to_dollar_style"]
 
@@ -161,21 +161,6 @@ def ssl_argument(tls: PGTLSConfig | None) -> ssl.SSLContext | str | bool:
     if tls.cert and tls.key:
         context.load_cert_chain(tls.cert, tls.key)
     return context
-
-
-def _tls_failure(exc: BaseException) -> str | None:
-    """The TLS error behind a failed connect, if one is (certificate, host name,
-    protocol; not a connection cut during the handshake)."""
-    seen: set[int] = set()
-    error: BaseException | None = exc
-    while error is not None and id(error) not in seen:
-        seen.add(id(error))
-        if isinstance(error, ssl.SSLError) and not isinstance(
-            error, ssl.SSLEOFError | ssl.SSLZeroReturnError | ssl.SSLSyscallError
-        ):
-            return str(error)
-        error = error.__cause__ or error.__context__
-    return None
 
 
 def _message(exc: BaseException) -> str:
@@ -272,7 +257,7 @@ class AsyncpgDriver:
             # plaintext fallback, never retried.
             reason = f"{TLS_FAILED}: the server does not offer TLS, and sslmode requires it"
             return DBConnectionError.cannot_connect(self.description, reason)
-        tls = _tls_failure(exc)
+        tls = tls_failure(exc)
         reason = f"{TLS_FAILED}: {tls}" if tls else _message(exc)
         return DBConnectionError.cannot_connect(self.description, reason)
 

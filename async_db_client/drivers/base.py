@@ -8,6 +8,7 @@ adapts one async driver (aiomysql, aioodbc, aiosqlite) to this protocol; the reg
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
@@ -90,3 +91,19 @@ class Driver(Connector[C], Protocol[C]):
         """This library's exception for a driver exception (ConnectionLostError for a
         dead connection, TransientQueryError for deadlocks, IntegrityError, ...)."""
         ...
+
+
+def tls_failure(exc: BaseException) -> str | None:
+    """The TLS error behind a failed connect, if one is (a handshake that failed for
+    good: certificate, host name, protocol; not a connection cut during it), whatever
+    the driver wrapped it in: such a failure is final, never retried."""
+    seen: set[int] = set()
+    error: BaseException | None = exc
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, ssl.SSLError) and not isinstance(
+            error, ssl.SSLEOFError | ssl.SSLZeroReturnError | ssl.SSLSyscallError
+        ):
+            return str(error)
+        error = error.__cause__ or error.__context__
+    return None

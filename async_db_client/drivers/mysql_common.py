@@ -29,6 +29,7 @@ from ..errors import (
     ServerRoleError,
     TransientQueryError,
 )
+from .base import tls_failure
 
 __all__ = [
     "CLIENT_SSL",
@@ -47,7 +48,6 @@ __all__ = [
     "quote_params",
     "session_setup",
     "ssl_context",
-    "tls_failure",
     "to_format_style",
     "translate_error",
 ]
@@ -191,21 +191,6 @@ def ssl_context(tls: TLSConfig) -> ssl.SSLContext:
     if tls.cert and tls.key:
         context.load_cert_chain(tls.cert, tls.key)
     return context
-
-
-def tls_failure(exc: BaseException) -> str | None:
-    """The TLS error behind a failed connect, if one is (a handshake that failed for
-    good: certificate, host name, protocol; not a connection cut during it)."""
-    seen: set[int] = set()
-    error: BaseException | None = exc
-    while error is not None and id(error) not in seen:
-        seen.add(id(error))
-        if isinstance(error, ssl.SSLError) and not isinstance(
-            error, ssl.SSLEOFError | ssl.SSLZeroReturnError | ssl.SSLSyscallError
-        ):
-            return str(error)
-        error = error.__cause__ or error.__context__
-    return None
 
 
 def error_code(exc: BaseException) -> int | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import itertools
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Sequence
 from operator import itemgetter
 from typing import Any
 
@@ -138,11 +138,19 @@ class SQLRemoteStore(SQLStore):
                 await self._db.run(functools.partial(_execute, sql=sql, params=params))
                 stored += len(batch)
 
-        # A path given twice must rotate in input order: then one writer, in order.
+        await self._writers(worker, ordered=ordered)
+        return stored
+
+    async def _writers(
+        self, worker: Callable[[], Coroutine[Any, Any, None]], *, ordered: bool
+    ) -> None:
+        """Run ``worker`` (which takes batches until none is left) on the executor's
+        parallel connections, or alone when ``ordered``: a path given twice must rotate
+        in input order, so one writer takes the batches in order."""
         workers = 1 if ordered else self._db.parallelism
         if workers == 1:
             await worker()
-            return stored
+            return
         try:
             async with asyncio.TaskGroup() as group:
                 for _ in range(workers):
@@ -150,7 +158,6 @@ class SQLRemoteStore(SQLStore):
         except BaseExceptionGroup as group_error:
             # Report the first failure as itself; the other workers were cancelled.
             raise group_error.exceptions[0] from None
-        return stored
 
     async def _upsert_by_copy(
         self, records: Iterator[HashRecord], now: int, *, ordered: bool
@@ -192,16 +199,7 @@ class SQLRemoteStore(SQLStore):
                     )
                 stored += len(batch)
 
-        workers = 1 if ordered else self._db.parallelism
-        if workers == 1:
-            await worker()
-            return stored
-        try:
-            async with asyncio.TaskGroup() as group:
-                for _ in range(workers):
-                    group.create_task(worker())
-        except BaseExceptionGroup as group_error:
-            raise group_error.exceptions[0] from None
+        await self._writers(worker, ordered=ordered)
         return stored
 
     async def upsert_record(self, record: HashRecord, now: int) -> None:
