@@ -8,6 +8,7 @@ import asyncio
 import logging
 import re
 import socket
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -373,6 +374,43 @@ async def test_a_query_timeout_is_an_error_span_with_the_servers_code(
 
 
 # --------------------------------------------------------------------- Prometheus
+
+
+def cache_counts(otel: Otel) -> dict[str, int]:
+    """The remote tier's memory-cache counters as OpenTelemetry last collected them (0
+    for a counter without a point yet)."""
+    metrics = otel.metrics() if otel.reader.get_metrics_data() is not None else {}
+    counts = {}
+    for field in ("hits", "misses", "entries"):
+        name = f"async_db_client.cache.{field}"
+        points = [] if name not in metrics else list(metrics[name].data.data_points)
+        counts[field] = sum(
+            p.value
+            for p in points
+            if p.attributes
+            == {"async_db_client.tier": "remote", "async_db_client.cache.backend": "memory"}
+        )
+    return counts
+
+
+def test_cache_counters_are_observed_once_per_cache_whatever_the_threads(
+    otel: Otel, tmp_path: Path
+) -> None:
+    tier = {"path": str(tmp_path / "c.db"), "cache": {"backend": "memory"}}
+    config = {"database": {"remote_type": "sqlite", "remote_config": tier}}
+    before = cache_counts(otel)  # other tests' caches may still be alive: deltas only
+    with SyncDBClientFactory(config).create_client() as db:
+        assert db.insert_or_update_hash(RECORD)
+        assert db.get_hash_record(RECORD["path"]) is not None  # a miss, then cached
+        # Another thread: its own client and pools, the same cache (counted once).
+        thread = threading.Thread(target=lambda: db.get_hash_record(RECORD["path"]))
+        thread.start()
+        thread.join()
+        assert db.get_hash_record(RECORD["path"]) is not None
+        after = cache_counts(otel)
+        stats = db.cache_stats()["remote"]
+    assert (stats.misses, stats.hits, stats.entries) == (1, 2, 1)
+    assert {k: after[k] - before[k] for k in after} == {"hits": 2, "misses": 1, "entries": 1}
 
 
 @pytest.mark.asyncio

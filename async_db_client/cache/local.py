@@ -29,19 +29,20 @@ from typing import Any
 
 __all__ = ["COUNTERS", "CacheStats", "Entry", "LocalCache"]
 
-#: What a cache counts (see :class:`CacheStats`).
-COUNTERS = (
-    "hits",
-    "misses",
-    "coalesced",
-    "evictions",
-    "expired",
-    "invalidations",
-    "discarded_fills",
-    "bypassed",
-    "redis_hits",
-    "redis_errors",
-)
+#: What a cache counts (see :class:`CacheStats`), each with the description the
+#: telemetry (Prometheus, OpenTelemetry) gives it.
+COUNTERS = {
+    "hits": "Reads answered from the cache.",
+    "misses": "Reads that went to the database.",
+    "coalesced": "Reads that waited for another read of the same key.",
+    "evictions": "Entries dropped to stay within max_entries.",
+    "expired": "Entries found older than ttl.",
+    "invalidations": "Key groups invalidated by writes.",
+    "discarded_fills": "Database reads not stored: a write invalidated their key meanwhile.",
+    "bypassed": "Reads that skipped the cache (inside a transaction).",
+    "redis_hits": "Hits answered by the shared Redis layer.",
+    "redis_errors": "Redis calls that failed or timed out (those reads went to the database).",
+}
 
 
 @dataclass(frozen=True)

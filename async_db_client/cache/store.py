@@ -52,6 +52,7 @@ from pydantic import TypeAdapter
 
 from ..clock import Clock, SystemClock
 from ..models import DashboardMetrics, HashRecord, LogEntry, LogLevel, SiteStatus
+from ..telemetry import hooks
 from ..tiers.remote import SingleValue
 from .layers import Codec, Layer
 from .local import CacheStats
@@ -175,6 +176,7 @@ class CachedStore(_Writes):
         self._clock: Clock = clock or SystemClock()
         self._flights: dict[tuple[str, str], _Flight] = {}
         self._closed = False
+        hooks.CACHES.add(self)  # for OpenTelemetry's observable counters
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.store!r}, {self.layer!r})"
@@ -182,6 +184,10 @@ class CachedStore(_Writes):
     def __getattr__(self, name: str) -> Any:
         # The primitives in UNCACHED, and whatever the wrapped store has besides.
         return getattr(self.store, name)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
 
     def stats(self) -> CacheStats:
         return self.layer.stats()

@@ -6,6 +6,7 @@ is needed only by those who instrument (the ``otel`` extra).
 
 from __future__ import annotations
 
+import functools
 import weakref
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
@@ -16,6 +17,7 @@ from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from .. import __version__
+from ..cache.local import COUNTERS as CACHE_COUNTERS
 from . import hooks
 from ._calls import ObservedCall, pool_label
 
@@ -89,6 +91,21 @@ class OtelSink:
             meter.create_observable_up_down_counter(
                 name, callbacks=[callback], unit=unit, description=description
             )
+        # The caches' counters (no convention covers a client-side cache): monotonic sums
+        # of the live caches' counts, by tier and backend, read at collection time.
+        for field, description in CACHE_COUNTERS.items():
+            meter.create_observable_counter(
+                f"async_db_client.cache.{field}",
+                callbacks=[functools.partial(self._cache_counts, field)],
+                unit="{event}",
+                description=description,
+            )
+        meter.create_observable_up_down_counter(
+            "async_db_client.cache.entries",
+            callbacks=[functools.partial(self._cache_counts, "entries")],
+            unit="{entry}",
+            description="Entries held in this process.",
+        )
         #: Checkout time of each borrowed connection (loop time), for use_time.
         self._borrowed: weakref.WeakKeyDictionary[Any, float] = weakref.WeakKeyDictionary()
 
@@ -187,3 +204,20 @@ class OtelSink:
 
     def _pending(self, options: CallbackOptions) -> Iterable[Observation]:
         return self._observe(lambda p: p.get_stats().waiting)
+
+    def _cache_counts(self, field: str, options: CallbackOptions) -> Iterable[Observation]:
+        totals: dict[tuple[str, str], int] = {}
+        # Counted per LocalCache, which holds the counts: the sync facade's per-thread
+        # clients have layers of their own over one shared LocalCache.
+        seen: set[int] = set()
+        if self.active:
+            for cache in list(hooks.CACHES):
+                if not cache.closed and id(cache.layer.local) not in seen:
+                    seen.add(id(cache.layer.local))
+                    stats = cache.stats()
+                    key = (cache.tier, stats.backend)
+                    totals[key] = totals.get(key, 0) + getattr(stats, field)
+        return [
+            Observation(total, {"async_db_client.tier": tier, "async_db_client.cache.backend": b})
+            for (tier, b), total in totals.items()
+        ]

@@ -11,8 +11,8 @@ Three module attributes, None until something observes (``instrument()``, a
 
 When they are None the only cost is reading a module attribute. (Typed loosely: this
 module imports nothing of the package, which imports it.) Every pool registers
-itself in :data:`POOLS` when it is made (a weak set: observable gauges read the live
-pools at collection time; nothing per call).
+itself in :data:`POOLS` when it is made, every tier cache in :data:`CACHES` (weak
+sets: observable instruments read the live ones at collection time; nothing per call).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from collections.abc import Awaitable, Callable
 from contextlib import AbstractContextManager
 from typing import Any, Protocol, TypeVar
 
-__all__ = ["POOLS", "CallObserver", "PoolObserver", "StatementRunner"]
+__all__ = ["CACHES", "POOLS", "CallObserver", "PoolObserver", "StatementRunner"]
 
 T = TypeVar("T")
 
@@ -76,3 +76,5 @@ run_statement: StatementRunner | None = None
 
 #: Every pool made in this process and not yet collected.
 POOLS: weakref.WeakSet[Any] = weakref.WeakSet()
+#: Every tier cache (``CachedStore``) made in this process and not yet collected.
+CACHES: weakref.WeakSet[Any] = weakref.WeakSet()

@@ -51,6 +51,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
+from ..cache.local import COUNTERS as CACHE_COUNTERS
 from . import _calls
 from ._calls import ObservedCall, pool_label
 from .target import MEMORY, target_of
@@ -75,19 +76,6 @@ COUNTERS = (
 )
 
 
-#: (CacheStats field, help) of the cache counters.
-CACHE_COUNTERS = (
-    ("hits", "Reads answered from the cache."),
-    ("misses", "Reads that went to the database."),
-    ("coalesced", "Reads that waited for another read of the same key."),
-    ("evictions", "Entries dropped to stay within max_entries."),
-    ("expired", "Entries found older than ttl."),
-    ("invalidations", "Key groups invalidated by writes."),
-    ("discarded_fills", "Database reads not stored: a write invalidated their key meanwhile."),
-    ("bypassed", "Reads that skipped the cache (inside a transaction)."),
-    ("redis_hits", "Hits answered by the shared Redis layer."),
-    ("redis_errors", "Redis calls that failed or timed out (those reads went to the database)."),
-)
 
 
 class _Series:
@@ -179,7 +167,7 @@ class PrometheusCollector(Collector):
         labels = ("tier", "backend")
         counters = [
             (CounterMetricFamily(f"{PREFIX}_cache_{field}", text, labels=labels), field)
-            for field, text in CACHE_COUNTERS
+            for field, text in CACHE_COUNTERS.items()
         ]
         entries = GaugeMetricFamily(
             f"{PREFIX}_cache_entries", "Entries held in this process.", labels=labels
