@@ -523,7 +523,7 @@ def _replayed(path: str, groups: list[str]) -> None:
         layer.invalidate_blocking(groups)
 
 
-class ReplayInvalidation:
+class ReplayInvalidation(_RemoteWrites):
     """The outbox replayer's store: each replayed write invalidates its path in every
     cache listening to that outbox file (see :func:`listen_for_replays`)."""
 
@@ -537,24 +537,5 @@ class ReplayInvalidation:
     def __getattr__(self, name: str) -> Any:
         return getattr(self.store, name)
 
-    async def upsert_record(self, record: HashRecord, now: int) -> None:
-        try:
-            await self.store.upsert_record(record, now)
-        finally:
-            _replayed(self.path, [record_group(record.path)])
-
-    async def upsert_records(
-        self, records: Iterator[HashRecord], now: int, *, ordered: bool
-    ) -> int:
-        paths: list[str] = []
-
-        def noting() -> Iterator[HashRecord]:
-            for record in records:
-                paths.append(record.path)
-                yield record
-
-        try:
-            stored: int = await self.store.upsert_records(noting(), now, ordered=ordered)
-            return stored
-        finally:
-            _replayed(self.path, list(dict.fromkeys(map(record_group, paths))))
+    async def _touched(self, groups: Sequence[str]) -> None:
+        _replayed(self.path, list(groups))
