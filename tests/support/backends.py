@@ -67,7 +67,34 @@ class MemoryBackend(Backend):
         yield PipelineRepository(MemoryPipelineStore(), clock=clock)
 
 
-class MySQLBackend(Backend):
+class ClientBackend(Backend):
+    """A backend whose tiers come from a client it makes per test (``_client``)."""
+
+    def _client(
+        self, tier: str, clock: FakeClock
+    ) -> contextlib.AbstractAsyncContextManager[DBInstance]:
+        raise NotImplementedError
+
+    @contextlib.asynccontextmanager
+    async def remote(self, clock: FakeClock) -> AsyncIterator[RemoteRepository]:
+        async with self._client("remote", clock) as client:
+            assert client.remote_db is not None
+            yield client.remote_db
+
+    @contextlib.asynccontextmanager
+    async def core(self, clock: FakeClock) -> AsyncIterator[CoreRepository]:
+        async with self._client("core", clock) as client:
+            assert client.core_db is not None
+            yield client.core_db
+
+    @contextlib.asynccontextmanager
+    async def pipeline(self, clock: FakeClock) -> AsyncIterator[PipelineRepository]:
+        async with self._client("pipeline", clock) as client:
+            assert client.pipeline_db is not None
+            yield client.pipeline_db
+
+
+class MySQLBackend(ClientBackend):
     """The live MariaDB through aiomysql: a client per test on the session's database."""
 
     name = "mysql"
@@ -98,24 +125,6 @@ class MySQLBackend(Backend):
             await repo.migrate()
             self.empty(tier)
             yield client
-
-    @contextlib.asynccontextmanager
-    async def remote(self, clock: FakeClock) -> AsyncIterator[RemoteRepository]:
-        async with self._client("remote", clock) as client:
-            assert client.remote_db is not None
-            yield client.remote_db
-
-    @contextlib.asynccontextmanager
-    async def core(self, clock: FakeClock) -> AsyncIterator[CoreRepository]:
-        async with self._client("core", clock) as client:
-            assert client.core_db is not None
-            yield client.core_db
-
-    @contextlib.asynccontextmanager
-    async def pipeline(self, clock: FakeClock) -> AsyncIterator[PipelineRepository]:
-        async with self._client("pipeline", clock) as client:
-            assert client.pipeline_db is not None
-            yield client.pipeline_db
 
 
 class MySQLOdbcBackend(MySQLBackend):
@@ -178,7 +187,7 @@ def _mysql_pipeline(
     return repo
 
 
-class PostgreSQLBackend(Backend):
+class PostgreSQLBackend(ClientBackend):
     """The live PostgreSQL 15 through asyncpg: every tier, a client per test on the
     session's database (emptied before each test)."""
 
@@ -207,24 +216,6 @@ class PostgreSQLBackend(Backend):
         async with DBClientFactory(config, clock=clock).create_client() as client:
             await self.prepare(tier, getattr(client, f"{tier}_db"))
             yield client
-
-    @contextlib.asynccontextmanager
-    async def remote(self, clock: FakeClock) -> AsyncIterator[RemoteRepository]:
-        async with self._client("remote", clock) as client:
-            assert client.remote_db is not None
-            yield client.remote_db
-
-    @contextlib.asynccontextmanager
-    async def core(self, clock: FakeClock) -> AsyncIterator[CoreRepository]:
-        async with self._client("core", clock) as client:
-            assert client.core_db is not None
-            yield client.core_db
-
-    @contextlib.asynccontextmanager
-    async def pipeline(self, clock: FakeClock) -> AsyncIterator[PipelineRepository]:
-        async with self._client("pipeline", clock) as client:
-            assert client.pipeline_db is not None
-            yield client.pipeline_db
 
 
 class PostgreSQLLeastPrivilegeBackend(PostgreSQLBackend):
