@@ -255,11 +255,20 @@ class PrivateMariaDB:
                 cursor.execute(statement)
 
     def kill(self) -> None:
-        """``kill -9``: no shutdown, no flush; clients see their sockets die."""
+        """``kill -9``: no shutdown, no flush; clients see their sockets die. What the
+        server had started (a Galera state transfer's rsync daemon, on a port of this
+        node's) dies with it, as on a machine that crashed: left running, it kept that
+        port and the restart failed with "Address already in use"."""
         if self.process is not None and self.process.poll() is None:
             self.process.send_signal(signal.SIGKILL)
             self.process.wait(timeout=30)
+        self._end_leftovers()
         self.frozen = False
+
+    def _end_leftovers(self) -> None:
+        for pid in processes_under(self.root):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
 
     def freeze(self) -> None:
         """SIGSTOP: the server hangs, its sockets stay open (a stalled machine)."""
@@ -295,9 +304,7 @@ class PrivateMariaDB:
         try:
             self.stop()
         finally:
-            for pid in processes_under(self.root):
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
+            self._end_leftovers()
             shutil.rmtree(self.root, ignore_errors=True)
 
     def __enter__(self) -> PrivateMariaDB:
