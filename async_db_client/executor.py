@@ -449,7 +449,7 @@ class Executor(Runner):
             self._refuse_deadlock(self._pool_source(), held)
         if not (skip_prepare or self._prepared):
             await self._ensure_prepared()
-        attempts: Attempts | None = None
+        attempts: Attempts | None = None  # made on the first failure: none on the hot path
         while True:
             pool = self._pool_source()
             try:
@@ -729,9 +729,15 @@ class TransactionRunner(Runner):
     def close(self) -> None:
         self._open = False
 
-    async def run(self, work: Callable[[Session], Awaitable[T]], **_options: bool) -> T:
-        # Every option is moot here: the work joins this transaction, is never retried
-        # and prepared before, and reads on the transaction's connection.
+    async def run(
+        self,
+        work: Callable[[Session], Awaitable[T]],
+        *,
+        transaction: bool = False,
+        skip_prepare: bool = False,
+        retry: bool = True,
+        read: bool = False,
+    ) -> T:
         if not self._open:
             raise PoolClosedError("this transaction has ended; use the repository it came from")
         async with self._lock:
