@@ -461,22 +461,11 @@ class Executor(Runner):
             except (ConnectionLostError, TransientQueryError) as exc:
                 if not retry:
                     raise
-                if attempts is None:
-                    attempts = self._attempts()
-                delay = attempts.next_delay()
-                if delay is None:
-                    raise
-                pool.record_retry()
-                logger.info(
-                    "%s: retrying after %s: %s (attempt %d of %d, in %.2fs)",
-                    pool.name,
-                    type(exc).__name__,
-                    exc,
-                    attempts.count,
-                    self._settings.retry_attempts,
-                    delay,
+                attempts = await self._wait_to_retry(
+                    pool, attempts, "retrying after %s: %s", type(exc).__name__, exc
                 )
-                await asyncio.sleep(delay)
+                if attempts is None:
+                    raise
 
     async def _run_routed(
         self,
@@ -530,21 +519,11 @@ class Executor(Runner):
                 )
                 if not (never_ran or read or retry) or (isinstance(exc, PoolTimeout) and not read):
                     raise
-                if attempts is None:
-                    attempts = self._attempts()
-                delay = attempts.next_delay()
-                if delay is None:
-                    raise
-                pool.record_retry()
-                logger.info(
-                    "%s: %s; retrying (attempt %d of %d, in %.2fs)",
-                    pool.name,
-                    type(exc).__name__,
-                    attempts.count,
-                    self._settings.retry_attempts,
-                    delay,
+                attempts = await self._wait_to_retry(
+                    pool, attempts, "%s; retrying", type(exc).__name__
                 )
-                await asyncio.sleep(delay)
+                if attempts is None:
+                    raise
 
     async def ping(self) -> None:
         """Round-trip to the database: over the transaction this context holds on the
@@ -582,6 +561,29 @@ class Executor(Runner):
     def _attempts(self) -> Attempts:
         """The retries one operation may make after its first try."""
         return self._backoff.attempts(limit=self._settings.retry_attempts)
+
+    async def _wait_to_retry(
+        self, pool: ConnectionPool[Any], attempts: Attempts | None, reason: str, *args: object
+    ) -> Attempts | None:
+        """Before another try: wait the next delay of ``attempts`` (made on the first
+        failure: none on the hot path), counted by ``pool`` and logged with ``reason``
+        (a format, and its ``args``); return them, or None when they are spent."""
+        if attempts is None:
+            attempts = self._attempts()
+        delay = attempts.next_delay()
+        if delay is None:
+            return None
+        pool.record_retry()
+        logger.info(
+            "%s: " + reason + " (attempt %d of %d, in %.2fs)",
+            pool.name,
+            *args,
+            attempts.count,
+            self._settings.retry_attempts,
+            delay,
+        )
+        await asyncio.sleep(delay)
+        return attempts
 
     async def _attempt_transaction(
         self,

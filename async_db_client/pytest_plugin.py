@@ -39,7 +39,7 @@ import contextlib
 import os
 import secrets
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -107,16 +107,22 @@ def adb_clock() -> Any:
     return FakeClock(START)
 
 
+def _in_memory(factory: Any, clock: Any, close: Callable[[Any], None]) -> Iterator[Any]:
+    """A client of ``factory`` over the in-memory fakes of all three tiers, closed with
+    ``close`` after the test."""
+    client = factory({"database": LOCAL}, clock=clock).create_client()
+    try:
+        yield client
+    finally:
+        close(client)
+
+
 @pytest.fixture
 def adb_client(adb_clock: Any) -> Iterator[Any]:
     """An async client over the in-memory fakes of all three tiers, fresh per test."""
     from async_db_client import DBClientFactory
 
-    client = DBClientFactory({"database": LOCAL}, clock=adb_clock).create_client()
-    try:
-        yield client
-    finally:
-        _close(client)
+    yield from _in_memory(DBClientFactory, adb_clock, _close)
 
 
 @pytest.fixture
@@ -124,27 +130,32 @@ def adb_sync_client(adb_clock: Any) -> Iterator[Any]:
     """The blocking facade over the in-memory fakes of all three tiers, fresh per test."""
     from async_db_client.sync import DBClientFactory
 
-    client = DBClientFactory({"database": LOCAL}, clock=adb_clock).create_client()
-    try:
-        yield client
-    finally:
-        client.close()
+    yield from _in_memory(DBClientFactory, adb_clock, lambda client: client.close())
 
 
 # ------------------------------------------------------------------ SQL clients
 
 
-def _mysql_server(url: str) -> dict[str, Any]:
+def _server(
+    url: str, engine: str, schemes: tuple[str, ...], port: int, user: str
+) -> tuple[dict[str, Any], str]:
+    """The server settings of the ``--adb-<engine>-url`` ``url`` (one of ``schemes``;
+    ``port`` and ``user`` by default), and its query string."""
     parts = urlsplit(url)
-    if parts.scheme not in ("mysql", "mariadb"):
-        raise pytest.UsageError(f"--adb-mysql-url must start with mysql:// ({url!r})")
-    return {
+    if parts.scheme not in schemes:
+        raise pytest.UsageError(f"--adb-{engine}-url must start with {schemes[0]}:// ({url!r})")
+    server = {
         "host": parts.hostname or "127.0.0.1",
-        "port": parts.port or 3306,
-        "user": unquote(parts.username or "root"),
+        "port": parts.port or port,
+        "user": unquote(parts.username or user),
         "password": unquote(parts.password or ""),
         "prefix": parts.path.strip("/") or "adb_test",
     }
+    return server, parts.query
+
+
+def _mysql_server(url: str) -> dict[str, Any]:
+    return _server(url, "mysql", ("mysql", "mariadb"), 3306, "root")[0]
 
 
 def _admin(server: dict[str, Any], database: str | None = None) -> Any:
@@ -238,21 +249,12 @@ def _async_fixtures(kind: str) -> None:
 
 
 def _postgresql_server(url: str) -> dict[str, Any]:
-    parts = urlsplit(url)
-    if parts.scheme not in ("postgresql", "postgres"):
-        raise pytest.UsageError(f"--adb-postgresql-url must start with postgresql:// ({url!r})")
-    query = dict(part.partition("=")[::2] for part in parts.query.split("&") if part)
+    server, query_text = _server(url, "postgresql", ("postgresql", "postgres"), 5432, "postgres")
+    query = dict(part.partition("=")[::2] for part in query_text.split("&") if part)
     unknown = set(query) - {"sslmode"}
     if unknown:
         raise pytest.UsageError(f"--adb-postgresql-url: unknown parameter {sorted(unknown)[0]!r}")
-    return {
-        "host": parts.hostname or "127.0.0.1",
-        "port": parts.port or 5432,
-        "user": unquote(parts.username or "postgres"),
-        "password": unquote(parts.password or ""),
-        "prefix": parts.path.strip("/") or "adb_test",
-        "sslmode": query.get("sslmode"),
-    }
+    return {**server, "sslmode": query.get("sslmode")}
 
 
 def _in_thread(work: Any) -> Any:

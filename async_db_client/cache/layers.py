@@ -40,7 +40,7 @@ import math
 import secrets
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, NamedTuple, Protocol
 
 from ..config import CacheConfig
@@ -104,6 +104,17 @@ class Layer(Protocol):
     async def aclose(self) -> None: ...
 
 
+def _invalidate_local(local: LocalCache, groups: Sequence[str]) -> bool:
+    """Drop ``groups``' entries from ``local``, or every entry past
+    :data:`BULK_INVALIDATION_LIMIT` groups; True if it dropped everything."""
+    everything = len(groups) > BULK_INVALIDATION_LIMIT
+    if everything:
+        local.invalidate_all()
+    else:
+        local.invalidate(groups)
+    return everything
+
+
 def _stats(backend: str, local: LocalCache, available: bool | None) -> CacheStats:
     return CacheStats(backend=backend, entries=len(local), redis_available=available,
                       **local.counts())  # fmt: skip
@@ -142,10 +153,7 @@ class MemoryLayer:
         self.invalidate_blocking(groups)
 
     def invalidate_blocking(self, groups: Sequence[str]) -> None:
-        if len(groups) > BULK_INVALIDATION_LIMIT:
-            self.local.invalidate_all()
-        else:
-            self.local.invalidate(groups)
+        _invalidate_local(self.local, groups)
 
     def stats(self) -> CacheStats:
         return _stats("memory", self.local, None)
@@ -390,23 +398,25 @@ class RedisLayer:
 
     # ---------------------------------------------------------------------- writes
 
+    def _version_bumps(self, client: Any, groups: Sequence[str]) -> Iterator[Any]:
+        """Pipelines (of :data:`INVALIDATION_CHUNK` groups each, made one at a time, for
+        the caller to execute) that bump and re-expire ``groups``' versions."""
+        for start in range(0, len(groups), INVALIDATION_CHUNK):
+            pipe = client.pipeline(transaction=False)
+            for group in groups[start : start + INVALIDATION_CHUNK]:
+                key = self._version_key(group)
+                pipe.incr(key)
+                pipe.pexpire(key, self._version_ms)
+            yield pipe
+
     async def invalidate(self, groups: Sequence[str]) -> None:
-        everything = len(groups) > BULK_INVALIDATION_LIMIT
-        if everything:
-            self.local.invalidate_all()
-        else:
-            self.local.invalidate(groups)
+        everything = _invalidate_local(self.local, groups)
         try:
             client = await self._usable()
             if everything:
                 await self._call(client.set(self._epoch_key, secrets.token_hex(8)))
                 return
-            for start in range(0, len(groups), INVALIDATION_CHUNK):
-                pipe = client.pipeline(transaction=False)
-                for group in groups[start : start + INVALIDATION_CHUNK]:
-                    key = self._version_key(group)
-                    pipe.incr(key)
-                    pipe.pexpire(key, self._version_ms)
+            for pipe in self._version_bumps(client, groups):
                 await self._call(pipe.execute())
         except _Unavailable:
             self.local.redis_dirty = True
@@ -417,11 +427,7 @@ class RedisLayer:
     def invalidate_blocking(self, groups: Sequence[str]) -> None:
         """:meth:`invalidate` from another thread (the outbox's replayer), blocking it
         for at most ``redis_timeout`` a round trip."""
-        everything = len(groups) > BULK_INVALIDATION_LIMIT
-        if everything:
-            self.local.invalidate_all()
-        else:
-            self.local.invalidate(groups)
+        everything = _invalidate_local(self.local, groups)
         if self._closed:
             return
         try:
@@ -429,12 +435,7 @@ class RedisLayer:
             if everything:
                 client.set(self._epoch_key, secrets.token_hex(8))
                 return
-            for start in range(0, len(groups), INVALIDATION_CHUNK):
-                pipe = client.pipeline(transaction=False)
-                for group in groups[start : start + INVALIDATION_CHUNK]:
-                    key = self._version_key(group)
-                    pipe.incr(key)
-                    pipe.pexpire(key, self._version_ms)
+            for pipe in self._version_bumps(client, groups):
                 pipe.execute()
         except Exception:  # delivered as a new epoch before Redis is used again
             self.local.count("redis_errors")

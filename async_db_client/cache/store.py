@@ -46,7 +46,7 @@ import threading
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from datetime import datetime
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 from pydantic import TypeAdapter
 
@@ -102,6 +102,9 @@ def record_group(path: str) -> str:
 
 
 # ---------------------------------------------------------------------------- codecs
+
+
+T = TypeVar("T")
 
 
 class _RecordCodec:
@@ -163,6 +166,13 @@ class _Writes:
 
     async def _touched(self, groups: Sequence[str]) -> None:
         raise NotImplementedError
+
+    async def _wrote(self, groups: Sequence[str], write: Awaitable[T]) -> T:
+        """``write``'s result; whether it succeeded or not, ``groups`` are touched."""
+        try:
+            return await write
+        finally:
+            await self._touched(groups)
 
 
 class CachedStore(_Writes):
@@ -236,8 +246,11 @@ class CachedStore(_Writes):
         if groups:
             await self.layer.invalidate(groups)
 
+    #: The transaction's store as the cache sees it (the tier's :class:`_Recording`).
+    recording: ClassVar[type[_Recording]]
+
     def _recording(self, tx: Any, touched: set[str]) -> Any:
-        raise NotImplementedError
+        return self.recording(tx, touched, self.layer)
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[Any]:
@@ -291,8 +304,10 @@ class _Recording(_Writes):
     async def _touched(self, groups: Sequence[str]) -> None:
         self._noted.update(groups)
 
-    def _bypassed(self) -> None:
+    async def _bypassed(self, read: Awaitable[T]) -> T:
+        """``read``'s result, straight from the transaction (counted as bypassed)."""
         self._layer.local.count("bypassed")
+        return await read
 
 
 # --------------------------------------------------------------------------- remote
@@ -300,10 +315,7 @@ class _Recording(_Writes):
 
 class _RemoteWrites(_Writes):
     async def upsert_record(self, record: HashRecord, now: int) -> None:
-        try:
-            await self.store.upsert_record(record, now)
-        finally:
-            await self._touched([record_group(record.path)])
+        await self._wrote([record_group(record.path)], self.store.upsert_record(record, now))
 
     async def upsert_records(
         self, records: Iterator[HashRecord], now: int, *, ordered: bool
@@ -322,23 +334,31 @@ class _RemoteWrites(_Writes):
             await self._touched(list(dict.fromkeys(map(record_group, paths))))
 
     async def set_target(self, path: str, target_hash: str | None) -> bool:
-        try:
-            changed: bool = await self.store.set_target(path, target_hash)
-            return changed
-        finally:
-            await self._touched([record_group(path)])
+        changed: bool = await self._wrote(
+            [record_group(path)], self.store.set_target(path, target_hash)
+        )
+        return changed
 
     async def restore_records(self, records: list[HashRecord]) -> None:
-        try:
-            await self.store.restore_records(records)
-        finally:
-            await self._touched(list(dict.fromkeys(record_group(r.path) for r in records)))
+        groups = list(dict.fromkeys(record_group(r.path) for r in records))
+        await self._wrote(groups, self.store.restore_records(records))
+
+
+class _RemoteRecording(_RemoteWrites, _Recording):
+    async def fetch_record(self, path: str) -> HashRecord | None:
+        record: HashRecord | None = await self._bypassed(self.store.fetch_record(path))
+        return record
+
+    async def fetch_field(self, path: str, field: str) -> SingleValue:
+        value: SingleValue = await self._bypassed(self.store.fetch_field(path, field))
+        return value
 
 
 class CachedRemoteStore(_RemoteWrites, CachedStore):
     """The remote tier: records by path (a missing record, None, is cached too)."""
 
     tier = "remote"
+    recording = _RemoteRecording
 
     async def fetch_record(self, path: str) -> HashRecord | None:
         record = await self._read(
@@ -354,52 +374,43 @@ class CachedRemoteStore(_RemoteWrites, CachedStore):
         value: SingleValue = None if record is None else getattr(record, field)
         return value
 
-    def _recording(self, tx: Any, touched: set[str]) -> Any:
-        return _RemoteRecording(tx, touched, self.layer)
-
-
-class _RemoteRecording(_RemoteWrites, _Recording):
-    async def fetch_record(self, path: str) -> HashRecord | None:
-        self._bypassed()
-        record: HashRecord | None = await self.store.fetch_record(path)
-        return record
-
-    async def fetch_field(self, path: str, field: str) -> SingleValue:
-        self._bypassed()
-        value: SingleValue = await self.store.fetch_field(path, field)
-        return value
-
 
 # ----------------------------------------------------------------------------- core
 
 
 class _CoreWrites(_Writes):
     async def heartbeat(self, site_id: str, now: datetime, count: int | None) -> None:
-        try:
-            await self.store.heartbeat(site_id, now, count)
-        finally:
-            await self._touched([CORE])
+        await self._wrote([CORE], self.store.heartbeat(site_id, now, count))
 
     async def root_hash(self, site_id: str, root_hash: str, when: datetime) -> None:
-        try:
-            await self.store.root_hash(site_id, root_hash, when)
-        finally:
-            await self._touched([CORE])
+        await self._wrote([CORE], self.store.root_hash(site_id, root_hash, when))
 
     async def add_baseline(self, baseline_hash: str, when: datetime) -> int:
-        try:
-            baseline_id: int = await self.store.add_baseline(baseline_hash, when)
-            return baseline_id
-        finally:
-            await self._touched([CORE])
+        baseline_id: int = await self._wrote([CORE], self.store.add_baseline(baseline_hash, when))
+        return baseline_id
 
     async def insert_log(self, entry: LogEntry, key: str) -> int:
         # A CRITICAL entry changes the dashboard's crit_error_count and the counts.
-        try:
-            log_id: int = await self.store.insert_log(entry, key)
-            return log_id
-        finally:
-            await self._touched([CORE])
+        log_id: int = await self._wrote([CORE], self.store.insert_log(entry, key))
+        return log_id
+
+
+class _CoreRecording(_CoreWrites, _Recording):
+    async def dashboard(self, now: datetime) -> DashboardMetrics:
+        metrics: DashboardMetrics = await self._bypassed(self.store.dashboard(now))
+        return metrics
+
+    async def record_count(self) -> int:
+        count: int = await self._bypassed(self.store.record_count())
+        return count
+
+    async def count_logs(self, level: LogLevel, since: datetime) -> int:
+        count: int = await self._bypassed(self.store.count_logs(level, since))
+        return count
+
+    async def sites(self) -> list[SiteStatus]:
+        sites: list[SiteStatus] = await self._bypassed(self.store.sites())
+        return sites
 
 
 class CachedCoreStore(_CoreWrites, CachedStore):
@@ -408,6 +419,7 @@ class CachedCoreStore(_CoreWrites, CachedStore):
     cached one is the answer as of when it was read, for at most ``ttl``."""
 
     tier = "core"
+    recording = _CoreRecording
 
     async def dashboard(self, now: datetime) -> DashboardMetrics:
         metrics: DashboardMetrics = await self._read(
@@ -432,62 +444,31 @@ class CachedCoreStore(_CoreWrites, CachedStore):
         sites: list[SiteStatus] = await self._read(CORE, "sites", self.store.sites, SITES)
         return list(sites)
 
-    def _recording(self, tx: Any, touched: set[str]) -> Any:
-        return _CoreRecording(tx, touched, self.layer)
-
-
-class _CoreRecording(_CoreWrites, _Recording):
-    async def dashboard(self, now: datetime) -> DashboardMetrics:
-        self._bypassed()
-        metrics: DashboardMetrics = await self.store.dashboard(now)
-        return metrics
-
-    async def record_count(self) -> int:
-        self._bypassed()
-        count: int = await self.store.record_count()
-        return count
-
-    async def count_logs(self, level: LogLevel, since: datetime) -> int:
-        self._bypassed()
-        count: int = await self.store.count_logs(level, since)
-        return count
-
-    async def sites(self) -> list[SiteStatus]:
-        self._bypassed()
-        sites: list[SiteStatus] = await self.store.sites()
-        return sites
-
 
 # ------------------------------------------------------------------------- pipeline
 
 
 class _PipelineWrites(_Writes):
     async def register(self, site_id: str, now: datetime) -> bool:
-        try:
-            added: bool = await self.store.register(site_id, now)
-            return added
-        finally:
-            await self._touched([OFFICIAL])
+        added: bool = await self._wrote([OFFICIAL], self.store.register(site_id, now))
+        return added
+
+
+class _PipelineRecording(_PipelineWrites, _Recording):
+    async def official_sites(self) -> list[str]:
+        sites: list[str] = await self._bypassed(self.store.official_sites())
+        return sites
 
 
 class CachedPipelineStore(_PipelineWrites, CachedStore):
     """The pipeline tier: the official sites, invalidated by registrations."""
 
     tier = "pipeline"
+    recording = _PipelineRecording
 
     async def official_sites(self) -> list[str]:
         sites: list[str] = await self._read(OFFICIAL, "sites", self.store.official_sites, NAMES)
         return list(sites)
-
-    def _recording(self, tx: Any, touched: set[str]) -> Any:
-        return _PipelineRecording(tx, touched, self.layer)
-
-
-class _PipelineRecording(_PipelineWrites, _Recording):
-    async def official_sites(self) -> list[str]:
-        self._bypassed()
-        sites: list[str] = await self.store.official_sites()
-        return sites
 
 
 CACHED_STORES: dict[str, type[CachedStore]] = {

@@ -44,6 +44,7 @@ from .settings import Settings, load_settings
 __all__ = ["cli"]
 
 T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 class Failed(click.ClickException):
@@ -419,25 +420,39 @@ def show_paths(paths: list[str], what: str, as_json: bool) -> None:
         render.table(f"{what} ({len(paths)})", ("path",), ((p,) for p in paths), empty=f"no {what}")
 
 
-@cli.command()
-@json_option
-def priority(as_json: bool) -> None:
-    """Paths whose target hash is set and differs from their current hash."""
-    show_paths(run(lambda db: db.get_priority_updates()), "priority updates", as_json)
+def paths_command(
+    name: str,
+    query: Callable[[DBInstance], Awaitable[list[str]]],
+    what: str,
+    help_text: str,
+) -> click.Command:
+    """The command ``name``: the paths ``query`` lists, as :func:`show_paths` shows them."""
+
+    def command(as_json: bool) -> None:
+        show_paths(run(query), what, as_json)
+
+    command.__doc__ = help_text
+    return cli.command(name)(json_option(command))
 
 
-@cli.command()
-@json_option
-def orphans(as_json: bool) -> None:
-    """Records whose parent's record does not list them."""
-    show_paths(run(lambda db: db.find_orphaned_entries()), "orphaned records", as_json)
-
-
-@cli.command()
-@json_option
-def untracked(as_json: bool) -> None:
-    """Directories a record lists that have no record of their own."""
-    show_paths(run(lambda db: db.find_untracked_children()), "untracked children", as_json)
+priority = paths_command(
+    "priority",
+    DBInstance.get_priority_updates,
+    "priority updates",
+    "Paths whose target hash is set and differs from their current hash.",
+)
+orphans = paths_command(
+    "orphans",
+    DBInstance.find_orphaned_entries,
+    "orphaned records",
+    "Records whose parent's record does not list them.",
+)
+untracked = paths_command(
+    "untracked",
+    DBInstance.find_untracked_children,
+    "untracked children",
+    "Directories a record lists that have no record of their own.",
+)
 
 
 @dataclass(slots=True)
@@ -778,9 +793,17 @@ def _dead_selection(seqs: tuple[int, ...], everything: bool) -> list[int] | None
     return None if everything else list(seqs)
 
 
+def dead_entries_arguments(command: F) -> F:
+    """SEQ... and --all (``seqs``, ``everything``): the dead entries a command acts on,
+    for :func:`_dead_selection`."""
+    command = click.option("--all", "everything", is_flag=True, help="Every dead entry.")(
+        command
+    )
+    return click.argument("seqs", nargs=-1, type=int)(command)
+
+
 @outbox.command("retry")
-@click.argument("seqs", nargs=-1, type=int)
-@click.option("--all", "everything", is_flag=True, help="Every dead entry.")
+@dead_entries_arguments
 @click.option(
     "--wait",
     type=click.FloatRange(0),
@@ -804,8 +827,7 @@ def outbox_retry(seqs: tuple[int, ...], everything: bool, wait: float) -> None:
 
 
 @outbox.command("drop")
-@click.argument("seqs", nargs=-1, type=int)
-@click.option("--all", "everything", is_flag=True, help="Every dead entry.")
+@dead_entries_arguments
 def outbox_drop(seqs: tuple[int, ...], everything: bool) -> None:
     """Delete dead entries for good (SEQ as `outbox` lists them)."""
     chosen = _dead_selection(seqs, everything)

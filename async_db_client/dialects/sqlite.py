@@ -27,130 +27,29 @@ from datetime import UTC, datetime
 from typing import Any
 
 from . import schema
-from .base import Dialect, Migration
+from .on_conflict import OnConflictDialect
 
 __all__ = ["SQLiteDialect"]
 
 _TEXT = "TEXT COLLATE BINARY"
+#: The type of each kind of column: datetimes and JSON are text.
+_TYPES = {
+    "text": _TEXT,
+    "time": _TEXT,
+    "bigint": "INTEGER",
+    "integer": "INTEGER",
+    "json": _TEXT,
+    "id": "INTEGER PRIMARY KEY AUTOINCREMENT",
+}
 
 
-def _log_table(table: str) -> tuple[str, ...]:
-    return (
-        f"CREATE TABLE IF NOT EXISTS {table} ("
-        " log_id INTEGER PRIMARY KEY AUTOINCREMENT,"
-        f" log_key {_TEXT} NOT NULL UNIQUE,"
-        f" site_id {_TEXT} NULL,"
-        f" log_level {_TEXT} NOT NULL,"
-        f" logged_at {_TEXT} NOT NULL,"
-        f" session_id {_TEXT} NULL,"
-        f" summary_message {_TEXT} NOT NULL,"
-        f" detailed_message {_TEXT} NULL"
-        ")",
-        f"CREATE INDEX IF NOT EXISTS idx_{table}_time ON {table} (logged_at)",
-        f"CREATE INDEX IF NOT EXISTS idx_{table}_session ON {table} (session_id, logged_at)",
-        f"CREATE INDEX IF NOT EXISTS idx_{table}_level ON {table} (log_level, logged_at)",
-    )
-
-
-REMOTE_MIGRATIONS = (
-    Migration(
-        "remote",
-        1,
-        "hash records and remote logs",
-        (
-            "CREATE TABLE IF NOT EXISTS hash_records ("
-            f" path_key {_TEXT} NOT NULL PRIMARY KEY,"
-            f" path {_TEXT} NOT NULL,"
-            f" parent_key {_TEXT} NULL,"
-            f" name {_TEXT} NULL,"
-            f" current_hash {_TEXT} NOT NULL,"
-            " current_dtg_first INTEGER NOT NULL,"
-            " current_dtg_latest INTEGER NOT NULL,"
-            f" prev_hash {_TEXT} NULL,"
-            " prev_dtg_latest INTEGER NULL,"
-            f" dirs {_TEXT} NOT NULL,"
-            f" files {_TEXT} NOT NULL,"
-            f" links {_TEXT} NOT NULL,"
-            f" target_hash {_TEXT} NULL,"
-            f" session_id {_TEXT} NULL"
-            ")",
-            "CREATE INDEX IF NOT EXISTS idx_hash_records_parent ON hash_records (parent_key)",
-            "CREATE INDEX IF NOT EXISTS idx_hash_records_target ON hash_records (target_hash)",
-            *_log_table("remote_logs"),
-        ),
-    ),
-)
-
-CORE_MIGRATIONS = (
-    Migration(
-        "core",
-        1,
-        "sites, baselines and central logs",
-        (
-            "CREATE TABLE IF NOT EXISTS core_sites ("
-            f" site_id {_TEXT} NOT NULL PRIMARY KEY,"
-            f" last_heartbeat {_TEXT} NULL,"
-            f" root_hash {_TEXT} NULL,"
-            f" root_hash_at {_TEXT} NULL,"
-            " hash_record_count INTEGER NOT NULL DEFAULT 0"
-            ")",
-            "CREATE TABLE IF NOT EXISTS core_baselines ("
-            " baseline_id INTEGER PRIMARY KEY AUTOINCREMENT,"
-            f" baseline_hash {_TEXT} NOT NULL,"
-            f" created_at {_TEXT} NOT NULL"
-            ")",
-            "CREATE INDEX IF NOT EXISTS idx_core_baselines_created"
-            " ON core_baselines (created_at, baseline_id)",
-            *_log_table("core_logs"),
-        ),
-    ),
-)
-
-PIPELINE_MIGRATIONS = (
-    Migration(
-        "pipeline",
-        1,
-        "update requests, official sites, completions",
-        (
-            "CREATE TABLE IF NOT EXISTS pipeline_updates ("
-            " update_id INTEGER PRIMARY KEY AUTOINCREMENT,"
-            f" site_id {_TEXT} NULL,"
-            f" path {_TEXT} NOT NULL,"
-            f" path_key {_TEXT} NOT NULL,"
-            f" requested_at {_TEXT} NOT NULL,"
-            f" hash_value {_TEXT} NULL,"
-            f" answered_at {_TEXT} NULL"
-            ")",
-            "CREATE INDEX IF NOT EXISTS idx_pipeline_updates_path"
-            " ON pipeline_updates (path_key, hash_value)",
-            "CREATE INDEX IF NOT EXISTS idx_pipeline_updates_pending"
-            " ON pipeline_updates (hash_value, requested_at)",
-            "CREATE TABLE IF NOT EXISTS pipeline_sites ("
-            f" site_id {_TEXT} NOT NULL PRIMARY KEY,"
-            f" registered_at {_TEXT} NOT NULL"
-            ")",
-            "CREATE TABLE IF NOT EXISTS pipeline_completions ("
-            " completion_id INTEGER PRIMARY KEY AUTOINCREMENT,"
-            f" site_id {_TEXT} NOT NULL,"
-            f" completed_at {_TEXT} NOT NULL"
-            ")",
-            "CREATE INDEX IF NOT EXISTS idx_pipeline_completions_site"
-            " ON pipeline_completions (site_id, completed_at)",
-        ),
-    ),
-)
-
-
-def _rows(columns: int, rows: int) -> str:
-    row = f"({', '.join('?' * columns)})"
-    return ", ".join([row] * rows)
-
-
-class SQLiteDialect(Dialect):
+class SQLiteDialect(OnConflictDialect):
     """SQL for SQLite through any driver (aiosqlite here)."""
 
     name = "sqlite"
-    migration_steps = REMOTE_MIGRATIONS + CORE_MIGRATIONS + PIPELINE_MIGRATIONS
+    on_conflict = "ON CONFLICT({})"
+    excluded = "excluded"
+    column_types = _TYPES
     #: SQLITE_MAX_VARIABLE_NUMBER is 32,766 since SQLite 3.32 (999 before; builds of
     #: older versions are rare enough that 999-parameter batches are not worth it).
     max_params = 32_766
@@ -173,8 +72,7 @@ class SQLiteDialect(Dialect):
         same = "current_hash = excluded.current_hash"
         # Each expression below sees the old row, whatever its position in the list.
         return (
-            f"INSERT INTO hash_records ({', '.join(schema.UPSERT_COLUMNS)}) VALUES "
-            + _rows(len(schema.UPSERT_COLUMNS), rows)
+            self.insert_values("hash_records", schema.UPSERT_COLUMNS, rows)
             + " ON CONFLICT(path_key) DO UPDATE SET"
             f" prev_hash = CASE WHEN {same} THEN prev_hash ELSE current_hash END,"
             f" prev_dtg_latest = CASE WHEN {same} THEN prev_dtg_latest"
@@ -186,14 +84,6 @@ class SQLiteDialect(Dialect):
             " dirs = excluded.dirs, files = excluded.files, links = excluded.links,"
             " target_hash = COALESCE(excluded.target_hash, target_hash),"
             " session_id = COALESCE(excluded.session_id, session_id)"
-        )
-
-    def restore_hashes(self, rows: int) -> str:
-        updates = ", ".join(f"{c} = excluded.{c}" for c in schema.RESTORE_COLUMNS[1:])
-        return (
-            f"INSERT INTO hash_records ({', '.join(schema.RESTORE_COLUMNS)}) VALUES "
-            + _rows(len(schema.RESTORE_COLUMNS), rows)
-            + f" ON CONFLICT(path_key) DO UPDATE SET {updates}"
         )
 
     def orphans(self) -> str:
@@ -212,50 +102,4 @@ class SQLiteDialect(Dialect):
             " FROM hash_records parent, json_each(parent.dirs) AS listed"
             " WHERE NOT EXISTS (SELECT 1 FROM hash_records child"
             " WHERE child.parent_key = parent.path_key AND child.name = listed.value)"
-        )
-
-    # --------------------------------------------------------------- logs (both)
-
-    def insert_logs_ignoring_known_keys(self, tier: str, rows: int) -> str:
-        return (
-            f"INSERT INTO {schema.LOG_TABLES[tier]}"
-            f" ({', '.join(schema.LOG_INSERT_COLUMNS)}) VALUES "
-            + _rows(len(schema.LOG_INSERT_COLUMNS), rows)
-            + " ON CONFLICT(log_key) DO NOTHING"
-        )
-
-
-    # ----------------------------------------------------------------------- core
-
-    def upsert_heartbeat(self, *, with_count: bool) -> str:
-        if with_count:
-            return (
-                "INSERT INTO core_sites (site_id, last_heartbeat, hash_record_count)"
-                " VALUES (?, ?, ?)"
-                " ON CONFLICT(site_id) DO UPDATE SET last_heartbeat = excluded.last_heartbeat,"
-                " hash_record_count = excluded.hash_record_count"
-            )
-        return (
-            "INSERT INTO core_sites (site_id, last_heartbeat) VALUES (?, ?)"
-            " ON CONFLICT(site_id) DO UPDATE SET last_heartbeat = excluded.last_heartbeat"
-        )
-
-    def upsert_root_hash(self) -> str:
-        return (
-            "INSERT INTO core_sites (site_id, root_hash, root_hash_at) VALUES (?, ?, ?)"
-            " ON CONFLICT(site_id) DO UPDATE SET root_hash = excluded.root_hash,"
-            " root_hash_at = excluded.root_hash_at"
-        )
-
-    # ------------------------------------------------------------------ migrations
-
-    def create_version_table(self) -> str:
-        return (
-            f"CREATE TABLE IF NOT EXISTS {schema.VERSION_TABLE} ("
-            f" tier {_TEXT} NOT NULL,"
-            " version INTEGER NOT NULL,"
-            f" description {_TEXT} NOT NULL,"
-            f" applied_at {_TEXT} NOT NULL,"
-            " PRIMARY KEY (tier, version)"
-            ")"
         )

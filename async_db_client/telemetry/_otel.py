@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 import weakref
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from opentelemetry import context as otel_context
@@ -44,29 +44,26 @@ class OtelSink:
         self.tracer = trace.get_tracer(SCOPE, __version__, tracer_provider=tracer_provider)
         meter = metrics.get_meter(SCOPE, __version__, meter_provider=meter_provider)
         buckets = list(DURATION_BUCKETS)
-        self.duration = meter.create_histogram(
-            "db.client.operation.duration",
-            unit="s",
-            description="Duration of database client operations.",
-            explicit_bucket_boundaries_advisory=buckets,
+
+        def seconds(name: str, description: str) -> Any:
+            """A histogram of durations, in :data:`DURATION_BUCKETS`."""
+            return meter.create_histogram(
+                name, unit="s", description=description, explicit_bucket_boundaries_advisory=buckets
+            )
+
+        self.duration = seconds(
+            "db.client.operation.duration", "Duration of database client operations."
         )
-        self.create_time = meter.create_histogram(
-            "db.client.connection.create_time",
-            unit="s",
-            description="The time it took to create a new connection.",
-            explicit_bucket_boundaries_advisory=buckets,
+        self.create_time = seconds(
+            "db.client.connection.create_time", "The time it took to create a new connection."
         )
-        self.wait_time = meter.create_histogram(
+        self.wait_time = seconds(
             "db.client.connection.wait_time",
-            unit="s",
-            description="The time it took to obtain an open connection from the pool.",
-            explicit_bucket_boundaries_advisory=buckets,
+            "The time it took to obtain an open connection from the pool.",
         )
-        self.use_time = meter.create_histogram(
+        self.use_time = seconds(
             "db.client.connection.use_time",
-            unit="s",
-            description="The time between borrowing a connection and returning it to the pool.",
-            explicit_bucket_boundaries_advisory=buckets,
+            "The time between borrowing a connection and returning it to the pool.",
         )
         self.timeouts = meter.create_counter(
             "db.client.connection.timeouts",
@@ -92,20 +89,27 @@ class OtelSink:
                 name, callbacks=[callback], unit=unit, description=description
             )
         # The caches' counters (no convention covers a client-side cache): monotonic sums
-        # of the live caches' counts, by tier and backend, read at collection time.
-        for field, description in CACHE_COUNTERS.items():
-            meter.create_observable_counter(
+        # of the live caches' counts, by tier and backend, read at collection time; the
+        # entries they hold, a gauge.
+        cache_instruments: list[tuple[Callable[..., object], str, str, str]] = [
+            (meter.create_observable_counter, field, "{event}", description)
+            for field, description in CACHE_COUNTERS.items()
+        ]
+        cache_instruments.append(
+            (
+                meter.create_observable_up_down_counter,
+                "entries",
+                "{entry}",
+                "Entries held in this process.",
+            )
+        )
+        for create, field, unit, description in cache_instruments:
+            create(
                 f"async_db_client.cache.{field}",
                 callbacks=[functools.partial(self._cache_counts, field)],
-                unit="{event}",
+                unit=unit,
                 description=description,
             )
-        meter.create_observable_up_down_counter(
-            "async_db_client.cache.entries",
-            callbacks=[functools.partial(self._cache_counts, "entries")],
-            unit="{entry}",
-            description="Entries held in this process.",
-        )
         #: Checkout time of each borrowed connection (loop time), for use_time.
         self._borrowed: weakref.WeakKeyDictionary[Any, float] = weakref.WeakKeyDictionary()
 
