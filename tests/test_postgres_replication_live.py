@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -22,8 +21,7 @@ import pytest
 from async_db_client import DBClientFactory, routing
 from async_db_client.errors import AsyncDBClientError
 from async_db_client.models import HashRecord
-from tests.support.postgres_server import BIN
-from tests.support.postgres_topology import PostgresReplication
+from tests.support.postgres_topology import PostgresReplication, require_pg_topology
 from tests.support.waiting import eventually
 
 pytestmark = [pytest.mark.live, pytest.mark.asyncio, pytest.mark.slow]
@@ -31,18 +29,11 @@ pytestmark = [pytest.mark.live, pytest.mark.asyncio, pytest.mark.slow]
 DATABASE = "adc_pgha"
 
 
-def _require() -> None:
-    from tests.support.live import unavailable
-
-    if os.geteuid() != 0 or not os.path.exists(f"{BIN}/pg_basebackup"):
-        unavailable("a PostgreSQL replication topology needs root and postgresql-15")
-
-
 @pytest.fixture
 def pg_replication(request: pytest.FixtureRequest) -> Iterator[PostgresReplication]:
-    """A fresh primary with standbys (``@pytest.mark.parametrize`` not needed: the
-    marker ``pg_topology(standbys=, synchronous=)`` says which)."""
-    _require()
+    """A fresh primary with standbys, as the test's marker
+    ``pg_topology(standbys=, synchronous=)`` says (the test may kill or promote)."""
+    require_pg_topology()
     marker = request.node.get_closest_marker("pg_topology")
     kwargs: dict[str, Any] = dict(marker.kwargs) if marker else {}
     with PostgresReplication(**kwargs) as topology:

@@ -15,11 +15,13 @@ Waits poll the servers' own state with deadlines only a hang reaches.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Iterable
 from typing import Self
 
-from tests.support.postgres_server import PrivatePostgres
+from tests.support.live import unavailable
+from tests.support.postgres_server import BIN, PrivatePostgres
 
 #: How long the servers may take to do what a test waits for (replay, promotion): only a
 #: hang gets this far on a loaded machine.
@@ -33,6 +35,12 @@ def _poll(condition: Callable[[], bool], what: str, timeout: float = SETTLE) -> 
         if time.monotonic() > deadline:
             raise AssertionError(f"not within {timeout:g}s: {what}")
         time.sleep(POLL)
+
+
+def require_pg_topology() -> None:
+    """Skip (fail under ``CI=true``) when this machine cannot run the topology."""
+    if os.geteuid() != 0 or not os.path.exists(f"{BIN}/pg_basebackup"):
+        unavailable("a PostgreSQL replication topology needs root and postgresql-15")
 
 
 class PostgresReplication:
