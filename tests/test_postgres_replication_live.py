@@ -13,7 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -225,3 +230,44 @@ async def test_promotion_after_the_primary_is_killed_loses_nothing_acknowledged(
     )
     assert lost == []
     assert doubled == "0"
+
+
+async def test_cli_topology_names_the_primary_and_the_standbys(
+    pg_replication_topology: PostgresReplication, tmp_path: Path
+) -> None:
+    topology = pg_replication_topology
+    database = "adc_pg_cli"
+    if database not in await asyncio.to_thread(
+        topology.nodes[0].sql, "SELECT string_agg(datname, ' ') FROM pg_database"
+    ):
+        await asyncio.to_thread(topology.create_database, database)
+    hosts = ", ".join(f'"{h}"' for h in reversed(topology.hosts))
+    config = tmp_path / "pg.toml"
+    config.write_text(
+        f'[database]\nremote_type = "postgresql"\n[database.remote_config]\nhosts = [{hosts}]\n'
+        f'database = "{database}"\nuser = "postgres"\nssl = {{ sslmode = "disable" }}\n'
+    )
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "async_db_client", "--config", str(config), *args],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={**os.environ, "HOME": str(tmp_path)},
+        )
+
+    migrated = await asyncio.to_thread(cli, "migrate", "--json")
+    assert migrated.returncode == 0, migrated.stderr
+    shown = await asyncio.to_thread(cli, "topology", "--json")
+    described = json.loads(shown.stdout)["remote"]
+    primary = topology.address(topology.nodes[0])
+    assert described["writer"] == primary and described["mode"] == "replication"
+    roles = {h["address"]: h["role"] for h in described["hosts"]}
+    assert roles == {
+        primary: "primary",
+        **{topology.address(s): "standby" for s in topology.standbys},
+    }
+    table = await asyncio.to_thread(cli, "topology")
+    assert table.returncode == 0 and f"writes go to {primary}" in table.stdout
+    assert "standby" in table.stdout
