@@ -1,13 +1,19 @@
-"""Several MySQL/MariaDB servers behind one tier: which server takes which call.
+"""Several servers behind one tier: which server takes which call.
 
-A tier configured with ``hosts`` (see :class:`~async_db_client.config.MySQLConfig`) has
-one pool per server, shared through the client's pool manager, and a :class:`Topology`
-that the executor asks where each call goes. What it guarantees:
+A MySQL/MariaDB tier configured with ``hosts`` (see
+:class:`~async_db_client.config.MySQLConfig`), or a PostgreSQL tier with two or more
+``hosts`` (:class:`~async_db_client.config.PostgreSQLConfig`: ``replication`` mode only,
+a primary and its streaming-replication standbys), has one pool per server, shared
+through the client's pool manager, and a :class:`Topology` that the executor asks where
+each call goes. What differs between the engines (how a server says what it is, how a
+write's position is taken and waited for) is a :class:`ReplicationProbe`:
+:class:`MariaDBReplication` or :class:`PostgreSQLReplication`. What it guarantees:
 
 * **Roles are discovered, not trusted.** Before the first call, every few seconds
   (``REFRESH_INTERVAL``, in the background, started by the calls themselves) and at
   once after an error, each server is asked what it is: ``@@read_only`` and its replica
-  status (lag, SQL thread) in ``replication`` mode, ``wsrep_local_state``,
+  status (lag, SQL thread) in ``replication`` mode (PostgreSQL: ``pg_is_in_recovery()``,
+  ``transaction_read_only``, the WAL receiver and the replay lag), ``wsrep_local_state``,
   ``wsrep_ready`` and ``wsrep_cluster_status`` in ``galera`` mode, whether it answers
   in ``sequential`` mode. Each probe is bounded by ``PROBE_TIMEOUT``.
 * **Writes go only where they can run.** Writes, transactions, migrations and the
@@ -15,8 +21,9 @@ that the executor asks where each call goes. What it guarantees:
   writable, so a restarted old primary that comes back writable does not take the writes
   back), to one synced Galera node (one at a time: writing through several only adds
   certification conflicts), or to the current server (``sequential``, moving on in order
-  when it fails). A server that refuses a statement for its role (read-only, 1290; not
-  in the primary component, 1047: :class:`~async_db_client.errors.ServerRoleError`) is
+  when it fails). A server that refuses a statement for its role (read-only, 1290 or
+  PostgreSQL's 25006; not in the primary component, 1047:
+  :class:`~async_db_client.errors.ServerRoleError`) is
   examined again at once and gets no more writes until it says it is writable; nothing
   ran there, so the call runs again where it can.
 * **Bounded waits.** A call that finds no server for it rediscovers with backoff for at
@@ -24,7 +31,12 @@ that the executor asks where each call goes. What it guarantees:
   :class:`~async_db_client.errors.NoServerError` saying what each server is.
 * **Reads are spread.** Reads outside a transaction go round-robin over the replicas
   whose SQL thread runs and whose lag is at most ``max_replication_lag`` (replication),
-  or over every synced node (galera); with none fit, to the primary. A read whose server
+  or over every synced node (galera); with none fit, to the primary. A PostgreSQL
+  standby's lag is 0 when it has replayed all the WAL it received (so an idle standby of
+  an idle primary is current, however old its last replayed transaction), else the age
+  of the last transaction it replayed (``now() - pg_last_xact_replay_timestamp()``, on
+  the primary's clock as read on the standby's); a standby without a WAL receiver (its
+  primary gone) reads only while no primary answers. A read whose server
   fails (lost connection, refused connect, busy for ``REPLICA_ACQUIRE_TIMEOUT``) runs
   again on another: reads change nothing.
 * **read_your_writes** (the default): after this client writes, its reads see the
@@ -33,13 +45,22 @@ that the executor asks where each call goes. What it guarantees:
   ``GTID_WAIT_TIMEOUT``), going to the primary if it times out; a replica known to have
   applied it is read at once. Galera: every connection asks for causal reads
   (``wsrep_sync_wait = 1``). MySQL (no ``@@last_gtid``): reads after a write go to the
-  primary. ``eventual`` skips all this.
+  primary. PostgreSQL: the write's WAL position (``pg_current_wal_insert_lsn()`` in the
+  writing session after the commit: at or past the end of the commit record) is
+  remembered, and a standby read first polls ``pg_last_wal_replay_lsn()`` until it
+  reaches it (PostgreSQL 15 has no server-side wait; at most ``GTID_WAIT_TIMEOUT``),
+  going to the primary if it does not; a standby known to have replayed it is read at
+  once. ``eventual`` skips all this.
 * **A failing server is deny-listed**: a refused or lost connection keeps it out of
   routing until a probe (in the background, with backoff) finds it answering again.
 
-What this does not do: promote a replica (the operator's or an orchestrator's job; the
-new primary is found within a refresh), or make asynchronous replication synchronous
-(see the README's "What survives what").
+What this does not do: promote a replica (the operator's or an orchestrator's job, e.g.
+``pg_promote()``; the new primary is found within a refresh, or at once when the old
+one refuses a write), or make asynchronous replication synchronous (see the README's
+"What survives what": with PostgreSQL's asynchronous replication the commits the
+standby had not received when the primary died are lost on promotion; with
+``synchronous_standby_names`` and ``synchronous_commit = on`` an acknowledged commit is
+on a standby's disk).
 """
 
 from __future__ import annotations
@@ -324,7 +345,10 @@ PG_WAIT_POLL = (0.002, 0.05)
 class PostgreSQLReplication:
     """PostgreSQL streaming replication: ``pg_is_in_recovery()``; positions are WAL LSNs
     (``pg_current_wal_insert_lsn()`` after the commit, in the writing session: at or past
-    the end of its commit record), waited for by polling ``pg_last_wal_replay_lsn()``."""
+    the end of its commit record, even with ``synchronous_commit = off``), waited for by
+    polling ``pg_last_wal_replay_lsn()``. An insert position just past a page header is
+    passed once any later WAL is replayed: at worst such a read waits its bound and runs
+    on the primary, never on a standby that lacks the write."""
 
     def parse(self, position: str) -> Iterable[tuple[int, int, int]]:
         lsn = _lsn(position.strip())
