@@ -27,6 +27,7 @@ from async_db_client import DBClientFactory, routing
 from async_db_client.errors import AsyncDBClientError
 from async_db_client.models import HashRecord
 from tests.support.postgres_topology import PostgresReplication, require_pg_topology
+from tests.support.reliability import report
 from tests.support.waiting import eventually
 
 pytestmark = [pytest.mark.live, pytest.mark.asyncio, pytest.mark.slow]
@@ -107,6 +108,12 @@ async def test_eventual_reads_land_on_the_standbys(pg_replication: PostgresRepli
 
         per_standby = await eventually(served, what="the standbys' scans of hash_records")
         print(f"reads served by the standbys: {per_standby}")
+        report(
+            "postgresql: eventual reads on standbys",
+            reads=reads,
+            reads_spread=reads,
+            standby_scans={f"127.0.0.1:{port}": n for port, n in per_standby.items()},
+        )
 
 
 @pytest.mark.pg_topology(standbys=2)
@@ -140,6 +147,11 @@ async def test_read_your_writes_also_while_replay_is_paused(
             f"{paused_iterations} correct while paused, {timeouts} bounded waits timed out"
         )
         assert timeouts == paused_iterations
+        report(
+            "postgresql: read_your_writes, replay paused",
+            reads=iterations + paused_iterations,
+            **{k: paused[k] for k in ("reads_spread", "gtid_waits", "gtid_wait_timeouts")},
+        )
 
         for standby in topology.standbys:
             await asyncio.to_thread(topology.resume_replay, standby)
@@ -227,6 +239,15 @@ async def test_promotion_after_the_primary_is_killed_loses_nothing_acknowledged(
     print(
         f"promotion audit: {len(acknowledged)} acknowledged ({at_kill} before the kill), "
         f"{len(failed)} failed, lost {len(lost)}, doubled {doubled}"
+    )
+    report(
+        "postgresql: primary killed, standby promoted (synchronous)",
+        acknowledged_before_failover=at_kill,
+        lost_before_failover=len([p for p in acknowledged[:at_kill] if p not in present]),
+        acknowledged_after_failover=len(acknowledged) - at_kill,
+        lost_after_failover=len([p for p in acknowledged[at_kill:] if p not in present]),
+        duplicated=int(doubled),
+        failed_calls=len(failed),
     )
     assert lost == []
     assert doubled == "0"
