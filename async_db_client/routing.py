@@ -32,8 +32,9 @@ write's position is taken and waited for) is a :class:`ReplicationProbe`:
 * **Reads are spread.** Reads outside a transaction go round-robin over the replicas
   whose SQL thread runs and whose lag is at most ``max_replication_lag`` (replication),
   or over every synced node (galera); with none fit, to the primary. A PostgreSQL
-  standby's lag is 0 when it has replayed all the WAL it received (so an idle standby of
-  an idle primary is current, however old its last replayed transaction), else the age
+  standby's lag is 0 when it has replayed all the WAL it received (given
+  ``PG_CATCH_UP`` to finish: so an idle standby of an idle primary is current, however
+  old its last replayed transaction), else the age
   of the last transaction it replayed (``now() - pg_last_xact_replay_timestamp()``, on
   the primary's clock as read on the standby's); a standby without a WAL receiver (its
   primary gone) reads only while no primary answers. A read whose server
@@ -325,18 +326,23 @@ def _lsn(text: str) -> int | None:
 #: the WAL it received (an idle primary sends nothing, so an idle standby is current
 #: however old its last replayed transaction is); otherwise the age of the last
 #: transaction it replayed (``now() - pg_last_xact_replay_timestamp()``: how stale what
-#: it shows is, on the primary's clock as the standby's clock reads it); NULL (unknown)
-#: when it has no WAL receiver (not connected to a primary) or replayed no transaction
-#: yet. ``pg_stat_wal_receiver`` shows its row (the pid at least) to any user.
+#: it shows is at most, on the primary's clock as the standby's clock reads it); NULL
+#: (unknown) when it has no WAL receiver (not connected to a primary) or replayed no
+#: transaction yet. ``pg_stat_wal_receiver`` shows its row (the pid at least) to any user.
 PG_PROBE = (
     "SELECT pg_is_in_recovery(), current_setting('transaction_read_only'),"
-    " pg_last_wal_replay_lsn()::text,"
+    " pg_last_wal_replay_lsn()::text, pg_last_wal_receive_lsn()::text,"
     " EXISTS (SELECT 1 FROM pg_stat_wal_receiver WHERE pid IS NOT NULL),"
     " CASE WHEN NOT pg_is_in_recovery() THEN NULL"
     " WHEN pg_last_wal_replay_lsn() >= pg_last_wal_receive_lsn() THEN 0.0"
     " ELSE extract(epoch FROM clock_timestamp() - pg_last_xact_replay_timestamp())::float8"
     " END"
 )
+#: A standby found behind what it received gets this long to replay it before the age of
+#: its last replayed transaction counts as its lag: the WAL an idle primary still writes
+#: (checkpoints, running-transactions records) is replayed in microseconds, and must not
+#: make a standby whose last transaction is hours old look hours behind.
+PG_CATCH_UP = 0.2
 #: Polls of a standby waiting for a WAL position: the first soon, then at most this far
 #: apart (PostgreSQL 15 has no server-side wait for an LSN).
 PG_WAIT_POLL = (0.002, 0.05)
@@ -384,7 +390,9 @@ class PostgreSQLReplication:
     ) -> None:
         row = await session.fetchone(PG_PROBE)
         assert row is not None
-        in_recovery, read_only, replayed, receiving, lag = row
+        in_recovery, read_only, replayed, received, receiving, lag = row
+        if lag and received and await self.wait(session, str(received), PG_CATCH_UP):
+            lag = 0.0  # it was replaying what it had just received
         host.readable = False
         host.writable = not in_recovery and str(read_only).lower() != "on"
         if not in_recovery:

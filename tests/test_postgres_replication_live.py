@@ -116,6 +116,38 @@ async def test_eventual_reads_land_on_the_standbys(pg_replication: PostgresRepli
         )
 
 
+@pytest.mark.pg_topology(standbys=1)
+async def test_an_idle_standby_is_not_lagging_however_old_its_last_transaction(
+    pg_replication: PostgresReplication,
+) -> None:
+    """The lag is 0 while a standby has replayed what it received: an idle primary's
+    standby is current, though its last replayed transaction grows older, and WAL without
+    a transaction (a checkpoint) does not make it look as old as that transaction."""
+    topology = pg_replication
+    standby = topology.standbys[0]
+    async with client(config(topology, read_consistency="eventual", max_replication_lag=0.5)) as db:
+        assert await db.insert_or_update_hash(HashRecord(path="/idle", current_hash="h"))
+        await asyncio.to_thread(topology.wait_replayed)
+        age = "SELECT extract(epoch FROM now() - pg_last_xact_replay_timestamp()) > 1"
+        await eventually(
+            lambda: _sql_true(standby, age),
+            what="the standby's last replayed transaction older than 1 s",
+        )
+        assert topology.primary is not None
+        await asyncio.to_thread(topology.primary.sql, "CHECKPOINT")
+        await asyncio.to_thread(topology.primary.sql, "SELECT pg_switch_wal()")
+        described = await db.topology()
+        host = {h["address"]: h for h in described["remote"]["hosts"]}[topology.address(standby)]
+        assert (host["role"], host["lag_s"], host["serves"]) == ("standby", 0.0, ["reads"])
+        spread = counters(described)["reads_spread"]
+        record = await db.get_hash_record("/idle")
+        assert record is not None and counters(await db.topology())["reads_spread"] == spread + 1
+
+
+async def _sql_true(node: Any, query: str) -> bool:
+    return await asyncio.to_thread(node.sql, query) == "t"
+
+
 @pytest.mark.pg_topology(standbys=2)
 async def test_read_your_writes_also_while_replay_is_paused(
     pg_replication: PostgresReplication,
