@@ -324,3 +324,31 @@ async def test_cli_topology_names_the_primary_and_the_standbys(
     table = await asyncio.to_thread(cli, "topology")
     assert table.returncode == 0 and f"writes go to {primary}" in table.stdout
     assert "standby" in table.stdout
+
+
+@pytest.mark.pg_topology(standbys=2)
+async def test_a_killed_standby_is_deny_listed_and_reads_go_on(
+    pg_replication: PostgresReplication,
+) -> None:
+    topology = pg_replication
+    victim = topology.standbys[0]
+    address = topology.address(victim)
+    async with client(config(topology, read_consistency="eventual")) as db:
+        assert await db.insert_or_update_hash(HashRecord(path="/d", current_hash="h"))
+        await asyncio.to_thread(topology.wait_replayed)
+        for _ in range(4):  # pooled connections on both standbys
+            assert await db.get_hash_record("/d") is not None
+        await asyncio.to_thread(victim.kill)
+        for _ in range(20):
+            record = await db.get_hash_record("/d")
+            assert record is not None and record.current_hash == "h"
+        host = {h["address"]: h for h in (await db.topology())["remote"]["hosts"]}[address]
+        assert host["role"] == "down" and host["serves"] == []
+
+        await asyncio.to_thread(victim.start)
+
+        async def serves_again() -> bool:
+            hosts = {h["address"]: h for h in (await db.topology())["remote"]["hosts"]}
+            return hosts[address]["serves"] == ["reads"]
+
+        await eventually(serves_again, what=f"{address} serving reads again")
