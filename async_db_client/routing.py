@@ -124,7 +124,8 @@ class RoutingCounters:
     reads_spread: int = 0
     #: Reads sent to the writer: none fit elsewhere, or read_your_writes without GTIDs.
     reads_on_writer: int = 0
-    #: Replica reads that first waited for this client's writes (MASTER_GTID_WAIT).
+    #: Replica reads that first waited for this client's writes (MASTER_GTID_WAIT;
+    #: PostgreSQL: the write's WAL LSN, polled on the standby).
     gtid_waits: int = 0
     #: ... of which timed out, the read then going to the writer.
     gtid_wait_timeouts: int = 0
@@ -195,7 +196,8 @@ class Host:
     #: Loop time until which it gets no calls (0: not deny-listed).
     denied_until: float = 0.0
     failures: int = 0
-    #: The replica has applied at least these GTIDs (domain -> sequence).
+    #: The replica has applied at least these GTIDs (domain -> sequence; PostgreSQL:
+    #: 0 -> the LSN it replayed).
     applied: dict[int, int] = field(default_factory=dict)
 
     def denied(self, now: float) -> bool:
@@ -478,8 +480,8 @@ class Topology:
         return await self._wait_for(self._pick_writer, "writes")
 
     async def reader(self) -> tuple[Host, str | None]:
-        """The server for a read outside a transaction, and the GTID position it must
-        wait for first (None: read at once)."""
+        """The server for a read outside a transaction, and the position (GTIDs, or a
+        PostgreSQL LSN) it must wait for first (None: read at once)."""
         loop = asyncio.get_running_loop()
         self._tick(loop)
         if self.mode == "sequential" or self._checked_at is None:
