@@ -2,11 +2,14 @@
 ``pg_basebackup`` standbys (:class:`~tests.support.postgres_topology.PostgresReplication`).
 
 What :mod:`async_db_client.routing` promises, on real servers: reads outside a
-transaction go to the standbys; read_your_writes holds (a standby read waits, bounded, for
-the write's WAL position, else reads on the primary), also while replay is paused; a
-server that refuses a write for being read-only (25006) is rediscovered and the write
-lands on the primary; after the primary is killed and a synchronous standby promoted,
-writes resume there and nothing acknowledged is lost.
+transaction go to the standbys (counted by the standbys' own statistics); an idle
+standby is not lagging; read_your_writes holds (a standby read waits, bounded, for the
+write's WAL position, else reads on the primary), also while replay is paused; a server
+that refuses a write for being read-only (25006) is rediscovered and the write lands on
+the primary; a killed standby is deny-listed and reads go on; after the primary is
+killed and a synchronous standby promoted, writes resume there and nothing acknowledged
+is lost; the CLI's ``topology`` names each server's role. Waits are for conditions,
+never for a time.
 """
 
 from __future__ import annotations
@@ -174,11 +177,16 @@ async def test_read_your_writes_also_while_replay_is_paused(
             assert record is not None and record.current_hash == f"p{i}", i
         paused = counters(await db.topology())
         timeouts = paused["gtid_wait_timeouts"] - running["gtid_wait_timeouts"]
+        waits = paused["gtid_waits"] - running["gtid_waits"]
+        on_primary = paused["reads_on_writer"] - running["reads_on_writer"]
         print(
             f"read_your_writes: {iterations} correct while replaying ({running}), "
-            f"{paused_iterations} correct while paused, {timeouts} bounded waits timed out"
+            f"{paused_iterations} correct while paused, {timeouts} bounded waits timed out, "
+            f"{on_primary} straight to the primary"
         )
-        assert timeouts == paused_iterations
+        # No wait on a paused standby ever succeeds; each paused read waited in vain, or
+        # (a standby's probe failed on a loaded machine) went to the primary at once.
+        assert waits == timeouts and timeouts + on_primary == paused_iterations
         report(
             "postgresql: read_your_writes, replay paused",
             reads=iterations + paused_iterations,
