@@ -68,7 +68,8 @@ bench: install
 reliability: install
 	ADC_RELIABILITY_REPORT=1 $(PY) -m pytest -q -m "live or slow" tests/test_faults_live.py \
 		tests/test_outbox_live.py tests/test_load_live.py tests/test_restart_live.py \
-		tests/test_ha_live.py tests/test_postgres_faults_live.py
+		tests/test_ha_live.py tests/test_postgres_faults_live.py \
+		tests/test_postgres_replication_live.py
 	$(PY) tools/write_reliability.py
 
 clean:

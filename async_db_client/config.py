@@ -350,17 +350,29 @@ class PostgreSQLConfig(_ServerConfig):
     transaction.
 
     Several servers: ``hosts`` instead of ``host``, each ``"host"``, ``"host:port"`` or
-    ``"[v6 address]:port"``. Connections go to the primary: the first host that answers
-    and is not in recovery (``pg_is_in_recovery()``, asyncpg's
-    ``target_session_attrs='primary'``); a statement a server refuses for being read-only
-    (SQLSTATE 25006: it was demoted) makes the pool drop its connections and find the
-    primary again.
+    ``"[v6 address]:port"``: a primary and its streaming-replication standbys
+    (``ha_mode``: ``replication``, the only mode PostgreSQL has here). As on MySQL (see
+    :mod:`async_db_client.routing`): writes and transactions go to the primary (not in
+    recovery, not read-only), reads outside a transaction round-robin over the standbys
+    at most ``max_replication_lag`` seconds behind, and ``read_consistency``
+    (``read_your_writes``, the default, or ``eventual``) says whether a read after this
+    client's write must see it (a standby read first waits, bounded, for the write's WAL
+    position to be replayed there, else reads on the primary). A write a server refuses
+    for being read-only (SQLSTATE 25006) makes the client find the primary again and run
+    it there.
+
+    ``hosts`` with one entry keeps the single-pool behaviour: connections go to that
+    server only while it is a primary (asyncpg's ``target_session_attrs='primary'``), and
+    a 25006 makes the pool drop its connections.
     """
 
     type: Literal["postgresql"] = "postgresql"
     host: Annotated[str, Field(min_length=1)] | None = None
     port: Annotated[int, Field(ge=1, le=65535)] = 5432
     hosts: list[Annotated[str, Field(min_length=1)]] | None = None
+    ha_mode: str = "replication"
+    read_consistency: Literal["read_your_writes", "eventual"] = "read_your_writes"
+    max_replication_lag: PositiveSeconds = 5.0
     # PostgreSQL truncates identifiers to 63 bytes: a longer name would silently be
     # another database.
     database: Annotated[str, Field(min_length=1, max_length=63)]
@@ -372,7 +384,23 @@ class PostgreSQLConfig(_ServerConfig):
     @model_validator(mode="after")
     def _one_way_to_name_servers(self) -> PostgreSQLConfig:
         _check_servers(self.host, self.hosts, self.port)
+        if self.ha_mode != "replication":
+            raise ValueError(
+                f"ha_mode: {self.ha_mode!r} is not a PostgreSQL mode; PostgreSQL has only "
+                "'replication' (a primary and its streaming-replication standbys)"
+            )
         return self
+
+    @property
+    def routed(self) -> bool:
+        """Several servers, each with a pool of its own and a router choosing among them
+        (a one-entry ``hosts`` keeps the one pool that connects to a primary only)."""
+        return self.hosts is not None and len(self.hosts) > 1
+
+    def for_host(self, host: str, port: int) -> PostgreSQLConfig:
+        """This config for one of its servers: what that server's pool and driver use
+        (``host``, so the driver connects to it whatever its role)."""
+        return self.model_copy(update={"hosts": None, "host": host, "port": port})
 
     @property
     def addresses(self) -> list[tuple[str, int]]:

@@ -12,6 +12,7 @@ import pytest
 from hypothesis import settings
 
 from async_db_client import FakeClock
+from tests.support.postgres_topology import PostgresReplication, require_pg_topology
 from tests.support.topologies import (
     GaleraTopology,
     ReplicationTopology,
@@ -79,6 +80,16 @@ def galera_topology() -> Iterator[GaleraTopology]:
     mariadbd; failed under CI=true)."""
     require_topology("galera")
     with GaleraTopology() as topology:
+        yield topology
+
+
+@pytest.fixture(scope="session")
+def pg_replication_topology() -> Iterator[PostgresReplication]:
+    """A PostgreSQL primary and two streaming standbys, private servers (skipped without
+    root or postgresql-15; failed under CI=true). Shared: tests that kill, promote or
+    pause make their own (tests/test_postgres_replication_live.py)."""
+    require_pg_topology()
+    with PostgresReplication(standbys=2) as topology:
         yield topology
 
 

@@ -63,6 +63,9 @@ def test_ssl_pool_pgbouncer_and_hosts() -> None:
         ({"pgbouncer": "sometimes"}, "database.remote_config.pgbouncer"),
         ({"driver": "psycopg"}, "database.remote_config.driver"),
         ({"pool": {"max_size": 0}}, "database.remote_config.pool.max_size"),
+        ({"hosts": None, "ha_mode": "galera"}, "database.remote_config.ha_mode"),
+        ({"read_consistency": "strong"}, "database.remote_config.read_consistency"),
+        ({"max_replication_lag": 0}, "database.remote_config.max_replication_lag"),
     ],
 )
 def test_bad_keys_are_named_never_the_password(keys: dict[str, Any], key: str) -> None:
@@ -137,3 +140,17 @@ def test_sqlstates_map_into_the_hierarchy() -> None:
     assert pg_error_class("23502") is IntegrityError  # not_null_violation
     assert pg_error_class("42P01") is QueryError  # undefined_table
     assert pg_error_class(None) is QueryError
+
+
+def test_several_hosts_are_routed_one_host_is_not() -> None:
+    routed = parse_config(_config(host=None, hosts=["a", "b:5433"])).database.remote_config
+    assert isinstance(routed, PostgreSQLConfig) and routed.routed
+    assert routed.ha_mode == "replication" and routed.read_consistency == "read_your_writes"
+    assert routed.max_replication_lag == 5.0
+    one = routed.for_host("b", 5433)
+    assert (one.hosts, one.addresses, one.routed) == (None, [("b", 5433)], False)
+    single = parse_config(_config(host=None, hosts=["a"])).database.remote_config
+    assert isinstance(single, PostgreSQLConfig) and not single.routed
+    with pytest.raises(ConfigurationError) as info:
+        parse_config(_config(host=None, hosts=["a", "b"], ha_mode="sequential"))
+    assert "ha_mode" in str(info.value) and "'replication'" in str(info.value)

@@ -177,9 +177,43 @@ FAULTS = [
         "galera: writer node SIGSTOPped during a bulk write, then rejoining",
     ),
     (
-        "tests/contract on mysql-replication and mysql-galera",
-        "the whole contract suite on a primary with two replicas (listed replica first) "
-        "and on a 3-node Galera cluster",
+        "tests/test_postgres_replication_live.py · eventual reads",
+        "a PostgreSQL primary and two pg_basebackup standbys; 40 reads with "
+        "read_consistency eventual",
+        "every read lands on a standby (the router's counter, and each standby's own "
+        "pg_stat_user_tables scans of the table)",
+        "postgresql: eventual reads on standbys",
+    ),
+    (
+        "tests/test_postgres_replication_live.py · read_your_writes, replay paused",
+        "200 write-then-read pairs on a primary and two standbys, then 5 more with WAL "
+        "replay paused on both (pg_wal_replay_pause)",
+        "every read returns the write just made: standby reads wait for the write's LSN, "
+        "and while replay is paused each bounded wait times out and the read runs on the "
+        "primary",
+        "postgresql: read_your_writes, replay paused",
+    ),
+    (
+        "tests/test_postgres_replication_live.py · read-only primary",
+        "the primary set default_transaction_read_only behind the client's back (periodic "
+        "discovery off), the standby promoted",
+        "the refused write (25006) triggers a discovery and lands on the new primary, "
+        "nothing on the old one",
+        None,
+    ),
+    (
+        "tests/test_postgres_replication_live.py · primary killed (synchronous)",
+        "SIGKILL of the PostgreSQL primary (synchronous_standby_names '*') during writes, "
+        "then pg_promote() on the standby",
+        "writes resume on the promoted standby with the same client; nothing acknowledged "
+        "lost, nothing doubled",
+        "postgresql: primary killed, standby promoted (synchronous)",
+    ),
+    (
+        "tests/contract on mysql-replication, mysql-galera and postgresql-replication",
+        "the whole contract suite on a primary with two replicas (listed replica first), "
+        "on a 3-node Galera cluster and on a PostgreSQL primary with two standbys (listed "
+        "standby first)",
         "every contract holds unchanged: read_your_writes makes several servers answer "
         "like one",
         None,
@@ -357,6 +391,7 @@ COLUMNS = [
     ("seconds", "seconds"),
     ("reads", "reads"),
     ("com_select", "Com_select by server"),
+    ("standby_scans", "table scans by standby"),
     ("reads_spread", "reads on replicas"),
     ("reads_on_writer", "reads on the primary"),
     ("gtid_waits", "GTID waits"),

@@ -145,7 +145,9 @@ def build_store(
         }[tier]
         return make() if shared is None else shared.store(tier, make)
     dialect = _dialect(config)
-    if isinstance(config, MySQLConfig) and config.hosts is not None:
+    if (isinstance(config, MySQLConfig) and config.hosts is not None) or (
+        isinstance(config, PostgreSQLConfig) and config.routed
+    ):
         executor = _routed_executor(tier, dialect, config, pools, positions or WritePositions())
         target = target_of(config, executor.driver)
     else:
@@ -227,7 +229,7 @@ def _executor(
 def _routed_executor(
     tier: str,
     dialect: Dialect,
-    config: MySQLConfig,
+    config: MySQLConfig | PostgreSQLConfig,
     pools: PoolManager,
     positions: WritePositions,
 ) -> Executor:

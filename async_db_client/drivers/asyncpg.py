@@ -47,8 +47,10 @@ Errors map by SQLSTATE into this library's hierarchy (:func:`pg_error_class`):
 serialization failures (40001) and deadlocks (40P01) are
 :class:`~async_db_client.errors.TransientQueryError` (retried as MySQL's deadlocks are),
 a write refused by a read-only server (25006) is
-:class:`~async_db_client.errors.ServerRoleError` (with several hosts the pool then drops
-its connections and finds the primary again), connection failures (class 08, admin
+:class:`~async_db_client.errors.ServerRoleError` (with a one-entry ``hosts`` the pool
+then drops its connections and finds the primary again; with several, each server has a
+driver of its own and :mod:`async_db_client.routing` rediscovers the roles), connection
+failures (class 08, admin
 shutdown 57P01-57P03, a dropped socket) are
 :class:`~async_db_client.errors.ConnectionLostError`, class 23 is
 :class:`~async_db_client.errors.IntegrityError`, the rest

@@ -7,6 +7,7 @@ according to ``CI``, when their server is unreachable.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 from collections.abc import AsyncIterator, Callable
@@ -244,6 +245,41 @@ class PostgreSQLLeastPrivilegeBackend(PostgreSQLBackend):
         await empty_pg_tables(self.database, tier)  # as the admin: the runtime user may not
 
 
+class PostgreSQLReplicationBackend(PostgreSQLBackend):
+    """A PostgreSQL primary and two streaming standbys (tests/support/postgres_topology.py),
+    listed standbys first: the router must find the primary, and read_your_writes (the
+    default) must make every read see the write before it, as on one server."""
+
+    name = "postgresql-replication"
+    marks = (pytest.mark.live, pytest.mark.slow)
+    DATABASE = "adc_pg_contract"
+
+    def setup(self, request: pytest.FixtureRequest) -> None:
+        self.topology = request.getfixturevalue("pg_replication_topology")
+        if not getattr(self.topology, "adc_contract_database", False):
+            self.topology.create_database(self.DATABASE)
+            self.topology.adc_contract_database = True
+        self.database = self.DATABASE
+
+    def tier_config(self) -> dict[str, Any]:
+        return {
+            "hosts": list(reversed(self.topology.hosts)),
+            "database": self.database,
+            "user": "postgres",
+            "ssl": {"sslmode": "disable"},
+            "pool": {"min_size": 1, "max_size": 8, "acquire_timeout": 10},
+        }
+
+    async def prepare(self, tier: str, repo: Any) -> None:
+        await repo.migrate()
+        primary = self.topology.primary
+        for table in TABLES[tier]:
+            await asyncio.to_thread(primary.sql, f"DELETE FROM {table}", self.database)
+        # The tests' own deletes are not the client's writes: wait until every standby
+        # has them before the client reads.
+        await asyncio.to_thread(self.topology.wait_replayed)
+
+
 class RepoBackend(Backend):
     """A backend whose three tiers come from one ``_repo(tier, clock)`` context manager."""
 
@@ -472,6 +508,7 @@ BACKENDS: list[Callable[[], Backend]] = [
     MySQLGaleraBackend,
     PostgreSQLBackend,
     PostgreSQLLeastPrivilegeBackend,
+    PostgreSQLReplicationBackend,
     MSSQLPeerBackend,
     MSSQLLiveBackend,
 ]

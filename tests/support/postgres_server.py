@@ -1,5 +1,6 @@
 """A private, throwaway PostgreSQL 15 for the fault and multi-host tests: its own data
-directory (made by ``initdb``; with ``standby=True`` kept in recovery, as a replica), its
+directory (made by ``initdb``; with ``standby=True`` kept in recovery, as a replica; with
+``base_backup_of`` a ``pg_basebackup -R`` of another one: its streaming standby), its
 own port on 127.0.0.1, run as the ``postgres`` user (PostgreSQL
 refuses root), started and stopped by PID.
 
@@ -36,6 +37,7 @@ class PrivatePostgres:
         standby: bool = False,
         password: str | None = None,
         settings: dict[str, str] | None = None,
+        base_backup_of: PrivatePostgres | None = None,
     ) -> None:
         if not os.path.exists(f"{BIN}/initdb"):
             unavailable(f"no {BIN}/initdb: apt-get install postgresql-15")
@@ -51,6 +53,15 @@ class PrivatePostgres:
         self.process: subprocess.Popen[bytes] | None = None
         #: Extra server settings (``-c name=value``), e.g. TLS.
         self.settings = dict(settings or {})
+        if base_backup_of is not None:
+            # A streaming-replication standby of a running server: its data copied by
+            # pg_basebackup, which writes primary_conninfo and standby.signal (-R).
+            self._as_postgres(
+                [f"{BIN}/pg_basebackup", "-h", "127.0.0.1", "-p", str(base_backup_of.port),
+                 "-U", "postgres", "-D", self.data, "-R", "-X", "stream", "-c", "fast",
+                 "--no-sync"],
+            )  # fmt: skip
+            return
         auth = ["--auth=trust"]
         if password is not None:
             # Logins over TCP need the password (scram-sha-256); the socket stays trust.
@@ -88,6 +99,18 @@ class PrivatePostgres:
             process.wait(timeout=60)
         self._mark_standby()
         self.start()
+
+    def sql(self, statement: str, database: str = "postgres") -> str:
+        """Run ``statement`` with psql as the superuser; its output (unaligned)."""
+        result = subprocess.run(
+            [f"{BIN}/psql", "-X", "-A", "-t", "-q", "-v", "ON_ERROR_STOP=1",
+             "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "-d", database,
+             "-c", statement],
+            capture_output=True, timeout=60,
+        )  # fmt: skip
+        if result.returncode != 0:
+            raise RuntimeError(f"psql {statement!r}: {result.stderr.decode(errors='replace')}")
+        return result.stdout.decode().strip()
 
     def _as_postgres(self, args: list[str]) -> None:
         result = subprocess.run(
