@@ -9,7 +9,12 @@ the facade's overhead alone (issue 12's target: sync minus async ≤ 25 µs). Co
 alternate within each round (rotated order), medians of ``--rounds`` rounds of
 ``--calls`` calls; results in ``benchmarks/results/sync.json``.
 
-Usage: ``python benchmarks/bench_sync.py [--rounds 7] [--calls 20000]``.
+Where valgrind is installed, the same two calls are also counted in instructions
+(``valgrind --tool=callgrind``, the difference between runs of 200 and 1,200 calls, so
+start-up cancels out): a figure the machine's load does not move.
+
+Usage: ``python benchmarks/bench_sync.py [--rounds 7] [--calls 20000]``; with
+``--count async|sync_facade N`` it only makes N calls (what callgrind runs).
 """
 
 from __future__ import annotations
@@ -18,7 +23,11 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import statistics
+import subprocess
+import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -43,11 +52,55 @@ def timed(call: Callable[[], object], calls: int) -> float:
     return (time.perf_counter() - started) / calls * 1e6
 
 
+def count(mode: str, calls: int) -> None:
+    """Make ``calls`` in-memory reads, awaited or through the facade (under callgrind)."""
+    sdb = SyncFactory(CONFIG).create_client()
+    sdb.insert_or_update_hash(RECORD)
+    sdb.get_hash_record("/bench")
+    if mode == "async":
+        adb = sdb.async_client
+
+        async def reads() -> None:
+            for _ in range(calls):
+                await adb.get_hash_record("/bench")
+
+        sdb._lane().run(reads())
+    else:
+        for _ in range(calls):
+            sdb.get_hash_record("/bench")
+    sdb.close()
+
+
+def instructions_per_call() -> dict[str, int] | None:
+    """Instructions per call of each mode by callgrind, or None without valgrind."""
+    valgrind = shutil.which("valgrind")
+    if valgrind is None:
+        return None
+    counts: dict[str, int] = {}
+    with tempfile.TemporaryDirectory() as scratch:
+        for mode in ("async", "sync_facade"):
+            totals = []
+            for calls in (200, 1_200):
+                run = subprocess.run(
+                    [valgrind, "--tool=callgrind", f"--callgrind-out-file={scratch}/out",
+                     sys.executable, __file__, "--count", mode, str(calls)],
+                    capture_output=True, text=True, check=True,
+                )
+                collected = [ln for ln in run.stderr.splitlines() if "Collected :" in ln]
+                totals.append(int(collected[-1].split()[-1]))
+            counts[mode] = (totals[1] - totals[0]) // 1_000
+    return counts
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--calls", type=int, default=20_000)
+    parser.add_argument("--count", nargs=2, metavar=("MODE", "N"))
     args = parser.parse_args()
+    if args.count:
+        count(args.count[0], int(args.count[1]))
+        return
 
     # The async client on a loop of this thread: each round is one run of that loop, so
     # a call costs the library's own work only.
@@ -119,10 +172,12 @@ def main() -> None:
         "median_us_per_call": {k: round(v, 2) for k, v in median.items()},
         "sync_overhead_us": round(overhead, 2),
         "target_sync_overhead_us": 25,
+        "instructions_per_call": instructions_per_call(),
     }
     RESULTS.parent.mkdir(exist_ok=True)
     RESULTS.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps({k: result[k] for k in ("median_us_per_call", "sync_overhead_us")}))
+    shown = ("median_us_per_call", "sync_overhead_us", "instructions_per_call")
+    print(json.dumps({k: result[k] for k in shown}))
 
 
 if __name__ == "__main__":
