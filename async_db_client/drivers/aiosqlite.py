@@ -34,16 +34,8 @@ from typing import Any
 
 import aiosqlite
 
+from .. import errors
 from ..config import PoolSettings, SQLiteConfig
-from ..errors import (
-    AsyncDBClientError,
-    ConnectionLostError,
-    DBConnectionError,
-    IntegrityError,
-    QueryError,
-    QueryTimeoutError,
-    TransientQueryError,
-)
 from .base import ExecResult, Row
 
 __all__ = ["AiosqliteDriver", "sqlite_error_class"]
@@ -60,22 +52,23 @@ _FOREVER = 10 * 365 * 24 * 3600.0
 _THREAD_EXIT_WAIT = 2.0
 
 
-def sqlite_error_class(exc: BaseException) -> type[AsyncDBClientError]:
+def sqlite_error_class(exc: BaseException) -> type[errors.AsyncDBClientError]:
     """Which of this library's errors a sqlite3 / aiosqlite exception means."""
     if isinstance(exc, sqlite3.IntegrityError):
-        return IntegrityError
+        return errors.IntegrityError
     if isinstance(exc, ValueError) or (
         isinstance(exc, sqlite3.ProgrammingError) and "closed" in str(exc).lower()
     ):
-        return ConnectionLostError  # aiosqlite: "Connection closed"; sqlite3: closed database
+        # aiosqlite: "Connection closed"; sqlite3: closed database
+        return errors.ConnectionLostError
     code = _code(exc)
     if code in TRANSIENT_CODES or "database is locked" in str(exc):
-        return TransientQueryError
+        return errors.TransientQueryError
     if code == SQLITE_INTERRUPT:
-        return QueryTimeoutError
+        return errors.QueryTimeoutError
     if code == SQLITE_CONSTRAINT:
-        return IntegrityError
-    return QueryError
+        return errors.IntegrityError
+    return errors.QueryError
 
 
 def _code(exc: BaseException) -> int | None:
@@ -158,7 +151,7 @@ class AiosqliteDriver:
             await _close_quietly(conn)
             if isinstance(exc, sqlite3.Error | OSError):
                 reason = _message(exc)
-                raise DBConnectionError(
+                raise errors.DBConnectionError(
                     f"cannot open {self.description}: {reason}", reason=reason
                 ) from exc
             raise
@@ -184,7 +177,7 @@ class AiosqliteDriver:
         try:
             in_transaction = conn.in_transaction
         except (ValueError, sqlite3.ProgrammingError):
-            raise ConnectionLostError("connection closed") from None
+            raise errors.ConnectionLostError("connection closed") from None
         if in_transaction:
             await _run(conn, "ROLLBACK")
 
@@ -230,12 +223,12 @@ class AiosqliteDriver:
         if conn.in_transaction:
             await _run(conn, "ROLLBACK")
 
-    def translate(self, exc: Exception) -> AsyncDBClientError:
-        if isinstance(exc, AsyncDBClientError):
+    def translate(self, exc: Exception) -> errors.AsyncDBClientError:
+        if isinstance(exc, errors.AsyncDBClientError):
             return exc
         error_class = sqlite_error_class(exc)
         message = f"{self.description}: {_message(exc)}"
-        if issubclass(error_class, QueryError):
+        if issubclass(error_class, errors.QueryError):
             return error_class(message, code=_code(exc))
         return error_class(message)
 

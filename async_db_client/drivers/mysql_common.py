@@ -18,17 +18,8 @@ import ssl
 from collections.abc import Iterable, Sequence
 from typing import Any, Protocol, Self
 
+from .. import errors
 from ..config import MySQLConfig, PoolSettings, TLSConfig
-from ..errors import (
-    AsyncDBClientError,
-    ConnectionLostError,
-    DBConnectionError,
-    IntegrityError,
-    QueryError,
-    QueryTimeoutError,
-    ServerRoleError,
-    TransientQueryError,
-)
 from .base import tls_failure
 
 __all__ = [
@@ -91,19 +82,19 @@ TLS_FAILED = "TLS failed"
 NO_TLS_OFFERED = f"{TLS_FAILED}: the server does not offer TLS, and ssl is configured"
 
 
-def mysql_error_class(code: int | None) -> type[AsyncDBClientError]:
+def mysql_error_class(code: int | None) -> type[errors.AsyncDBClientError]:
     """Which of this library's errors a MySQL error code means."""
     if code in DISCONNECT_CODES:
-        return ConnectionLostError
+        return errors.ConnectionLostError
     if code in ROLE_CODES:
-        return ServerRoleError
+        return errors.ServerRoleError
     if code in TRANSIENT_CODES:
-        return TransientQueryError
+        return errors.TransientQueryError
     if code in INTEGRITY_CODES:
-        return IntegrityError
+        return errors.IntegrityError
     if code in TIMEOUT_CODES:
-        return QueryTimeoutError
-    return QueryError
+        return errors.QueryTimeoutError
+    return errors.QueryError
 
 
 @functools.lru_cache(maxsize=512)
@@ -209,13 +200,13 @@ def error_message(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
-def connect_error(description: str, exc: BaseException) -> DBConnectionError:
+def connect_error(description: str, exc: BaseException) -> errors.DBConnectionError:
     """This library's error for a driver's failed connect; a TLS failure says so (and
     is then never retried, see :func:`is_retryable_connect_error`). No password: the
     drivers' messages never hold one and ``description`` does not."""
     tls = tls_failure(exc)
     reason = f"{TLS_FAILED}: {tls}" if tls else connect_reason(exc)
-    return DBConnectionError.cannot_connect(description, reason)
+    return errors.DBConnectionError.cannot_connect(description, reason)
 
 
 CR_CONN_HOST_ERROR = 2003
@@ -244,7 +235,7 @@ def is_retryable_connect_error(exc: BaseException) -> bool:
     """True if a failed connect may succeed later (refused, unreachable, timed out, too
     many connections); False for TLS failures and refused logins."""
     cause = exc.__cause__ or exc.__context__ or exc
-    if isinstance(exc, DBConnectionError):
+    if isinstance(exc, errors.DBConnectionError):
         text = str(exc)
         if TLS_FAILED in text:
             return False
@@ -260,27 +251,27 @@ def translate_error(
     *,
     lost: tuple[type[BaseException], ...],
     server: type[BaseException],
-) -> AsyncDBClientError:
+) -> errors.AsyncDBClientError:
     """This library's exception for a driver exception.
 
     ``lost`` are the driver's exceptions meaning the stream is gone (its interface
     errors; OSError covers resets, broken pipes and socket timeouts); ``server`` is the
     base class of its MySQL errors, mapped by code (:func:`mysql_error_class`).
     """
-    if isinstance(exc, AsyncDBClientError):
+    if isinstance(exc, errors.AsyncDBClientError):
         return exc
     if isinstance(exc, lost):
-        return ConnectionLostError(f"{description}: connection lost: {error_message(exc)}")
+        return errors.ConnectionLostError(f"{description}: connection lost: {error_message(exc)}")
     message = f"{description}: {error_message(exc)}"
     if isinstance(exc, server):
         code = error_code(exc)
         error_class = mysql_error_class(code)
-        if error_class is ConnectionLostError:
-            return ConnectionLostError(message)
-        if issubclass(error_class, QueryError):
+        if error_class is errors.ConnectionLostError:
+            return errors.ConnectionLostError(message)
+        if issubclass(error_class, errors.QueryError):
             return error_class(message, code=code)
         return error_class(message)
-    return QueryError(message)
+    return errors.QueryError(message)
 
 
 class MySQLDriverBase:
@@ -345,7 +336,7 @@ class MySQLDriverBase:
 
     async def reset(self, conn: Any) -> None:
         if self._closed(conn):
-            raise ConnectionLostError("connection closed")
+            raise errors.ConnectionLostError("connection closed")
         if conn.get_transaction_status():
             await conn.rollback()
 

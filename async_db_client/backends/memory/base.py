@@ -22,7 +22,6 @@ import contextlib
 import threading
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import Any, ClassVar, Generic, Protocol, Self, TypeVar
 
 from ...errors import PoolClosedError, UsageError
@@ -71,12 +70,7 @@ class WriteSlot:
             # Otherwise it was already handed over: _grant sees it cancelled, passes it on.
             raise
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         self._release()
 
     def _release(self) -> None:
