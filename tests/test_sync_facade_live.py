@@ -29,6 +29,7 @@ from tests.support.live import (
     require_driver,
     server_connections,
 )
+from tests.support.mariadb_server import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -240,7 +241,7 @@ def test_after_fork_the_parent_keeps_working_whatever_the_children_did(
             "remote_type": "mysql",
             "remote_config": {
                 "host": "127.0.0.1",
-                "port": _refused_port(),
+                "port": free_port(),  # nothing listens there
                 "database": "x",
                 "user": "u",
                 "pool": {"acquire_timeout": 1, "connect_timeout": 0.5},
@@ -294,14 +295,6 @@ def test_after_fork_the_parent_keeps_working_whatever_the_children_did(
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.split() == ["ok", "7"]  # the parent's write and each child's
     settles(lambda: server_connections(own_database) == 0)
-
-
-def _refused_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 # ----------------------------------------------------------------------- threads

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-import socket
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,6 +31,7 @@ from async_db_client import (
 from async_db_client.sync import DBClientFactory as SyncDBClientFactory
 from async_db_client.telemetry import hooks
 from tests.support.live import MYSQL, connect, mysql_config
+from tests.support.mariadb_server import free_port
 
 BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0)
 RECORD = {"path": "/data/secret-name", "current_hash": "ab" * 32, "dirs": ["a"], "files": ["f"]}
@@ -77,12 +77,6 @@ def otel() -> Iterator[Otel]:
         yield sdk
     finally:
         telemetry.uninstrument()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def of_pool(points: Any, pool: str) -> list[Any]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import shutil
 import signal
 import socket
@@ -37,11 +38,40 @@ SMALL: dict[str, object] = {
 }
 
 
+def _ephemeral_ports() -> tuple[int, int]:
+    """The kernel's range of source ports for outgoing connections."""
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999  # Linux's default
+
+
+#: Ports handed out in this process: a server may not have bound its port yet when the
+#: next one is asked for.
+_GIVEN: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
+    """A loopback port nothing listens on, for a server a test starts, from outside the
+    kernel's ephemeral range. A port inside it can be taken, while its server is down
+    (killed, about to restart on the same port, as a Galera node must), as the source
+    port of any outgoing connection on the machine (its peers reconnecting to it, say):
+    the restart then fails with "Address already in use" (seen in CI)."""
+    low, high = _ephemeral_ports()
+    candidates = range(10_000, low) if low > 11_000 else range(high + 1, 65_536)
+    for _ in range(1_000):
+        port = random.choice(candidates)
+        if port in _GIVEN:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _GIVEN.add(port)
         return port
+    raise RuntimeError(f"no free loopback port in {candidates}")
 
 
 class _PortTaken(RuntimeError):
