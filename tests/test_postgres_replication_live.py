@@ -26,7 +26,7 @@ from typing import Any
 
 import pytest
 
-from async_db_client import DBClientFactory, routing
+from async_db_client import DBClientFactory, DBInstance, routing
 from async_db_client.errors import AsyncDBClientError
 from async_db_client.models import HashRecord
 from tests.support.postgres_topology import PostgresReplication, require_pg_topology
@@ -152,6 +152,14 @@ async def _sql_true(node: Any, query: str) -> bool:
 
 
 @pytest.mark.pg_topology(standbys=2)
+async def write_then_read(db: DBInstance, prefix: str, iterations: int) -> None:
+    """Each write's record read back at once returns that write."""
+    for i in range(iterations):
+        assert await db.insert_or_update_hash(HashRecord(path="/k", current_hash=f"{prefix}{i}"))
+        record = await db.get_hash_record("/k")
+        assert record is not None and record.current_hash == f"{prefix}{i}", i
+
+
 async def test_read_your_writes_also_while_replay_is_paused(
     pg_replication: PostgresReplication,
 ) -> None:
@@ -161,20 +169,14 @@ async def test_read_your_writes_also_while_replay_is_paused(
     async with client(config(topology, max_replication_lag=3600)) as db:
         assert await db.insert_or_update_hash(HashRecord(path="/k", current_hash="start"))
         iterations = 200
-        for i in range(iterations):
-            assert await db.insert_or_update_hash(HashRecord(path="/k", current_hash=f"h{i}"))
-            record = await db.get_hash_record("/k")
-            assert record is not None and record.current_hash == f"h{i}", i
+        await write_then_read(db, "h", iterations)
         running = counters(await db.topology())
         assert running["reads_spread"] >= iterations // 2  # the standbys served reads
 
         for standby in topology.standbys:
             await asyncio.to_thread(topology.pause_replay, standby)
         paused_iterations = 5
-        for i in range(paused_iterations):
-            assert await db.insert_or_update_hash(HashRecord(path="/k", current_hash=f"p{i}"))
-            record = await db.get_hash_record("/k")
-            assert record is not None and record.current_hash == f"p{i}", i
+        await write_then_read(db, "p", paused_iterations)
         paused = counters(await db.topology())
         timeouts = paused["gtid_wait_timeouts"] - running["gtid_wait_timeouts"]
         waits = paused["gtid_waits"] - running["gtid_waits"]
