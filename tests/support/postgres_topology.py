@@ -16,25 +16,20 @@ Waits poll the servers' own state with deadlines only a hang reaches.
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Callable, Iterable
 from typing import Self
 
 from tests.support.live import unavailable
 from tests.support.postgres_server import BIN, PrivatePostgres
+from tests.support.waiting import wait_until
 
 #: How long the servers may take to do what a test waits for (replay, promotion): only a
 #: hang gets this far on a loaded machine.
 SETTLE = 120.0
-POLL = 0.02
 
 
-def _poll(condition: Callable[[], bool], what: str, timeout: float = SETTLE) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout:g}s: {what}")
-        time.sleep(POLL)
+def _poll(condition: Callable[[], bool], what: str) -> None:
+    wait_until(condition, SETTLE, what=what)
 
 
 def require_pg_topology() -> None:
