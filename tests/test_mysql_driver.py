@@ -21,6 +21,7 @@ from async_db_client import (
     IntegrityError,
     QueryError,
     QueryTimeoutError,
+    ServerRoleError,
     TransientQueryError,
 )
 from async_db_client.config import MySQLConfig
@@ -130,6 +131,22 @@ def test_error_codes_map_to_the_hierarchy(
     assert type(error) is expected
     assert "mysql://u@h:3306/d" in str(error) and "pw" not in str(error)
     assert "pw" not in repr(adapter)
+
+
+@pytest.mark.parametrize("driver", drivers())
+def test_a_galera_node_outside_the_primary_component_refuses_for_its_role(driver: Any) -> None:
+    # What a node answered in CI when it lost the primary component while a bulk write
+    # streamed its fragments: nothing committed there, so the call may run elsewhere.
+    cls, operational_error = driver()
+    adapter = cls(MySQLConfig(host="h", database="d", user="u", password="pw"))
+    outside = operational_error(
+        1180,
+        "Error while appending streaming replication fragment"
+        "(provider status: Not connected to Primary Component)",
+    )
+    assert type(adapter.translate(outside)) is ServerRoleError
+    other = operational_error(1180, "Got error 149 during COMMIT")
+    assert type(adapter.translate(other)) is QueryError
 
 
 def test_asyncmy_protocol_errors_are_a_lost_connection() -> None:

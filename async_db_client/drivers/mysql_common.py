@@ -64,6 +64,10 @@ TRANSIENT_CODES = frozenset({1213, 1205})
 # or a primary being demoted) or a Galera node outside the primary component (1047).
 # Refused before it ran, so running it elsewhere is safe whatever it was.
 ROLE_CODES = frozenset({1290, 1047})
+# A Galera node that left the primary component while a large transaction streamed its
+# fragments answers 1180 (ER_ERROR_DURING_COMMIT) saying so: the transaction is rolled
+# back there (no node outside the primary component commits), so it is the same refusal.
+OUTSIDE_PRIMARY = (1180, "Not connected to Primary Component")
 INTEGRITY_CODES = frozenset({1062, 1048, 1451, 1452, 1364, 4025})
 TIMEOUT_CODES = frozenset({1969, 3024})  # MariaDB max_statement_time; MySQL max_execution_time
 CONNECT_RETRYABLE_CODES = frozenset({2002, 2003, 2005, 2006, 2013, 1040, 1053, 1129})
@@ -82,11 +86,11 @@ TLS_FAILED = "TLS failed"
 NO_TLS_OFFERED = f"{TLS_FAILED}: the server does not offer TLS, and ssl is configured"
 
 
-def mysql_error_class(code: int | None) -> type[errors.AsyncDBClientError]:
-    """Which of this library's errors a MySQL error code means."""
+def mysql_error_class(code: int | None, message: str = "") -> type[errors.AsyncDBClientError]:
+    """Which of this library's errors a MySQL error (code, and message) means."""
     if code in DISCONNECT_CODES:
         return errors.ConnectionLostError
-    if code in ROLE_CODES:
+    if code in ROLE_CODES or (code == OUTSIDE_PRIMARY[0] and OUTSIDE_PRIMARY[1] in message):
         return errors.ServerRoleError
     if code in TRANSIENT_CODES:
         return errors.TransientQueryError
@@ -265,7 +269,7 @@ def translate_error(
     message = f"{description}: {error_message(exc)}"
     if isinstance(exc, server):
         code = error_code(exc)
-        error_class = mysql_error_class(code)
+        error_class = mysql_error_class(code, message)
         if error_class is errors.ConnectionLostError:
             return errors.ConnectionLostError(message)
         if issubclass(error_class, errors.QueryError):
