@@ -7,6 +7,7 @@ import asyncio
 import ssl
 import sys
 from collections.abc import Iterator
+from decimal import Decimal
 from typing import Any
 
 import pymysql
@@ -27,7 +28,7 @@ from async_db_client import (
 from async_db_client.config import MySQLConfig
 from async_db_client.drivers import make_driver
 from async_db_client.drivers.aiomysql import AiomysqlDriver, quote_params, to_format_style
-from tests.support.live import require_asyncmy
+from tests.support.live import mysql_config, require_asyncmy
 
 
 class FakeConnection:
@@ -189,3 +190,31 @@ def test_without_asyncmy_the_error_names_the_extra(monkeypatch: pytest.MonkeyPat
     with pytest.raises(DriverNotInstalledError, match=r"async_db_client\[fast\]") as info:
         make_driver(config)
     assert info.value.extra == "fast"
+
+
+@pytest.mark.asyncio
+async def test_aiomysql_parses_each_column_description_once(
+    mysql_database: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Results read alike with the description cache: every column named and typed as the
+    server described it, whatever was cached before; the cache stays within its bound."""
+    import async_db_client.drivers.aiomysql as adapter
+
+    monkeypatch.setattr(adapter, "FIELD_CACHE_SIZE", 8)
+    monkeypatch.setattr(adapter, "_FIELDS", {})
+    driver = AiomysqlDriver(MySQLConfig.model_validate(mysql_config(mysql_database)))
+    conn = await driver.connect(10)
+    try:
+        for _ in range(2):  # the second round reads every description from the cache
+            for n in range(6):  # 18 distinct descriptions: the cache is emptied on the way
+                sql = f"SELECT {n} AS n{n}, 'x{n}' AS s{n}, CAST({n} AS DECIMAL(5,2)) AS d{n}"
+                rows = await driver.fetch_named(conn, sql)
+                assert rows == [{f"n{n}": n, f"s{n}": f"x{n}", f"d{n}": Decimal(f"{n}.00")}]
+                assert len(adapter._FIELDS) <= 8
+        assert adapter._FIELDS, "descriptions were cached"
+        # The connection still reads errors as errors (raised by aiomysql, never kept).
+        with pytest.raises(pymysql.err.OperationalError, match="no_such_column"):
+            await driver.fetchall(conn, "SELECT no_such_column FROM DUAL", ())
+        assert all(not field.is_error_packet() for field in adapter._FIELDS.values())
+    finally:
+        conn.close()
