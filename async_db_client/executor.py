@@ -227,7 +227,7 @@ class _Watchdog:
         self._timer: asyncio.TimerHandle | None = None
 
     def start(self) -> _Watch:
-        task = asyncio.current_task()
+        task = asyncio.current_task(self.loop)  # the loop given: no getpid() (see pool.py)
         assert task is not None
         watch = _Watch(task, self.loop.time() + self._timeout)
         self._running.append(watch)
