@@ -23,11 +23,8 @@ import argparse
 import asyncio
 import json
 import os
-import shutil
 import statistics
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -36,8 +33,11 @@ from typing import Any
 
 from anyio.from_thread import start_blocking_portal
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
 from async_db_client import DBClientFactory
 from async_db_client.sync import DBClientFactory as SyncFactory
+from benchmarks import instructions
 
 CONFIG = {"database": {"remote_type": "local", "core_type": "local", "pipeline_type": "local"}}
 RECORD = {"path": "/bench", "current_hash": "ab" * 32, "dirs": ["a"], "files": ["f"]}
@@ -69,27 +69,6 @@ def count(mode: str, calls: int) -> None:
         for _ in range(calls):
             sdb.get_hash_record("/bench")
     sdb.close()
-
-
-def instructions_per_call() -> dict[str, int] | None:
-    """Instructions per call of each mode by callgrind, or None without valgrind."""
-    valgrind = shutil.which("valgrind")
-    if valgrind is None:
-        return None
-    counts: dict[str, int] = {}
-    with tempfile.TemporaryDirectory() as scratch:
-        for mode in ("async", "sync_facade"):
-            totals = []
-            for calls in (200, 1_200):
-                run = subprocess.run(
-                    [valgrind, "--tool=callgrind", f"--callgrind-out-file={scratch}/out",
-                     sys.executable, __file__, "--count", mode, str(calls)],
-                    capture_output=True, text=True, check=True,
-                )
-                collected = [ln for ln in run.stderr.splitlines() if "Collected :" in ln]
-                totals.append(int(collected[-1].split()[-1]))
-            counts[mode] = (totals[1] - totals[0]) // 1_000
-    return counts
 
 
 def main() -> None:
@@ -172,7 +151,7 @@ def main() -> None:
         "median_us_per_call": {k: round(v, 2) for k, v in median.items()},
         "sync_overhead_us": round(overhead, 2),
         "target_sync_overhead_us": 25,
-        "instructions_per_call": instructions_per_call(),
+        "instructions_per_call": instructions.per_call(__file__, ("async", "sync_facade")),
     }
     RESULTS.parent.mkdir(exist_ok=True)
     RESULTS.write_text(json.dumps(result, indent=2) + "\n")
