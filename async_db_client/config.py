@@ -126,11 +126,16 @@ class TLSConfig(_Strict):
 
     @model_validator(mode="after")
     def _pair(self) -> TLSConfig:
-        if self.cert is not None and self.key is None:
-            raise ValueError("key: required when cert is given (cert and key go together)")
-        if self.key is not None and self.cert is None:
-            raise ValueError("cert: required when key is given (cert and key go together)")
+        _check_client_certificate(self.cert, self.key)
         return self
+
+
+def _check_client_certificate(cert: str | None, key: str | None) -> None:
+    """A client certificate and its key go together (ValueError naming the missing one)."""
+    if cert is not None and key is None:
+        raise ValueError("key: required when cert is given (cert and key go together)")
+    if key is not None and cert is None:
+        raise ValueError("cert: required when key is given (cert and key go together)")
 
 
 class OutboxConfig(_Strict):
@@ -330,10 +335,7 @@ class PGTLSConfig(_Strict):
 
     @model_validator(mode="after")
     def _consistent(self) -> PGTLSConfig:
-        if self.cert is not None and self.key is None:
-            raise ValueError("key: required when cert is given (cert and key go together)")
-        if self.key is not None and self.cert is None:
-            raise ValueError("cert: required when key is given (cert and key go together)")
+        _check_client_certificate(self.cert, self.key)
         if self.sslmode in ("disable", "prefer"):
             for name in ("ca", "cert", "key"):
                 if getattr(self, name) is not None:
