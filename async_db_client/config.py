@@ -30,7 +30,7 @@ import hashlib
 import os
 import re
 from collections.abc import Mapping
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import pydantic
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
@@ -126,11 +126,16 @@ class TLSConfig(_Strict):
 
     @model_validator(mode="after")
     def _pair(self) -> TLSConfig:
-        if self.cert is not None and self.key is None:
-            raise ValueError("key: required when cert is given (cert and key go together)")
-        if self.key is not None and self.cert is None:
-            raise ValueError("cert: required when key is given (cert and key go together)")
+        _check_client_certificate(self.cert, self.key)
         return self
+
+
+def _check_client_certificate(cert: str | None, key: str | None) -> None:
+    """A client certificate and its key go together (ValueError naming the missing one)."""
+    if cert is not None and key is None:
+        raise ValueError("key: required when cert is given (cert and key go together)")
+    if key is not None and cert is None:
+        raise ValueError("cert: required when key is given (cert and key go together)")
 
 
 class OutboxConfig(_Strict):
@@ -216,6 +221,25 @@ class _ServerConfig(_Strict):
     #: Cache this tier's hot reads (off by default; see :mod:`async_db_client.cache`).
     cache: CacheConfig | None = None
 
+    #: The fields that change no connection: a pool key leaves them out (tiers differing
+    #: only in them share a pool). Every other field is in the key, a new one too.
+    _not_in_pool_key: ClassVar[frozenset[str]] = frozenset({"auto_migrate", "outbox", "cache"})
+    #: What a pool key has besides the fields: values derived from fields it leaves out.
+    _pool_key_extras: ClassVar[tuple[str, ...]] = ()
+
+    def pool_key(self) -> tuple[Any, ...]:
+        """Identity of the server and credentials: equal keys share one pool. A secret
+        is in it only as a digest."""
+        fields = [name for name in type(self).model_fields if name not in self._not_in_pool_key]
+        return tuple(_key_part(getattr(self, name)) for name in (*fields, *self._pool_key_extras))
+
+
+#: The settings of a MySQL or PostgreSQL tier that name its servers and route reads among
+#: them. A pool is one server's: its key has them only as the config's ``addresses``.
+_SERVERS_AND_ROUTING = frozenset(
+    {"host", "port", "hosts", "ha_mode", "read_consistency", "max_replication_lag"}
+)
+
 
 class MySQLConfig(_ServerConfig):
     """MySQL/MariaDB: the predecessor's keys ``host, port, database, user, password``.
@@ -270,33 +294,19 @@ class MySQLConfig(_ServerConfig):
         """``(host, port)`` of every server, in the configured order."""
         return _addresses(self.host, self.hosts, self.port)
 
+    _not_in_pool_key = _ServerConfig._not_in_pool_key | _SERVERS_AND_ROUTING
+    # Galera's causal reads are a setting of every connection of the pool.
+    _pool_key_extras = ("addresses", "galera_causal_reads")
+
     def for_host(self, host: str, port: int) -> MySQLConfig:
         """This config for one of its servers: what that server's pool and driver use
         (a one-entry ``hosts``, so the mode's connection settings stay)."""
-        entry = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-        return self.model_copy(update={"hosts": [entry]})
+        return self.model_copy(update={"hosts": [_address_text(host, port)]})
 
     def describe(self) -> str:
         """Where this points, for logs and errors (never the password)."""
         scheme = "mysql+odbc" if self.driver == "odbc" else "mysql"
-        where = ",".join(f"[{h}]:{p}" if ":" in h else f"{h}:{p}" for h, p in self.addresses)
-        return f"{scheme}://{self.user}@{where}/{self.database}"
-
-    def pool_key(self) -> tuple[Any, ...]:
-        """Identity of the server and credentials: equal keys share one pool."""
-        return (
-            "mysql",
-            self.driver,
-            self.odbc_driver,
-            tuple(self.addresses),
-            self.database,
-            self.user,
-            _digest(self.password),
-            self.ssl,
-            self.pool,
-            # Galera's causal reads are a setting of every connection of the pool.
-            self.galera_causal_reads,
-        )
+        return f"{scheme}://{self.user}@{_addresses_text(self.addresses)}/{self.database}"
 
     @property
     def galera_causal_reads(self) -> bool:
@@ -325,10 +335,7 @@ class PGTLSConfig(_Strict):
 
     @model_validator(mode="after")
     def _consistent(self) -> PGTLSConfig:
-        if self.cert is not None and self.key is None:
-            raise ValueError("key: required when cert is given (cert and key go together)")
-        if self.key is not None and self.cert is None:
-            raise ValueError("cert: required when key is given (cert and key go together)")
+        _check_client_certificate(self.cert, self.key)
         if self.sslmode in ("disable", "prefer"):
             for name in ("ca", "cert", "key"):
                 if getattr(self, name) is not None:
@@ -381,6 +388,9 @@ class PostgreSQLConfig(_ServerConfig):
     ssl: PGTLSConfig | None = None
     pgbouncer: bool = False
 
+    _not_in_pool_key = _ServerConfig._not_in_pool_key | _SERVERS_AND_ROUTING
+    _pool_key_extras = ("addresses",)
+
     @model_validator(mode="after")
     def _one_way_to_name_servers(self) -> PostgreSQLConfig:
         _check_servers(self.host, self.hosts, self.port)
@@ -409,21 +419,7 @@ class PostgreSQLConfig(_ServerConfig):
 
     def describe(self) -> str:
         """Where this points, for logs and errors (never the password)."""
-        where = ",".join(f"[{h}]:{p}" if ":" in h else f"{h}:{p}" for h, p in self.addresses)
-        return f"postgresql://{self.user}@{where}/{self.database}"
-
-    def pool_key(self) -> tuple[Any, ...]:
-        """Identity of the server and credentials: equal keys share one pool."""
-        return (
-            "postgresql",
-            tuple(self.addresses),
-            self.database,
-            self.user,
-            _digest(self.password),
-            self.ssl,
-            self.pgbouncer,
-            self.pool,
-        )
+        return f"postgresql://{self.user}@{_addresses_text(self.addresses)}/{self.database}"
 
 
 def _check_servers(host: str | None, hosts: list[str] | None, port: int) -> None:
@@ -450,6 +446,15 @@ def _addresses(host: str | None, hosts: list[str] | None, port: int) -> list[tup
         assert host is not None
         return [(host, port)]
     return [_host_port(entry, port, "hosts") for entry in hosts]
+
+
+def _address_text(host: str, port: int) -> str:
+    """``host:port``, an IPv6 address in brackets (as ``hosts`` entries are written)."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _addresses_text(addresses: list[tuple[str, int]]) -> str:
+    return ",".join(_address_text(host, port) for host, port in addresses)
 
 
 def _host_port(entry: str, default_port: int, key: str) -> tuple[str, int]:
@@ -508,22 +513,6 @@ class MSSQLConfig(_ServerConfig):
             return "mssql://(odbc_connect)"
         port = f":{self.port}" if self.port else ""
         return f"mssql://{self.username}@{self.server}{port}/{self.database}"
-
-    def pool_key(self) -> tuple[Any, ...]:
-        return (
-            "mssql",
-            self.server,
-            self.port,
-            self.database,
-            self.username,
-            _digest(self.password),
-            self.driver,
-            self.encrypt,
-            self.trust_server_certificate,
-            tuple(sorted(self.odbc_attributes.items())),
-            _digest(self.odbc_connect) if self.odbc_connect else None,
-            self.pool,
-        )
 
 
 class SQLiteConfig(_ServerConfig):
@@ -724,6 +713,17 @@ def _lookup(node: Any, part: int | str) -> Any:
     return _ABSENT
 
 
-def _digest(secret: SecretStr | None) -> str:
-    value = secret.get_secret_value() if secret is not None else ""
-    return hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()
+def _key_part(value: Any) -> Any:
+    """``value`` as part of a pool key: hashable, and a secret only as its digest (an
+    empty one as None: an empty ``odbc_connect`` shares the pool of none given)."""
+    if isinstance(value, SecretStr):
+        return _digest(value) if value else None
+    if isinstance(value, list):
+        return tuple(value)
+    if isinstance(value, dict):
+        return tuple(sorted(value.items()))
+    return value
+
+
+def _digest(secret: SecretStr) -> str:
+    return hashlib.sha256(secret.get_secret_value().encode("utf-8", "surrogatepass")).hexdigest()

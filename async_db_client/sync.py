@@ -67,20 +67,12 @@ from datetime import datetime
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from . import client as _async
+from . import models
 from .cache import CacheStats
 from .client import DBInstance as AsyncDBInstance
 from .clock import Clock
 from .config import ClientConfig, SQLiteConfig
 from .errors import PoolClosedError, SyncUsageError
-from .models import (
-    BulkResult,
-    DashboardMetrics,
-    HashRecord,
-    LogEntry,
-    PipelineUpdate,
-    SiteCompletion,
-    SiteStatus,
-)
 from .outbox import DeadEntry, OutboxStats
 from .pool import PoolStats
 from .tiers import SingleValue
@@ -479,17 +471,17 @@ class DBInstance:
         nothing, and its pool's stats (``{}`` without such a tier)."""
         return self._call(AsyncDBInstance.topology)
 
-    def get_hash_record(self, path: str) -> HashRecord | None:
+    def get_hash_record(self, path: str) -> models.HashRecord | None:
         """The record stored for ``path``, or None."""
         return self._call(AsyncDBInstance.get_hash_record, path)
 
-    def insert_or_update_hash(self, record: Mapping[str, Any] | HashRecord) -> bool:
+    def insert_or_update_hash(self, record: Mapping[str, Any] | models.HashRecord) -> bool:
         """Store ``record`` with prev-hash rotation; False (logged) if it is invalid."""
         return self._call(AsyncDBInstance.insert_or_update_hash, record)
 
     def insert_or_update_hashes(
-        self, records: Iterable[Mapping[str, Any] | HashRecord]
-    ) -> BulkResult:
+        self, records: Iterable[Mapping[str, Any] | models.HashRecord]
+    ) -> models.BulkResult:
         """Validate every record, store the valid ones, report the rejected ones."""
         return self._call(AsyncDBInstance.insert_or_update_hashes, _in_caller(records))
 
@@ -506,7 +498,7 @@ class DBInstance:
         return self._call(AsyncDBInstance.get_priority_updates)
 
     def put_log(
-        self, args_dict: Mapping[str, Any] | LogEntry, *, idempotency_key: str | None = None
+        self, args_dict: Mapping[str, Any] | models.LogEntry, *, idempotency_key: str | None = None
     ) -> int | None:
         """Store a log entry and return its new id; None (logged) if it is invalid."""
         return self._call(AsyncDBInstance.put_log, args_dict, idempotency_key=idempotency_key)
@@ -515,7 +507,7 @@ class DBInstance:
         self, limit: int | None = None, offset: int = 0, order_by: str = "timestamp",
         order_direction: str = "DESC", session_id_filter: str | None = None,
         older_than_days: int | None = None
-    ) -> list[LogEntry]:
+    ) -> list[models.LogEntry]:
         """Log entries, filtered and paged."""
         return self._call(
             AsyncDBInstance.get_logs, limit, offset, order_by, order_direction, session_id_filter,
@@ -534,27 +526,31 @@ class DBInstance:
         """``parent/name`` for each name in a record's ``dirs`` with no record, sorted."""
         return self._call(AsyncDBInstance.find_untracked_children)
 
-    def iter_hash_records(self, *, batch_size: int = 1000) -> Iterator[HashRecord]:
+    def iter_hash_records(self, *, batch_size: int = 1000) -> Iterator[models.HashRecord]:
         """Every stored record, in key order, fetched ``batch_size`` at a time."""
         return self._iterate(AsyncDBInstance.iter_hash_records, batch_size=batch_size)
 
-    def iter_logs(self, *, batch_size: int = 1000) -> Iterator[LogEntry]:
+    def iter_logs(self, *, batch_size: int = 1000) -> Iterator[models.LogEntry]:
         """Every log entry, oldest id first, fetched ``batch_size`` at a time."""
         return self._iterate(AsyncDBInstance.iter_logs, batch_size=batch_size)
 
-    def restore_hash_records(self, records: Iterable[Mapping[str, Any] | HashRecord]) -> BulkResult:
+    def restore_hash_records(
+        self, records: Iterable[Mapping[str, Any] | models.HashRecord]
+    ) -> models.BulkResult:
         """Store complete records exactly as given (for restoring a backup)."""
         return self._call(AsyncDBInstance.restore_hash_records, _in_caller(records))
 
-    def restore_logs(self, entries: Iterable[Mapping[str, Any] | LogEntry]) -> BulkResult:
+    def restore_logs(
+        self, entries: Iterable[Mapping[str, Any] | models.LogEntry]
+    ) -> models.BulkResult:
         """Store log entries as given (timestamp required; new ids are assigned)."""
         return self._call(AsyncDBInstance.restore_logs, _in_caller(entries))
 
-    def get_dashboard_content(self) -> DashboardMetrics:
+    def get_dashboard_content(self) -> models.DashboardMetrics:
         """The eleven dashboard counters; every site in one sync and one live bucket."""
         return self._call(AsyncDBInstance.get_dashboard_content)
 
-    def get_recent_logs(self) -> list[LogEntry]:
+    def get_recent_logs(self) -> list[models.LogEntry]:
         """Central log entries of the last 30 days, newest first."""
         return self._call(AsyncDBInstance.get_recent_logs)
 
@@ -566,7 +562,7 @@ class DBInstance:
         """How many central log entries of ``log_level`` (any case) in the last 24 h."""
         return self._call(AsyncDBInstance.get_log_count_last_24h, log_level)
 
-    def get_sites(self) -> list[SiteStatus]:
+    def get_sites(self) -> list[models.SiteStatus]:
         """Every known site's status, sorted by site id."""
         return self._call(AsyncDBInstance.get_sites)
 
@@ -585,12 +581,12 @@ class DBInstance:
         return self._call(AsyncDBInstance.put_baseline, baseline_hash, created_at=created_at)
 
     def put_core_log(
-        self, args_dict: Mapping[str, Any] | LogEntry, *, idempotency_key: str | None = None
+        self, args_dict: Mapping[str, Any] | models.LogEntry, *, idempotency_key: str | None = None
     ) -> int | None:
         """Store a central log entry (same rules as the remote ``put_log``)."""
         return self._call(AsyncDBInstance.put_core_log, args_dict, idempotency_key=idempotency_key)
 
-    def get_pipeline_updates(self) -> list[PipelineUpdate]:
+    def get_pipeline_updates(self) -> list[models.PipelineUpdate]:
         """Pending (unanswered) update requests, oldest first."""
         return self._call(AsyncDBInstance.get_pipeline_updates)
 
@@ -614,7 +610,7 @@ class DBInstance:
         """Make ``site_id`` official; False if it already was."""
         return self._call(AsyncDBInstance.register_official_site, site_id)
 
-    def get_pipeline_site_completions(self, site: str | None = None) -> list[SiteCompletion]:
+    def get_pipeline_site_completions(self, site: str | None = None) -> list[models.SiteCompletion]:
         """Completion records (of one site, or all), oldest first."""
         return self._call(AsyncDBInstance.get_pipeline_site_completions, site)
 

@@ -10,6 +10,10 @@ drift and IDEs see real methods::
     python tools/gen_facades.py           # rewrite the generated sections
     python tools/gen_facades.py --check   # exit 1 if they are stale (``make lint``)
 
+The model types in the copied signatures are written ``models.HashRecord``: each facade
+imports ``models`` once, and a contract method with a new model type needs no import
+added by hand in either facade.
+
 Adding a method to a tier: write it in the contract, implement the store primitive (and
 its SQL in the dialects), run this. Reads the sources with :mod:`ast` (nothing is
 imported), like psycopg's ``tools/async_to_sync.py``.
@@ -19,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import functools
 import sys
 import textwrap
 from dataclasses import dataclass
@@ -28,6 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "async_db_client"
 CLIENT = PACKAGE / "client.py"
 SYNC = PACKAGE / "sync.py"
+MODELS = PACKAGE / "models.py"
 #: The contracts, in the order their methods appear on the clients.
 TIERS = (
     ("remote", "tiers/remote.py", "RemoteRepository"),
@@ -81,7 +87,7 @@ def _method(node: ast.FunctionDef | ast.AsyncFunctionDef, source: str) -> Method
         assert expr is not None, f"{node.name}: every parameter needs an annotation"
         segment = ast.get_source_segment(source, expr)
         assert segment is not None
-        return segment
+        return _qualified(segment)
 
     args = node.args
     assert not (args.posonlyargs or args.vararg or args.kwarg), f"{node.name}: plain params only"
@@ -113,6 +119,37 @@ def _method(node: ast.FunctionDef | ast.AsyncFunctionDef, source: str) -> Method
         returns=text(node.returns),
         summary=summary,
     )
+
+
+@functools.cache
+def _model_names() -> frozenset[str]:
+    """The names of ``models.__all__``."""
+    tree = ast.parse(MODELS.read_text(encoding="utf-8"))
+    return frozenset(
+        next(
+            ast.literal_eval(node.value)
+            for node in tree.body
+            if isinstance(node, ast.Assign)
+            and any(isinstance(t, ast.Name) and t.id == "__all__" for t in node.targets)
+        )
+    )
+
+
+def _qualified(expression: str) -> str:
+    """``expression`` (an annotation or a default) with each name of :mod:`models`
+    written ``models.Name`` (those already qualified, and strings, left alone)."""
+    lines = expression.split("\n")
+    names = [
+        node
+        for node in ast.walk(ast.parse(f"({expression})", mode="eval"))
+        if isinstance(node, ast.Name) and node.id in _model_names()
+    ]
+    # From the last: an insertion leaves the positions before it as they were.
+    for node in sorted(names, key=lambda node: (node.lineno, node.col_offset), reverse=True):
+        line = lines[node.lineno - 1].encode()  # ast's offsets count UTF-8 bytes
+        column = node.col_offset - (1 if node.lineno == 1 else 0)  # after the added "("
+        lines[node.lineno - 1] = f"{line[:column].decode()}models.{line[column:].decode()}"
+    return "\n".join(lines)
 
 
 def _param(name: str, annotation: str, default: str | None) -> str:

@@ -65,12 +65,12 @@ import asyncio
 import functools
 import ssl
 from collections.abc import Iterable, Sequence
-from typing import Any, Self
+from typing import Any
 
 import asyncpg
 import asyncpg.exceptions as pgerr
 
-from ..config import PGTLSConfig, PoolSettings, PostgreSQLConfig
+from ..config import PGTLSConfig, PostgreSQLConfig
 from ..errors import (
     AsyncDBClientError,
     ConnectionLostError,
@@ -81,7 +81,7 @@ from ..errors import (
     ServerRoleError,
     TransientQueryError,
 )
-from .base import ExecResult, Row, tls_failure
+from .base import ExecResult, Row, ServerDriver, tls_failure
 
 __all__ = ["AsyncpgDriver", "pg_error_class", "to_dollar_style"]
 
@@ -186,31 +186,17 @@ class _Connection(asyncpg.Connection):  # type: ignore[misc]
     adc_epoch = 0
 
 
-class AsyncpgDriver:
+class AsyncpgDriver(ServerDriver[PostgreSQLConfig]):
     """Adapts asyncpg to :class:`~async_db_client.drivers.base.Driver`."""
 
-    # Row locks: other connections wait only for the rows a transaction wrote.
-    transactions_lock_database = False
-    #: The server's version (``15.4``), once a connection was made (for telemetry).
-    server_version: str | None = None
-
     def __init__(self, config: PostgreSQLConfig) -> None:
-        self.config = config
-        self.description = config.describe()
-        self.pool_settings: PoolSettings = config.pool
+        super().__init__(config)
         self._ssl = ssl_argument(config.ssl)
         #: ``hosts`` given (even one): connect only to a primary, as configured.
         self._several = config.hosts is not None
         #: Bumped when a server refused a write for its role: connections opened before
         #: may point at a demoted primary, and are dropped (several hosts only).
         self._epoch = 0
-
-    @classmethod
-    def from_config(cls, config: PostgreSQLConfig) -> Self:
-        return cls(config)
-
-    def __repr__(self) -> str:
-        return f"AsyncpgDriver({self.description})"  # never the password
 
     # ------------------------------------------------------------------ connector
 

@@ -3,7 +3,8 @@
 Everything above a driver (pool, executor, repositories) talks to it through
 :class:`Driver` only, and never imports a driver package. A driver module in this package
 adapts one async driver (aiomysql, aioodbc, aiosqlite) to this protocol; the registry in
-:mod:`async_db_client.drivers` picks and imports it.
+:mod:`async_db_client.drivers` picks and imports it. The server drivers share
+:class:`ServerDriver`, the part that their tier's config alone decides.
 """
 
 from __future__ import annotations
@@ -11,13 +12,13 @@ from __future__ import annotations
 import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from typing import Any, Generic, Protocol, Self, TypeVar
 
 from ..config import PoolSettings
 from ..errors import AsyncDBClientError
 from ..pool import Connector
 
-__all__ = ["Driver", "ExecResult", "Params", "Row"]
+__all__ = ["Driver", "ExecResult", "Params", "Row", "ServerDriver"]
 
 C = TypeVar("C")
 #: A result row: the columns in the order of the statement's select list.
@@ -91,6 +92,43 @@ class Driver(Connector[C], Protocol[C]):
         """This library's exception for a driver exception (ConnectionLostError for a
         dead connection, TransientQueryError for deadlocks, IntegrityError, ...)."""
         ...
+
+
+class ServerConfig(Protocol):
+    """What :class:`ServerDriver` reads of a server tier's config."""
+
+    @property
+    def pool(self) -> PoolSettings: ...
+
+    def describe(self) -> str: ...
+
+
+ConfigT = TypeVar("ConfigT", bound=ServerConfig)
+
+
+class ServerDriver(Generic[ConfigT]):
+    """The part of a :class:`Driver` for a database server (asyncpg, aiomysql, asyncmy)
+    that its tier's config alone decides: ``from_config``, ``description`` (never the
+    password, nor in the repr), the tier's ``pool_settings`` unchanged, and the server's
+    row locks. A subclass adds its TLS settings to ``__init__`` and the calls."""
+
+    # Row locks: other connections wait only for the rows a transaction wrote.
+    transactions_lock_database = False
+    #: The server's version once a connection was made, for telemetry (``15.4``;
+    #: ``10.11.6-MariaDB``, by which it tells MariaDB from MySQL).
+    server_version: str | None = None
+
+    def __init__(self, config: ConfigT) -> None:
+        self.config = config
+        self.description = config.describe()
+        self.pool_settings: PoolSettings = config.pool
+
+    @classmethod
+    def from_config(cls, config: ConfigT) -> Self:
+        return cls(config)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.description})"  # never the password
 
 
 def tls_failure(exc: BaseException) -> str | None:

@@ -16,11 +16,11 @@ import logging
 import os
 import ssl
 from collections.abc import Iterable, Sequence
-from typing import Any, Protocol, Self
+from typing import Any, Protocol
 
 from .. import errors
-from ..config import MySQLConfig, PoolSettings, TLSConfig
-from .base import tls_failure
+from ..config import MySQLConfig, TLSConfig
+from .base import ServerDriver, tls_failure
 
 __all__ = [
     "CLIENT_SSL",
@@ -278,31 +278,16 @@ def translate_error(
     return errors.QueryError(message)
 
 
-class MySQLDriverBase:
-    """The part of a MySQL adapter that does not depend on its driver package: built from
-    the config, the connection arguments both drivers take, and the
+class MySQLDriverBase(ServerDriver[MySQLConfig]):
+    """The part of a MySQL adapter that does not depend on its driver package: its TLS
+    context, the connection arguments both drivers take, and the
     :class:`~async_db_client.drivers.base.Driver` calls both drivers' connections answer
     alike (``ping``, ``begin`` ...). A subclass adds ``connect``, the statements,
     ``translate`` and :meth:`_closed`."""
 
-    # Row locks: other connections wait only for the rows a transaction wrote.
-    transactions_lock_database = False
-    #: The server's version string, once a connection was made (``10.11.6-MariaDB``):
-    #: telemetry tells MariaDB from MySQL by it.
-    server_version: str | None = None
-
     def __init__(self, config: MySQLConfig) -> None:
-        self.config = config
-        self.description = config.describe()
-        self.pool_settings: PoolSettings = config.pool
+        super().__init__(config)
         self._ssl = ssl_context(config.ssl) if config.ssl else None
-
-    @classmethod
-    def from_config(cls, config: MySQLConfig) -> Self:
-        return cls(config)
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.description})"  # never the password
 
     def _connect_args(self) -> dict[str, Any]:
         """What both drivers' connections are built with (the database's keyword and the

@@ -38,7 +38,7 @@ import threading
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import KW_ONLY, InitVar, asdict, dataclass
 from typing import Any, TypeVar
 
 import anyio
@@ -152,30 +152,27 @@ class _Node:
 Job = Callable[[], Awaitable[None]]
 
 
+@dataclass(eq=False, repr=False)
 class _Scan:
-    def __init__(
-        self,
-        db: DBInstance,
-        root: str,
-        *,
-        concurrency: int,
-        batch_size: int,
-        exclude: tuple[str, ...],
-        progress: ProgressReporter,
-        session_id: str,
-        site_id: str | None,
-    ) -> None:
-        self.db = db
-        self.root = root
-        self.concurrency = concurrency
-        self.exclude = exclude
-        self.progress = progress
-        self.session_id = session_id
-        self.site_id = site_id
+    """One scan: what :func:`scan` was given (checked), and how far it got."""
+
+    db: DBInstance
+    root: str
+    _: KW_ONLY
+    concurrency: int
+    batch_size: InitVar[int]
+    exclude: tuple[str, ...]
+    progress: ProgressReporter
+    session_id: str
+    site_id: str | None
+
+    def __post_init__(self, batch_size: int) -> None:
         self.counters = ScanCounters()
-        self.limiter = anyio.CapacityLimiter(concurrency)
-        self.writer = _RecordWriter(db, batch_size, self._warn)
-        self.rules = survey.Rules(root, survey.exclusion(exclude), None, threading.Event())
+        self.limiter = anyio.CapacityLimiter(self.concurrency)
+        self.writer = _RecordWriter(self.db, batch_size, self._warn)
+        self.rules = survey.Rules(
+            self.root, survey.exclusion(self.exclude), None, threading.Event()
+        )
         self.root_hash: str | None = None
         self.warnings_logged = 0
         self.warnings = 0
