@@ -231,7 +231,8 @@ class _ServerConfig(_Strict):
         """Identity of the server and credentials: equal keys share one pool. A secret
         is in it only as a digest."""
         fields = [name for name in type(self).model_fields if name not in self._not_in_pool_key]
-        return tuple(_key_part(getattr(self, name)) for name in (*fields, *self._pool_key_extras))
+        parts = (_key_part(getattr(self, name)) for name in (*fields, *self._pool_key_extras))
+        return (type(self).__name__, *parts)  # engines never share a pool, whatever the values
 
 
 #: The settings of a MySQL or PostgreSQL tier that name its servers and route reads among
