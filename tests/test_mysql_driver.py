@@ -196,16 +196,31 @@ def test_without_asyncmy_the_error_names_the_extra(monkeypatch: pytest.MonkeyPat
 async def test_aiomysql_parses_each_column_description_once(
     mysql_database: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Results read alike with the description cache: every column named and typed as the
-    server described it, whatever was cached before; the cache stays within its bound."""
+    """A description is parsed once, and results read alike with the cache: every column
+    named and typed as the server described it, whatever was cached before; the cache
+    stays within its bound."""
     import async_db_client.drivers.aiomysql as adapter
 
-    monkeypatch.setattr(adapter, "FIELD_CACHE_SIZE", 8)
+    parses: list[bytes] = []
+    parse = pymysql.protocol.FieldDescriptorPacket._parse_field_descriptor
+
+    def counted(packet: Any, encoding: str) -> None:
+        parses.append(packet._data)
+        parse(packet, encoding)
+
+    monkeypatch.setattr(pymysql.protocol.FieldDescriptorPacket, "_parse_field_descriptor", counted)
     monkeypatch.setattr(adapter, "_FIELDS", {})
     driver = AiomysqlDriver(MySQLConfig.model_validate(mysql_config(mysql_database)))
     conn = await driver.connect(10)
     try:
-        for _ in range(2):  # the second round reads every description from the cache
+        same = "SELECT 1 AS a, 'b' AS b, NOW() AS c"
+        for _ in range(3):
+            [row] = await driver.fetch_named(conn, same)
+            assert list(row) == ["a", "b", "c"] and (row["a"], row["b"]) == (1, "b")
+        assert len(parses) == 3, "three descriptions, each parsed on the first read only"
+
+        monkeypatch.setattr(adapter, "FIELD_CACHE_SIZE", 8)
+        for _ in range(2):
             for n in range(6):  # 18 distinct descriptions: the cache is emptied on the way
                 sql = f"SELECT {n} AS n{n}, 'x{n}' AS s{n}, CAST({n} AS DECIMAL(5,2)) AS d{n}"
                 rows = await driver.fetch_named(conn, sql)
